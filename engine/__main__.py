@@ -1,0 +1,61 @@
+"""Command line: ``python -m engine`` / ``handful-cli``.
+
+Subcommands live in ``engine/commands/<name>.py``; each module defines ``register(subparsers)``
+which adds its parser and sets ``func`` (a callable taking the parsed args, returning an exit code).
+Errors a person can act on (``HandfulError``) print one line and exit with code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import HandfulError
+
+COMMANDS = ("info", "convert", "reconstruct")
+
+EXIT_CODES_HELP = """exit codes:
+  0    success
+  1    unexpected internal error (a bug: please report it with the log)
+  2    bad input or a failed stage (the message names the file and what to do)
+  130  cancelled (Ctrl+C); finished stages are kept in the output folder
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="handful-cli",
+        description="Handful engine: inspect, convert and reconstruct 3D Gaussian splat scenes.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f".commands.{name}", __package__).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except HandfulError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # xdist runs two workers on two cores
+
+
+def pytest_configure(config):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def datasets_root() -> Path:
+    """The shared real-photo datasets: skipped when HANDFUL_DATASETS is unset, failed when it is
+    set but points nowhere."""
+    value = os.environ.get("HANDFUL_DATASETS")
+    if not value:
+        pytest.skip("HANDFUL_DATASETS is not set (real-photo datasets are optional outside CI)")
+    root = Path(value)
+    if not root.is_dir():
+        pytest.fail(f"HANDFUL_DATASETS={value} is set but is not a folder")
+    return root
+
+
+@pytest.fixture
+def dataset(datasets_root):
+    def get(name: str) -> Path:
+        path = datasets_root / name
+        if not path.is_dir():
+            pytest.fail(f"dataset {name} is missing from HANDFUL_DATASETS={datasets_root}")
+        return path
+
+    return get
