@@ -361,8 +361,16 @@ class Camera:
     name: str = ""
     image_path: Path | None = None
     camera_id: int = 1
+    # OpenCV coefficients (k1, k2, p1, p2, k3) while the image still carries lens distortion;
+    # None once undistorted (ingest undistorts, so rendering and training always see a pinhole).
+    distortion: np.ndarray | None = None
 
     def __post_init__(self):
+        if self.distortion is not None:
+            d = np.zeros(5)
+            src = np.asarray(self.distortion, dtype=np.float64).reshape(-1)[:5]
+            d[: len(src)] = src
+            self.distortion = None if not d.any() else d
         self.R = np.asarray(self.R, dtype=np.float64).reshape(3, 3)
         self.t = np.asarray(self.t, dtype=np.float64).reshape(3)
         self.fx, self.fy, self.cx, self.cy = map(float, (self.fx, self.fy, self.cx, self.cy))
