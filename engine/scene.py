@@ -401,9 +401,9 @@ class Camera:
         eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
         z = target - eye
         z /= np.linalg.norm(z)
-        x = np.cross(z, -up)
+        x = np.cross(-up, z)  # image x (right) = image y (down = -up) cross z (forward)
         if np.linalg.norm(x) < 1e-9:
-            x = np.cross(z, np.array([1.0, 0, 0]) if abs(z[0]) < 0.9 else np.array([0, 0, 1.0]))
+            x = np.cross(np.array([1.0, 0, 0]) if abs(z[0]) < 0.9 else np.array([0, 0, 1.0]), z)
         x /= np.linalg.norm(x)
         y = np.cross(z, x)
         R = np.stack([x, y, z])
