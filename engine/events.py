@@ -70,6 +70,7 @@ class Failed(Event):
     error: str  # a message for a person: what failed, the file, what to do
     stage: str | None = None
     detail: str | None = None  # technical detail (traceback) for the log panel
+    cancelled: bool = False  # the person cancelled: finished stages (and the scene so far) are kept
 
 
 EventSink = Callable[[Event], None]
