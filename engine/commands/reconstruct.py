@@ -1,0 +1,122 @@
+"""``python -m engine reconstruct INPUT... -o OUT``: photos (or a video, or a folder) to a trained scene."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .. import events as ev
+from ..job import PRESETS, STAGES, JobOptions, run_job
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "reconstruct",
+        help="reconstruct a Gaussian scene from photos, a folder or a video",
+        description=(
+            "Estimate cameras, train a Gaussian scene and evaluate it. Writes into OUT: scene.ply, sparse/ "
+            "(cameras and points as a COLMAP text model), report.json, previews/ and the working files of each "
+            "stage. Running the same command again resumes after the last finished stage."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos, folders of photos, or videos")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output (and working) folder")
+    p.add_argument("--preset", choices=PRESETS, default="standard", help="quality preset (default: standard)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--max-images", type=int, default=None, help="use at most N photos (spread evenly)")
+    p.add_argument("--iterations", type=int, default=None, help="training iterations (default: from the preset)")
+    p.add_argument("--eval-every", type=int, default=8, metavar="K",
+                   help="hold out every K-th photo for evaluation (0: none; default 8)")
+    p.add_argument("--cameras", type=Path, default=None,
+                   help="known cameras (COLMAP model folder/file or transforms.json): skips pose estimation")
+    p.add_argument("--until", choices=STAGES, default=None, help="stop after this stage (e.g. poses)")
+    p.add_argument("--background", choices=("black", "white"), default="black",
+                   help="background colour the scene is trained against")
+    p.add_argument("--max-long-edge", type=int, default=1600, help="working resolution for pose estimation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+class ConsoleReporter:
+    """Turns job events into a progress line (stage, step, loss, PSNR, ETA) and warnings on stderr."""
+
+    def __init__(self, stream=sys.stderr, quiet: bool = False):
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self._last = 0.0
+        self._line_open = False
+
+    def _write_line(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
+            self._line_open = not final
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _close_line(self) -> None:
+        if self._line_open:
+            self.stream.write("\n")
+            self._line_open = False
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Warning):
+            self._close_line()
+            where = f"{event.path}: " if event.path else ""
+            self.stream.write(f"warning: {where}{event.message}\n")
+        elif self.quiet:
+            return
+        elif isinstance(event, ev.StageStarted):
+            self._close_line()
+            self._write_line(f"[{event.index + 1}/{event.count}] {event.stage} ...", final=not self.tty)
+        elif isinstance(event, ev.StageFinished):
+            self._write_line(f"{event.stage}: done in {event.seconds:.1f} s", final=True)
+        elif isinstance(event, ev.Progress):
+            now = time.monotonic()
+            interval = 0.1 if self.tty else 5.0
+            if now - self._last < interval and event.done < event.total:
+                return
+            self._last = now
+            width = 24
+            filled = int(event.fraction * width)
+            bar = "#" * filled + "-" * (width - filled)
+            eta = f" ETA {_fmt_seconds(event.eta_seconds)}" if event.eta_seconds else ""
+            total = f"{event.done:.0f}/{event.total:.0f}" if event.total > 1 else f"{100 * event.fraction:.0f}%"
+            self._write_line(f"{event.stage:9s} [{bar}] {total} {event.message}{eta}")
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(s)
+    return f"{s // 60}:{s % 60:02d}" if s < 3600 else f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def run(args) -> int:
+    options = JobOptions(
+        preset=args.preset,
+        device=args.device,
+        max_images=args.max_images,
+        iterations=args.iterations,
+        cameras=args.cameras,
+        eval_every=args.eval_every,
+        until=args.until,
+        max_long_edge=args.max_long_edge,
+        background=(1.0, 1.0, 1.0) if args.background == "white" else (0.0, 0.0, 0.0),
+        seed=args.seed,
+    )
+    reporter = ConsoleReporter(quiet=args.quiet)
+    result = run_job(args.inputs, args.out, options, emit=reporter)
+    reporter._close_line()
+    rep = result.report
+    if rep:
+        e = rep["eval"]
+        print(
+            f"{result.out_dir}: {rep['num_gaussians']:,} Gaussians from {rep['images_registered']} of "
+            f"{rep['images_total']} photos; {'hold-out' if e['held_out'] else 'training'} views "
+            f"PSNR {e['psnr']:.2f} dB, SSIM {e['ssim']:.3f}"
+        )
+    else:
+        print(f"{result.out_dir}: stopped after {result.stopped_after}")
+    return 0

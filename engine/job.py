@@ -1,0 +1,541 @@
+"""A reconstruction job: photos in, a trained Gaussian scene out, stage by stage in a working folder.
+
+Stages run in order; each reads the previous stage's files from the job's folder and writes its own
+(atomically), then records itself as finished in ``job.json``. A failed or cancelled stage therefore keeps
+everything before it, and running the same job again resumes after the last finished stage.
+
+    ingest   images/ (working copies), ingest.json
+    poses    sparse/ (COLMAP text model: cameras.txt, images.txt, points3D.txt), poses.json
+    init     init.ply
+    train    scene.ply
+    evaluate report.json, previews/
+
+Events (``engine.events``) report progress to the CLI and the GUI alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import events as ev
+from .errors import Cancelled, HandfulError, InputError, StageError
+from .io.atomic import atomic_write_text
+from .scene import Camera, CameraRig, GaussianScene
+
+log = logging.getLogger(__name__)
+
+STAGES = ("ingest", "poses", "init", "train", "evaluate")
+PRESETS = ("preview", "standard", "high")
+STATE_FILE = "job.json"
+# below this many SfM points the initialisation is topped up with random points in the cameras' view
+MIN_SFM_POINTS = 2000
+
+
+@dataclass
+class JobOptions:
+    preset: str = "standard"
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    max_images: int | None = None
+    iterations: int | None = None
+    cameras: Path | None = None  # known cameras (COLMAP model or transforms.json): skip pose estimation
+    eval_every: int = 8  # every k-th photo is held out for evaluation (when there are enough photos)
+    until: str | None = None  # stop after this stage
+    max_long_edge: int = 1600  # working resolution for pose estimation
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    seed: int = 0
+
+    def validate(self) -> "JobOptions":
+        if self.preset not in PRESETS:
+            raise InputError(f"unknown preset {self.preset!r}", hint=f"choose one of {', '.join(PRESETS)}")
+        if self.until is not None and self.until not in STAGES:
+            raise InputError(f"unknown stage {self.until!r} for --until", hint=f"choose one of {', '.join(STAGES)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"unknown device {self.device!r}", hint="choose auto, cpu or cuda")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise InputError("CUDA was requested but no CUDA device is available", hint="use --device cpu")
+        if self.eval_every is not None and self.eval_every < 0:
+            raise InputError("--eval-every must be 0 (no hold-out) or a positive number")
+        return self
+
+    @property
+    def torch_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def fingerprint(self, stage: str) -> dict:
+        """The options a stage's output depends on: a change invalidates it (and every later stage)."""
+        keys = {
+            "ingest": ("max_images", "max_long_edge"),
+            "poses": ("cameras",),
+            "init": ("seed",),
+            "train": ("preset", "iterations", "eval_every", "background", "device", "seed"),
+            "evaluate": (),
+        }[stage]
+        return {k: _jsonable(getattr(self, k)) for k in keys}
+
+
+@dataclass
+class JobResult:
+    out_dir: Path
+    scene_path: Path | None = None
+    scene: GaussianScene | None = None
+    cameras: list[Camera] = field(default_factory=list)
+    report: dict = field(default_factory=dict)
+    stopped_after: str | None = None
+
+
+def _jsonable(v):
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+class _StageContext:
+    def __init__(self, job: "Job", stage: str):
+        self.job, self.stage = job, stage
+
+    def progress(self, done, total, message=""):
+        self.job.emit(ev.Progress(self.stage, done, total, message))
+
+
+class Job:
+    """Runs the stages for one set of inputs into one working folder."""
+
+    def __init__(
+        self,
+        inputs: list[Path],
+        out_dir: Path,
+        options: JobOptions | None = None,
+        *,
+        emit: ev.EventSink = ev.null_sink,
+        cancel: ev.CancelToken | None = None,
+    ):
+        self.inputs = [Path(p) for p in inputs]
+        self.out = Path(out_dir)
+        self.options = (options or JobOptions()).validate()
+        self.emit = emit
+        self.cancel = cancel or ev.CancelToken()
+        self.state = self._load_state()
+        self.timings: dict[str, float] = dict(self.state.get("timings", {}))
+        self.warnings: list[str] = []
+        self._emit_warning = lambda msg, path=None: self._warn(msg, path)
+
+    # ------------------------------------------------------------------ state
+    def _load_state(self) -> dict:
+        path = self.out / STATE_FILE
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                log.warning("ignoring unreadable %s", path)
+        return {"finished": {}, "timings": {}}
+
+    def _save_state(self) -> None:
+        self.state["timings"] = self.timings
+        atomic_write_text(self.out / STATE_FILE, json.dumps(self.state, indent=1))
+
+    def _is_done(self, stage: str) -> bool:
+        rec = self.state.get("finished", {}).get(stage)
+        return rec is not None and rec.get("options") == self.options.fingerprint(stage)
+
+    def _mark_done(self, stage: str, seconds: float) -> None:
+        self.state.setdefault("finished", {})[stage] = {"options": self.options.fingerprint(stage), "at": time.time()}
+        self.timings[stage] = round(seconds, 3)
+        self._save_state()
+
+    def _invalidate_from(self, stage: str) -> None:
+        later = STAGES[STAGES.index(stage):]
+        for s in later:
+            self.state.get("finished", {}).pop(s, None)
+
+    def _warn(self, message: str, path=None) -> None:
+        self.warnings.append(message if path is None else f"{path}: {message}")
+        self.emit(ev.Warning(message, None if path is None else str(path)))
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> JobResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        stages = STAGES if self.options.until is None else STAGES[: STAGES.index(self.options.until) + 1]
+        for s in stages:
+            if not self._is_done(s):
+                self._invalidate_from(s)
+                break
+        result = JobResult(out_dir=self.out)
+        for i, stage in enumerate(stages):
+            self.cancel.raise_if_cancelled()
+            if self._is_done(stage):
+                self.emit(ev.Progress(stage, 1, 1, "already done (resumed)"))
+                continue
+            self.emit(ev.StageStarted(stage, i, len(stages)))
+            t0 = time.perf_counter()
+            try:
+                getattr(self, f"_stage_{stage}")()
+            except (HandfulError, KeyboardInterrupt):
+                self._save_state()
+                raise
+            except MemoryError as e:
+                self._save_state()
+                raise StageError(
+                    f"ran out of memory during {stage}", hint="use the Preview preset or fewer/smaller photos"
+                ) from e
+            except torch.cuda.OutOfMemoryError as e:  # type: ignore[attr-defined]
+                self._save_state()
+                raise StageError(f"the GPU ran out of memory during {stage}", hint="use --device cpu or Preview") from e
+            except OSError as e:
+                self._save_state()
+                raise StageError(f"could not write the results of {stage}: {e.strerror or e}",
+                                 path=getattr(e, "filename", None) or self.out,
+                                 hint="check free disk space and permissions") from e
+            seconds = time.perf_counter() - t0
+            self._mark_done(stage, seconds)
+            self.emit(ev.StageFinished(stage, seconds))
+        result.stopped_after = stages[-1]
+        self._finalize_report()
+        return self._collect(result)
+
+    def _finalize_report(self) -> None:
+        """Put the timings of every stage (evaluate included) into report.json once the job ends."""
+        path = self.out / "report.json"
+        if path.is_file():
+            report = json.loads(path.read_text())
+            report["timings"] = {s: self.timings[s] for s in STAGES if s in self.timings}
+            report["timings"]["total"] = round(sum(report["timings"].values()), 3)
+            atomic_write_text(path, json.dumps(report, indent=1))
+
+    def _collect(self, result: JobResult) -> JobResult:
+        scene_path = self.out / "scene.ply"
+        if scene_path.is_file():
+            from .io import load_scene
+
+            result.scene_path = scene_path
+            result.scene = load_scene(scene_path)
+        if (self.out / "sparse" / "cameras.txt").is_file():
+            result.cameras = self._read_rig().cameras
+        report = self.out / "report.json"
+        if report.is_file():
+            result.report = json.loads(report.read_text())
+        return result
+
+    # ------------------------------------------------------------------ stages
+    def _stage_ingest(self) -> None:
+        from .ingest import ingest
+
+        res = ingest(
+            self.inputs,
+            self.out / "images",
+            max_long_edge=self.options.max_long_edge,
+            max_images=self.options.max_images,
+            emit=self.emit,
+            cancel=self.cancel,
+        )
+        for msg in res.warnings:
+            self.warnings.append(msg)
+        images = [
+            {
+                "name": im.name,
+                "source": str(im.source),
+                "path": str(Path(im.path).relative_to(self.out)),
+                "width": im.width,
+                "height": im.height,
+                "scale": im.scale,
+                "focal_px": im.focal_px,
+            }
+            for im in res.images
+        ]
+        doc = {
+            "images_total": len(res.images) + len(res.skipped),
+            "images": images,
+            "skipped": [[str(p), reason] for p, reason in res.skipped],
+            "warnings": list(res.warnings),
+        }
+        atomic_write_text(self.out / "ingest.json", json.dumps(doc, indent=1))
+
+    def _ingested(self) -> dict:
+        return json.loads((self.out / "ingest.json").read_text())
+
+    def _stage_poses(self) -> None:
+        from .io import colmap
+
+        images = self._ingested()["images"]
+        if self.options.cameras is not None:
+            rig = self._import_cameras(images)
+            doc = {"strategy": f"imported from {self.options.cameras}", "registered": [c.name for c in rig],
+                   "unregistered": [im["name"] for im in images if im["name"] not in rig.by_name()]}
+        else:
+            from .poses import estimate_poses
+
+            paths = [self.out / im["path"] for im in images]
+            hints = {im["name"]: im["focal_px"] for im in images if im.get("focal_px")}
+            res = estimate_poses(paths, self.out / "poses_work", focal_px_hints=hints or None,
+                                 emit=self.emit, cancel=self.cancel)
+            rig = res.rig
+            rig.cameras = [self._undistort(c) for c in rig.cameras]
+            doc = {"strategy": res.strategy, "registered": list(res.registered),
+                   "unregistered": list(res.unregistered), "attempts": _jsonable_list(res.attempts)}
+        colmap.write_text(rig, self.out / "sparse")
+        atomic_write_text(self.out / "poses.json", json.dumps(doc, indent=1))
+
+    def _import_cameras(self, images: list[dict]) -> CameraRig:
+        from .io import colmap, transforms
+
+        src = Path(self.options.cameras)
+        if not src.exists():
+            raise InputError("the camera file does not exist", path=src)
+        rig = transforms.read(src) if src.suffix.lower() == ".json" else colmap.read(src)
+        by_stem = {}
+        for cam in rig.cameras:
+            by_stem.setdefault(Path(cam.name).stem, cam)
+            by_stem.setdefault(Path(cam.name).name, cam)
+        cams = []
+        for im in images:
+            src_name = Path(im["source"]).name
+            cam = by_stem.get(src_name) or by_stem.get(Path(src_name).stem) or by_stem.get(Path(im["name"]).stem)
+            if cam is None:
+                self._warn("no camera for this photo in the camera file; it is left out", im["source"])
+                continue
+            # the camera file describes the original photo; the working copy may be downscaled
+            orig_w, orig_h = round(im["width"] / im["scale"]), round(im["height"] / im["scale"])
+            if (cam.width, cam.height) != (orig_w, orig_h) and (cam.width, cam.height) != (im["width"], im["height"]):
+                self._warn(
+                    f"camera size {cam.width}x{cam.height} differs from the photo ({orig_w}x{orig_h}); intrinsics rescaled",
+                    im["source"],
+                )
+            cam = cam.resized(im["width"], im["height"])
+            cam = dataclasses.replace(cam, name=im["name"], image_path=self.out / im["path"])
+            cams.append(self._undistort(cam))
+        if len(cams) < 2:
+            raise InputError(
+                f"only {len(cams)} of {len(images)} photos have a camera in the camera file",
+                path=src,
+                hint="image names in the camera file must match the photos' file names",
+            )
+        return CameraRig(cams, rig.points)
+
+    def _undistort(self, cam: Camera) -> Camera:
+        """Remove lens distortion from the working image in place, so later stages see a pinhole."""
+        if cam.distortion is None or cam.image_path is None:
+            return cam
+        import cv2
+
+        img = cv2.imread(str(cam.image_path), cv2.IMREAD_UNCHANGED)
+        if img is not None:
+            und = cv2.undistort(img, cam.K, cam.distortion)
+            ok, buf = cv2.imencode(Path(cam.image_path).suffix or ".png", und)
+            if ok:
+                from .io.atomic import atomic_write_bytes
+
+                atomic_write_bytes(cam.image_path, buf.tobytes())
+        return dataclasses.replace(cam, distortion=None)
+
+    def _read_rig(self) -> CameraRig:
+        from .io import colmap
+
+        rig = colmap.read(self.out / "sparse")
+        for cam in rig.cameras:
+            if cam.image_path is None or not Path(cam.image_path).is_file():
+                cam.image_path = self.out / "images" / cam.name
+        return rig
+
+    def _stage_init(self) -> None:
+        from .io import save_scene
+        from .train import init_from_points, random_init
+
+        rig = self._read_rig()
+        torch.manual_seed(self.options.seed)
+        parts = []
+        n_points = 0 if rig.points is None else len(rig.points)
+        if n_points:
+            parts.append(init_from_points(rig.points))
+        if n_points < MIN_SFM_POINTS:
+            fill = MIN_SFM_POINTS * 5 - n_points if n_points else MIN_SFM_POINTS * 10
+            parts.append(random_init(rig.cameras, fill))
+            if n_points < 100:
+                self._warn(f"only {n_points} sparse points; starting from {fill} random points in the cameras' view")
+        scene = GaussianScene.concatenate(parts)
+        save_scene(scene, self.out / "init.ply")
+
+    def _split_views(self, cams: list[Camera]) -> tuple[list[Camera], list[Camera]]:
+        k = self.options.eval_every
+        if not k or len(cams) < max(2 * k, 8):
+            return cams, []  # too few photos to hold any out: evaluate on the training views
+        test = [c for i, c in enumerate(cams) if i % k == 0]
+        train = [c for i, c in enumerate(cams) if i % k != 0]
+        return train, test
+
+    def _load_images(self, cams: list[Camera], size_of: Callable[[Camera], Camera] | None = None):
+        from .ingest import load_image
+
+        out = []
+        for cam in cams:
+            img = load_image(cam.image_path)
+            if img.shape[1] != cam.width or img.shape[0] != cam.height:
+                import cv2
+
+                img = cv2.resize(img, (cam.width, cam.height), interpolation=cv2.INTER_AREA)
+            out.append(img)
+        return out
+
+    def _train_setup(self):
+        from .train import preset
+
+        rig = self._read_rig()
+        train_cams, test_cams = self._split_views(rig.cameras)
+        cfg = preset(self.options.preset, num_images=len(train_cams), device=self.options.torch_device)
+        if self.options.iterations is not None:
+            cfg = dataclasses.replace(cfg, iterations=int(self.options.iterations))
+        scale = _train_scale(cfg, rig.cameras)
+        if scale != 1.0:
+            train_cams = [c.scaled(scale) for c in train_cams]
+            test_cams = [c.scaled(scale) for c in test_cams]
+        return rig, train_cams, test_cams, cfg
+
+    def _stage_train(self) -> None:
+        from .io import load_scene, save_scene
+        from .train import train
+
+        rig, train_cams, test_cams, cfg = self._train_setup()
+        init = load_scene(self.out / "init.ply").to(self.options.torch_device)
+        images = self._load_images(train_cams)
+        self.cancel.raise_if_cancelled()
+        emit_snap = self._snapshot_forwarder(rig.cameras)
+        res = train(
+            init, train_cams, images, cfg,
+            emit=emit_snap, cancel=self.cancel, background=self.options.background,
+            scene_extent=rig.scene_extent(),
+        )
+        # a cancelled training still leaves a usable scene: keep it, then report the cancel
+        save_scene(res.scene.detach().to("cpu"), self.out / "scene.ply")
+        self.state["train"] = {"iterations": int(res.iterations), "seconds": float(res.seconds),
+                               "cancelled": bool(getattr(res, "cancelled", False))}
+        if getattr(res, "cancelled", False):
+            self._save_state()
+            raise Cancelled("cancelled during training; the scene so far is saved as scene.ply")
+
+    def _snapshot_forwarder(self, cameras):
+        def forward(event):
+            if isinstance(event, ev.Snapshot) and event.cameras is None:
+                event = ev.Snapshot(event.scene, event.step, cameras)
+            self.emit(event)
+
+        return forward
+
+    def _stage_evaluate(self) -> None:
+        from .io import load_scene
+        from .metrics import evaluate
+
+        rig, train_cams, test_cams, cfg = self._train_setup()
+        scene = load_scene(self.out / "scene.ply").to(self.options.torch_device)
+        eval_cams = test_cams or train_cams
+        images = self._load_images(eval_cams)
+        self.emit(ev.Progress("evaluate", 0, len(eval_cams), "rendering hold-out views"))
+        metrics = evaluate(scene, eval_cams, images, background=self.options.background)
+        self._write_previews(scene, eval_cams[:4])
+        ingested = self._ingested()
+        poses_doc = json.loads((self.out / "poses.json").read_text())
+        report = {
+            "images_total": ingested["images_total"],
+            "images_used": len(ingested["images"]),
+            "images_registered": len(rig.cameras),
+            "images_unregistered": poses_doc.get("unregistered", []),
+            "pose_strategy": poses_doc.get("strategy"),
+            "eval": {
+                "psnr": float(metrics["psnr"]),
+                "ssim": float(metrics["ssim"]),
+                "views": [c.name for c in eval_cams],
+                "held_out": bool(test_cams),
+                "per_view": metrics.get("per_view", []),
+            },
+            "num_gaussians": len(scene),
+            "sh_degree": scene.sh_degree,
+            "training": self.state.get("train", {}),
+            "preset": self.options.preset,
+            "timings": {**self.timings},
+            "device": _device_description(self.options.torch_device),
+            "warnings": ingested.get("warnings", []) + self.warnings,
+            "skipped": ingested.get("skipped", []),
+        }
+        atomic_write_text(self.out / "report.json", json.dumps(report, indent=1))
+
+    def _write_previews(self, scene: GaussianScene, cams: list[Camera]) -> None:
+        import cv2
+
+        from .io.atomic import atomic_write_bytes
+        from .render import render
+
+        (self.out / "previews").mkdir(exist_ok=True)
+        with torch.no_grad():
+            for cam in cams:
+                out = render(scene, cam, background=torch.tensor(self.options.background, dtype=torch.float32))
+                rgb = (out.rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+                ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                if ok:
+                    atomic_write_bytes(self.out / "previews" / f"{Path(cam.name).stem}.png", buf.tobytes())
+
+
+def _train_scale(cfg, cameras: list[Camera]) -> float:
+    """Downscale factor so the long image edge fits the preset's training resolution."""
+    max_edge = getattr(cfg, "max_long_edge", None) or getattr(cfg, "max_image_size", None)
+    if not max_edge or not cameras:
+        return 1.0
+    long_edge = max(max(c.width, c.height) for c in cameras)
+    return min(1.0, float(max_edge) / long_edge)
+
+
+def _jsonable_list(items):
+    return json.loads(json.dumps(items, default=str))
+
+
+def _device_description(device: str) -> dict:
+    info = {"type": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    if device == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run_job(
+    inputs: list[Path],
+    out_dir: Path,
+    options: JobOptions | None = None,
+    *,
+    emit: ev.EventSink = ev.null_sink,
+    cancel: ev.CancelToken | None = None,
+) -> JobResult:
+    """Run a job and report its end as a ``Finished`` or ``Failed`` event (also raised to the caller)."""
+    stage_now = {"name": None}
+
+    def track(event):
+        if isinstance(event, ev.StageStarted):
+            stage_now["name"] = event.stage
+        emit(event)
+
+    try:
+        job = Job(inputs, out_dir, options, emit=track, cancel=cancel)
+        result = job.run()
+    except Cancelled as e:
+        emit(ev.Failed(str(e), stage_now["name"], cancelled=True))
+        raise
+    except HandfulError as e:
+        emit(ev.Failed(str(e), stage_now["name"]))
+        raise
+    except Exception as e:  # a bug: the person still gets a message, the log gets the traceback
+        emit(ev.Failed(f"internal error during {stage_now['name'] or 'setup'}: {e}", stage_now["name"],
+                       detail=traceback.format_exc()))
+        raise
+    emit(ev.Finished(result))
+    return result
