@@ -1,0 +1,89 @@
+"""The ``cpu`` backend: torch projection + numba tile rasterizer wrapped in an autograd Function."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.render import cpu_kernels as K
+from engine.render.projection import Projection, tile_grid
+from engine.scene import Camera
+
+
+class TileBins:
+    """Intersections of Gaussians with 16x16 tiles, each tile's list sorted front to back."""
+
+    def __init__(self, tile_offsets: np.ndarray, flat_ids: np.ndarray, tiles_x: int, tiles_y: int):
+        self.tile_offsets = tile_offsets  # (tiles+1,) int64
+        self.flat_ids = flat_ids  # (n_isects,) int32, rows of the Projection
+        self.tiles_x, self.tiles_y = tiles_x, tiles_y
+
+    @property
+    def n_isects(self) -> int:
+        return int(self.flat_ids.shape[0])
+
+
+def bin_tiles(proj: Projection, camera: Camera) -> TileBins:
+    tiles_x, tiles_y = tile_grid(camera)
+    means2d = proj.means2d.detach().cpu().numpy()
+    radii = proj.radii.cpu().numpy()
+    depths = proj.depths.detach().cpu().numpy()
+    rect = K.tile_ranges(means2d, radii, tiles_x, tiles_y)
+    order = np.argsort(depths, kind="stable")  # ties keep scene order, as gsplat's stable radix sort
+    offsets, flat_ids = K.bin_by_tile(rect, order, tiles_x, tiles_y)
+    return TileBins(offsets, flat_ids, tiles_x, tiles_y)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().cpu().numpy()
+
+
+class RasterizeCPU(torch.autograd.Function):
+    """(means2d, conics, opacities, channels, background) -> (image (H,W,C), alpha (H,W))."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, channels, background, bins: TileBins, width: int, height: int):
+        dtype = channels.dtype
+        C = channels.shape[1]
+        out = np.empty((height, width, C), dtype=np.float64)
+        final_t = np.empty((height, width), dtype=np.float64)
+        n_contrib = np.empty((height, width), dtype=np.int32)
+        inputs = [_np(means2d), _np(conics), _np(opacities), _np(channels), _np(background)]
+        K.rasterize_forward(*inputs, bins.tile_offsets, bins.flat_ids, width, height, bins.tiles_x,
+                            out, final_t, n_contrib)
+        ctx.inputs, ctx.bins, ctx.size = inputs, bins, (width, height)
+        ctx.final_t, ctx.n_contrib = final_t, n_contrib
+        image = torch.from_numpy(out).to(dtype)
+        alpha = torch.from_numpy(1.0 - final_t).to(dtype)
+        return image, alpha
+
+    @staticmethod
+    def backward(ctx, grad_image, grad_alpha):
+        means2d, conics, opacities, channels, background = ctx.inputs
+        bins, (width, height) = ctx.bins, ctx.size
+        C = channels.shape[1]
+        dtype = torch.float64 if channels.dtype == np.float64 else torch.float32
+        if grad_image is None:
+            grad_image = torch.zeros(height, width, C, dtype=dtype)
+        if grad_alpha is None:
+            grad_alpha = torch.zeros(height, width, dtype=dtype)
+        g_img = _np(grad_image.to(torch.float64))
+        g_alpha = _np(grad_alpha.to(torch.float64))
+        g_isect = np.empty((bins.n_isects, 6 + C), dtype=channels.dtype)
+        K.rasterize_backward(means2d, conics, opacities, channels, background, bins.tile_offsets, bins.flat_ids,
+                             width, height, bins.tiles_x, ctx.final_t, ctx.n_contrib, g_img, g_alpha, g_isect)
+        per_gaussian = np.zeros((means2d.shape[0], 6 + C), dtype=np.float64)
+        K.sum_per_gaussian(bins.flat_ids, g_isect, per_gaussian)
+        g = torch.from_numpy(per_gaussian).to(dtype)
+        g_background = torch.from_numpy((ctx.final_t[..., None] * g_img).sum(axis=(0, 1))).to(dtype)
+        return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], g_background, None, None, None
+
+
+def rasterize(proj: Projection, channels: torch.Tensor, background: torch.Tensor, camera: Camera):
+    """Image (H,W,C) with ``background`` composited behind, alpha (H,W) and the tile bins."""
+    K.set_threads(torch.get_num_threads())
+    bins = bin_tiles(proj, camera)
+    image, alpha = RasterizeCPU.apply(
+        proj.means2d, proj.conics, proj.opacities, channels, background, bins, camera.width, camera.height
+    )
+    return image, alpha, bins.n_isects
