@@ -335,7 +335,7 @@ def encode_vertices(scene: GaussianScene, normals: bool = True) -> tuple[list[st
 
     def put(values):
         nonlocal col
-        values = values.reshape(n, -1)
+        values = values.reshape(n, int(np.prod(values.shape[1:])))
         block[:, col: col + values.shape[1]] = values
         col += values.shape[1]
 
