@@ -1,0 +1,18 @@
+"""Select vispy's PySide6 app and the full-OpenGL ("gl+", PyOpenGL) backend that instancing needs."""
+
+from __future__ import annotations
+
+import vispy
+
+
+def ensure_backend() -> None:
+    """Idempotent; raises RuntimeError naming the conflict when vispy was already set up otherwise."""
+    from vispy.app import use_app
+    from vispy.gloo import gl
+
+    current = gl.current_backend.__name__.rsplit(".", 1)[-1] if gl.current_backend else None
+    if current != "glplus":
+        vispy.use(gl="gl+")
+    app = use_app("pyside6")
+    if app.backend_name.lower() != "pyside6":
+        raise RuntimeError(f"the splat viewer needs vispy's pyside6 app, but vispy already uses {app.backend_name}")

@@ -1,0 +1,466 @@
+"""SplatViewer: a Qt widget drawing a GaussianScene live with vispy (instanced EWA splats).
+
+Threads: the GUI thread only uploads buffers and draws; packing a new scene into rows, depth
+sorting and gathering rows into draw order run on a ``SortWorker``. Until a result arrives the
+previous order keeps being drawn, so navigation never waits for a sort.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from .backend import ensure_backend
+
+ensure_backend()
+
+from PySide6 import QtCore, QtWidgets  # noqa: E402
+from vispy import app as vispy_app  # noqa: E402
+from vispy import gloo  # noqa: E402
+from vispy.gloo import gl  # noqa: E402
+
+from engine.scene import Camera, GaussianScene  # noqa: E402
+
+from . import splat_data  # noqa: E402
+from .depth_sort import SortJob, SortResult, SortWorker, sort_and_gather  # noqa: E402
+from .frustums import frustum_depth, frustum_lines, pick_frustum  # noqa: E402
+from .gl_camera import gl_uniform, opencv_to_gl_clip, side_planes  # noqa: E402
+from .navigation import ViewState  # noqa: E402
+
+logger = logging.getLogger(__name__)
+SHADER_DIR = Path(__file__).resolve().parents[2] / "resources" / "shaders"
+RESORT_ANGLE_DEG = 0.25  # depth keys only depend on the optical axis: re-sort when it turned this much
+CLICK_SLOP_PX = 4
+FLY_KEYS = {"W": (1, 0, 0), "S": (-1, 0, 0), "D": (0, 1, 0), "A": (0, -1, 0), "Q": (0, 0, 1), "E": (0, 0, -1)}
+FRUSTUM_COLOR = (0.35, 0.8, 1.0, 1.0)
+
+
+def _shader(name: str) -> str:
+    return (SHADER_DIR / name).read_text()
+
+
+class _SceneSource:
+    """A scene plus its packed rows and SH texture, both made lazily (on the worker) and cached."""
+
+    def __init__(self, scene: GaussianScene, generation: int):
+        self.scene = scene
+        self.generation = generation
+        self.count = len(scene)
+        self.sh_degree = scene.sh_degree
+        self._lock = threading.Lock()
+        self._rows: np.ndarray | None = None
+        self._sh: tuple[int, np.ndarray | None] | None = None
+
+    def rows(self) -> np.ndarray:
+        with self._lock:
+            if self._rows is None:
+                self._rows = splat_data.pack_rows(self.scene)
+            return self._rows
+
+    def sh_texture(self, max_size: int) -> np.ndarray | None:
+        with self._lock:
+            if self._sh is None or self._sh[0] != max_size:
+                self._sh = (max_size, splat_data.sh_texture(self.scene, max_size))
+            return self._sh[1]
+
+
+class SplatViewer(QtWidgets.QWidget):
+    """Live Gaussian-splat view. Signals: ``camera_clicked(int)`` (a frustum was clicked),
+    ``stats_changed(dict)`` (fps, splats, sort_ms), ``drawn()`` (after every paint)."""
+
+    camera_clicked = QtCore.Signal(int)
+    stats_changed = QtCore.Signal(dict)
+    drawn = QtCore.Signal()
+    _sort_ready = QtCore.Signal(object)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, background=(0.0, 0.0, 0.0)):
+        super().__init__(parent)
+        self.background = tuple(float(c) for c in background)
+        self._canvas = vispy_app.Canvas(keys=None, parent=self, size=(640, 480), show=False)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._canvas.native)
+        self._overlay = QtWidgets.QLabel(self)
+        self._overlay.setStyleSheet("color: white; background: rgba(0,0,0,120); padding: 2px 6px;")
+        self._overlay.move(6, 6)
+        self._overlay.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+
+        self._view = ViewState()
+        self._home_R = np.eye(3)
+        self._source: _SceneSource | None = None
+        self._generation = 0
+        self._visible: np.ndarray | None = None
+        self._highlight: np.ndarray | None = None
+        self._cameras: list[Camera] = []
+        self._frustum_depth = 0.1
+
+        self._splats = gloo.Program(_shader("splat.vert"), _shader("splat.frag"))
+        self._splats["a_corner"] = gloo.VertexBuffer(np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=np.float32))
+        self._splats["u_sh"] = gloo.Texture2D(np.zeros((1, 1, 3), np.float32), internalformat="rgb32f", interpolation="nearest")
+        self._splats["u_sh_degree"] = 0
+        self._rows_vbo: gloo.VertexBuffer | None = None
+        self._drawn_count = 0
+        self._drawn_generation = -1
+        self._sorted_axis: np.ndarray | None = None
+        self._sh_generation = -1
+        self._lines = gloo.Program(_shader("lines.vert"), _shader("lines.frag"))
+        self._line_count = 0
+        self._max_texture_size: int | None = None  # known after the first draw
+
+        self._worker = SortWorker(self._sort_ready.emit, self._sort_on_worker)
+        self._awaiting_result = False  # a job was submitted and its result is not applied yet
+        self._sort_ready.connect(self._apply_sort_result, QtCore.Qt.ConnectionType.QueuedConnection)
+        self._last_sort_ms = 0.0
+        self._frame_times: deque[float] = deque(maxlen=240)
+        self._last_stats = 0.0
+
+        self._press_pos = None
+        self._last_pos = None
+        self._held_keys: set[str] = set()
+        self._fly_timer = QtCore.QTimer(self)
+        self._fly_timer.setInterval(16)
+        self._fly_timer.timeout.connect(self._fly_step)
+        self._fly_clock = time.perf_counter()
+
+        ev = self._canvas.events
+        ev.draw.connect(self._on_draw)
+        ev.mouse_press.connect(self._on_mouse_press)
+        ev.mouse_move.connect(self._on_mouse_move)
+        ev.mouse_release.connect(self._on_mouse_release)
+        ev.mouse_wheel.connect(self._on_mouse_wheel)
+        ev.key_press.connect(self._on_key_press)
+        ev.key_release.connect(self._on_key_release)
+        self._update_overlay()
+
+    # ================================================================== public API
+    def set_scene(self, scene: GaussianScene, frame: bool = True) -> None:
+        """Show ``scene``; with ``frame`` the view moves to see all of it."""
+        self._set_source(scene)
+        if frame:
+            self.frame_all()
+
+    def update_scene(self, scene: GaussianScene) -> None:
+        """Replace the splats but keep the view (training snapshots). Cheap on the GUI thread:
+        packing and sorting happen on the worker; the old splats are drawn until then."""
+        self._set_source(scene)
+
+    def clear(self) -> None:
+        self._source = None
+        self._generation += 1
+        self._visible = self._highlight = None
+        self._drawn_count = 0
+        self._drawn_generation = self._generation
+        self._update_overlay()
+        self._canvas.update()
+
+    def set_cameras(self, cameras: list[Camera]) -> None:
+        self._cameras = list(cameras)
+        self._frustum_depth = frustum_depth(self._cameras, self._view.scene_radius)
+        lines = frustum_lines(self._cameras, self._frustum_depth)
+        self._line_count = len(lines)
+        if self._line_count:
+            colors = np.tile(np.array(FRUSTUM_COLOR, np.float32), (self._line_count, 1))
+            self._lines["a_position"] = gloo.VertexBuffer(lines)
+            self._lines["a_color"] = gloo.VertexBuffer(colors)
+        if self._cameras:
+            self._home_R = self._cameras[0].R.copy()
+        self._canvas.update()
+
+    def frame_all(self) -> None:
+        center, radius = self._scene_sphere()
+        w, h = self._size()
+        self._view.frame(center, radius, w, h)
+        if self._cameras:
+            self.set_cameras(self._cameras)
+        self._canvas.update()
+
+    def reset_view(self) -> None:
+        """Home orientation (the first input camera's, or looking along +z), default lens, framed."""
+        self._view.R = self._home_R.copy()
+        self._view.up = -self._home_R[1]
+        self._view.relative_intrinsics = None
+        self.frame_all()
+
+    def view_camera(self, camera: Camera) -> None:
+        """Make the view exactly ``camera`` (its intrinsics scaled to this widget's size)."""
+        self._view.set_camera(camera)
+        self._canvas.update()
+
+    def current_camera(self) -> Camera:
+        w, h = self._size()
+        return self._view.camera(w, h)
+
+    def grab(self, wait_for_sort: bool = True, timeout: float = 10.0) -> np.ndarray:
+        """(H, W, 3) uint8 read back from the GL framebuffer after a draw; by default waits
+        (up to ``timeout`` s) until the splats are sorted for the current view first."""
+        if wait_for_sort:
+            self.wait_until_sorted(timeout)
+        image = self._canvas.render(alpha=False)
+        return np.ascontiguousarray(image[..., :3])
+
+    def wait_until_sorted(self, timeout: float = 10.0) -> bool:
+        """Block until the latest scene is uploaded in the order for the current view (tests, screenshots)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._request_sort_if_needed()
+            self._worker.wait_idle(max(0.0, deadline - time.monotonic()))
+            QtCore.QCoreApplication.processEvents()
+            QtCore.QCoreApplication.sendPostedEvents()
+            if not self._needs_sort() and not self._awaiting_result:
+                return True
+            time.sleep(0.002)
+        return False
+
+    def set_highlight(self, mask: np.ndarray | None) -> None:
+        """Tint the splats where ``mask`` is True (None clears)."""
+        self._highlight = None if mask is None else self._checked_mask(mask).astype(np.float32)
+        self._generation += 1
+        self._request_sort_if_needed()
+
+    def set_visible_mask(self, mask: np.ndarray | None) -> None:
+        """Hide splats where ``mask`` is False (None shows all); nothing is re-packed, only re-ordered."""
+        self._visible = None if mask is None else self._checked_mask(mask)
+        self._generation += 1
+        self._request_sort_if_needed()
+
+    @property
+    def canvas(self):
+        return self._canvas
+
+    @property
+    def splat_count(self) -> int:
+        return 0 if self._source is None else self._source.count
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self._worker.stop()
+        super().closeEvent(event)
+
+    # ================================================================== scene + sorting
+    def _set_source(self, scene: GaussianScene) -> None:
+        self._generation += 1
+        self._source = _SceneSource(scene.detach(), self._generation)
+        if self._visible is not None and len(self._visible) != len(scene):
+            self._visible = None
+        if self._highlight is not None and len(self._highlight) != len(scene):
+            self._highlight = None
+        self._request_sort_if_needed()
+
+    def _checked_mask(self, mask) -> np.ndarray:
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        if self._source is None or len(mask) != self._source.count:
+            raise ValueError(f"mask has {len(mask)} entries but the scene has {self.splat_count} splats")
+        return mask
+
+    def _scene_sphere(self) -> tuple[np.ndarray, float]:
+        pts = None
+        if self._source is not None and self._source.count:
+            means = self._source.scene.means
+            step = max(1, len(means) // 100_000)
+            pts = means[::step].float().cpu().numpy()
+        elif self._cameras:
+            pts = np.array([c.center for c in self._cameras])
+        if pts is None or len(pts) == 0:
+            return np.zeros(3), 1.0
+        lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
+        return (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, 1e-3)
+
+    def _needs_sort(self) -> bool:
+        if self._source is None:
+            return False
+        if self._drawn_generation != self._generation or self._sorted_axis is None:
+            return True
+        cos = float(np.clip(self._sorted_axis @ self._view.R[2], -1, 1))
+        return math.degrees(math.acos(cos)) > RESORT_ANGLE_DEG
+
+    def _request_sort_if_needed(self) -> None:
+        if self._awaiting_result or not self._needs_sort():
+            return
+        src = self._source
+        self._awaiting_result = True
+        self._worker.submit(
+            SortJob(
+                generation=self._generation,
+                packed=src.rows,
+                R=self._view.R.copy(),
+                t=self._view.t.copy(),
+                visible=self._visible,
+                highlight=self._highlight,
+                highlight_column=splat_data.COL_HIGHLIGHT,
+                extra=src,
+            )
+        )
+
+    def _sort_on_worker(self, job: SortJob) -> SortResult | None:
+        try:
+            result = sort_and_gather(job)
+            job.extra.sh_texture(self._max_texture_size or 8192)  # made here so the GUI thread only uploads
+            return result
+        except Exception:  # keep drawing the previous order rather than stop the viewer
+            logger.exception("preparing splats for drawing failed")
+            return None
+
+    @QtCore.Slot(object)
+    def _apply_sort_result(self, result: SortResult) -> None:
+        self._awaiting_result = False
+        if result is None:
+            return
+        src: _SceneSource = result.extra
+        if src is not self._source:
+            self._canvas.update()  # a newer scene (or clear) replaced this one meanwhile
+            return
+        if src.generation != self._sh_generation:
+            tex = src.sh_texture(self._max_texture_size or 8192)
+            if tex is None:
+                self._splats["u_sh_degree"] = 0
+            else:
+                self._splats["u_sh"] = gloo.Texture2D(tex, internalformat="rgb32f", interpolation="nearest")
+                self._splats["u_sh_degree"] = src.sh_degree
+            self._sh_generation = src.generation
+        self._upload_rows(result.rows)
+        self._drawn_generation = result.generation
+        self._sorted_axis = np.asarray(result.R[2], dtype=np.float64)
+        self._last_sort_ms = result.sort_ms
+        self._update_overlay()
+        self._canvas.update()
+
+    def _upload_rows(self, rows: np.ndarray) -> None:
+        self._drawn_count = len(rows)
+        if not len(rows):
+            return
+        structured = np.ascontiguousarray(rows).view(splat_data.ROW_DTYPE).reshape(-1)
+        if self._rows_vbo is None:
+            self._rows_vbo = gloo.VertexBuffer(structured)
+        else:
+            self._rows_vbo.set_data(structured)
+        for name in splat_data.ROW_DTYPE.names:
+            if name == "a_unused":
+                continue
+            view = self._rows_vbo[name]
+            view.divisor = 1  # one value per instance (vispy reads this off the buffer view)
+            self._splats[name] = view
+
+    # ================================================================== drawing
+    def _size(self) -> tuple[int, int]:
+        w, h = self._canvas.physical_size
+        return max(int(w), 1), max(int(h), 1)
+
+    def _on_draw(self, event) -> None:
+        if self._max_texture_size is None:
+            self._max_texture_size = int(gl.glGetParameter(gl.GL_MAX_TEXTURE_SIZE))
+        w, h = self._size()
+        gloo.set_viewport(0, 0, w, h)
+        gloo.set_state(depth_test=False, blend=True, blend_func=("one", "one_minus_src_alpha"), cull_face=False)
+        gloo.clear(color=self.background + (1.0,))
+        cam = self.current_camera()
+        near, far = self._view.near_far()
+        viewmat = gl_uniform(cam.world_to_camera)
+        to_clip = gl_uniform(opencv_to_gl_clip(cam, near, far))
+        if self._source is not None and self._drawn_count:
+            p = self._splats
+            p["u_viewmat"] = viewmat
+            p["u_cam_to_clip"] = to_clip
+            p["u_side_planes"] = gl_uniform(side_planes(cam))
+            p["u_intrinsics"] = (cam.fx, cam.fy, cam.cx, cam.cy)
+            p["u_size"] = (float(w), float(h))
+            p["u_eye"] = tuple(cam.center)
+            p["u_near"] = max(near, 0.01)
+            p.draw("triangle_strip")
+        if self._line_count:
+            gloo.set_state(blend=False)
+            self._lines["u_viewmat"] = viewmat
+            self._lines["u_cam_to_clip"] = to_clip
+            self._lines.draw("lines")
+        self._frame_times.append(time.perf_counter())
+        self._request_sort_if_needed()
+        self._emit_stats()
+        self.drawn.emit()
+
+    def fps(self) -> float:
+        now = time.perf_counter()
+        recent = [t for t in self._frame_times if now - t <= 1.0]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+
+    def _emit_stats(self) -> None:
+        now = time.perf_counter()
+        if now - self._last_stats < 0.5:
+            return
+        self._last_stats = now
+        self._update_overlay()
+        self.stats_changed.emit({"fps": self.fps(), "splats": self.splat_count, "sort_ms": self._last_sort_ms})
+
+    def _update_overlay(self) -> None:
+        self._overlay.setText(f"{self.splat_count:,} splats   {self.fps():.1f} fps   sort {self._last_sort_ms:.1f} ms")
+        self._overlay.adjustSize()
+        self._overlay.raise_()
+
+    # ================================================================== input
+    def _pixel_scale(self) -> float:
+        return float(self._canvas.pixel_scale) or 1.0
+
+    def _on_mouse_press(self, event) -> None:
+        self._press_pos = self._last_pos = np.asarray(event.pos, dtype=np.float64)
+
+    def _on_mouse_move(self, event) -> None:
+        if self._last_pos is None or not event.is_dragging:
+            return
+        pos = np.asarray(event.pos, dtype=np.float64)
+        dx, dy = (pos - self._last_pos) * self._pixel_scale()
+        self._last_pos = pos
+        shift = "Shift" in [k.name for k in (event.modifiers or ())]
+        if event.button == 1 and not shift:
+            self._view.orbit(dx, dy)
+        else:
+            self._view.pan(dx, dy, self.current_camera().fy)
+        self._canvas.update()
+
+    def _on_mouse_release(self, event) -> None:
+        if self._press_pos is not None and event.button == 1:
+            pos = np.asarray(event.pos, dtype=np.float64)
+            if np.abs(pos - self._press_pos).max() <= CLICK_SLOP_PX:
+                self.click_at(*(pos * self._pixel_scale()))
+        self._press_pos = self._last_pos = None
+
+    def click_at(self, x: float, y: float) -> int | None:
+        """Treat a click at pixel (x, y): if it hits a camera frustum, view that camera and emit
+        ``camera_clicked``; returns the camera index or None."""
+        index = pick_frustum(self._cameras, self._frustum_depth, self.current_camera(), x, y)
+        if index is not None:
+            self.view_camera(self._cameras[index])
+            self.camera_clicked.emit(index)
+        return index
+
+    def _on_mouse_wheel(self, event) -> None:
+        self._view.zoom(float(event.delta[1]))
+        self._canvas.update()
+
+    def _on_key_press(self, event) -> None:
+        name = getattr(event.key, "name", None)
+        if name in FLY_KEYS:
+            if not self._held_keys:
+                self._fly_clock = time.perf_counter()
+                self._fly_timer.start()
+            self._held_keys.add(name)
+        elif name == "F":
+            self.frame_all()
+        elif name in ("R", "Home"):
+            self.reset_view()
+
+    def _on_key_release(self, event) -> None:
+        self._held_keys.discard(getattr(event.key, "name", None))
+        if not self._held_keys:
+            self._fly_timer.stop()
+
+    def _fly_step(self) -> None:
+        now = time.perf_counter()
+        dt, self._fly_clock = min(now - self._fly_clock, 0.1), now
+        move = np.sum([FLY_KEYS[k] for k in self._held_keys], axis=0) if self._held_keys else np.zeros(3)
+        self._view.fly(*move, seconds=dt)
+        self._canvas.update()
