@@ -1,0 +1,1 @@
+"""Dialogs and messages: export, about, and the error/notice banner."""

@@ -1,0 +1,160 @@
+"""Export the scene: .ply, .spz, compressed .ply or .splat, with the estimated and actual size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from engine.errors import HandfulError
+from engine.scene import GaussianScene
+
+# (format name for engine.io.save_scene, label, extension)
+EXPORT_FORMATS = (
+    ("ply", "3DGS PLY (.ply): full quality, every tool reads it", ".ply"),
+    ("spz", "SPZ (.spz): about 10x smaller, Niantic / web viewers", ".spz"),
+    ("compressed_ply", "Compressed PLY (.compressed.ply): SuperSplat / PlayCanvas", ".compressed.ply"),
+    ("splat", "SPLAT (.splat): small, no view-dependent colour", ".splat"),
+)
+_EXT = {name: ext for name, _, ext in EXPORT_FORMATS}
+# Ratio of the zstd/gzip-compressed SPZ payload to its raw quantised size; measured on trained scenes
+# it lies around 0.6-0.9, so the estimate is labelled "about".
+SPZ_COMPRESSION = 0.75
+
+
+def estimated_size(scene: GaussianScene, fmt: str) -> int:
+    """Bytes a file of ``fmt`` takes for ``scene``, from each format's record layout."""
+    n = len(scene)
+    rest = 3 * (scene.sh.shape[1] - 1)  # higher-order SH values per splat
+    if fmt == "ply":  # xyz, normals, f_dc, f_rest, opacity, scale, rot: float32 each
+        return n * 4 * (17 + rest) + 1200
+    if fmt == "splat":
+        return n * 32
+    if fmt == "compressed_ply":  # four uint32 per splat, 18 floats per 256-splat chunk, uchar SH
+        return n * (16 + rest) + ((n + 255) // 256) * 18 * 4 + 1500
+    if fmt == "spz":  # 24-bit positions, u8 alpha/colour/scale, 4-byte rotation, u8 SH, then compressed
+        return int((n * (9 + 1 + 3 + 3 + 4 + rest)) * SPZ_COMPRESSION) + 32
+    raise ValueError(f"unknown export format {fmt!r}")
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def path_for_format(path: Path, fmt: str) -> Path:
+    """``path`` with the extension of ``fmt`` (``.compressed.ply`` counts as one extension)."""
+    name = path.name
+    for ext in sorted(_EXT.values(), key=len, reverse=True):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return path.with_name(name + _EXT[fmt])
+
+
+def export_scene(scene: GaussianScene, path: str | Path, fmt: str) -> int:
+    """Write ``scene`` (atomically, through engine.io) and return the file's size in bytes."""
+    from engine.io import save_scene
+
+    path = Path(path)
+    save_scene(scene.detach().to("cpu"), path, format=fmt)
+    return path.stat().st_size
+
+
+class ExportDialog(QDialog):
+    def __init__(self, scene: GaussianScene, default_path: Path, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Export scene")
+        self.scene = scene
+        self.written: Path | None = None
+        self.written_size: int | None = None
+        self.error: str = ""
+
+        self.format_box = QComboBox()
+        for name, label, _ in EXPORT_FORMATS:
+            self.format_box.addItem(label, name)
+        self.path_edit = QLineEdit(str(path_for_format(Path(default_path), "ply")))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(browse)
+        self.estimate_label = QLabel()
+        self.result_label = QLabel()
+        self.result_label.setWordWrap(True)
+        self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form = QFormLayout()
+        form.addRow("Format", self.format_box)
+        form.addRow("File", path_row)
+        form.addRow("Estimated size", self.estimate_label)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.export_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.ActionRole)
+        self.export_button.setDefault(True)
+        self.export_button.clicked.connect(self.export)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(f"{len(scene):,} splats, SH degree {scene.sh_degree}"))
+        layout.addLayout(form)
+        layout.addWidget(self.result_label)
+        layout.addWidget(self.buttons)
+        self.format_box.currentIndexChanged.connect(self._format_changed)
+        self._format_changed()
+
+    def format(self) -> str:
+        return self.format_box.currentData()
+
+    def set_format(self, fmt: str) -> None:
+        self.format_box.setCurrentIndex(self.format_box.findData(fmt))
+
+    def set_path(self, path: str | Path) -> None:
+        self.path_edit.setText(str(path))
+
+    def _format_changed(self) -> None:
+        fmt = self.format()
+        self.path_edit.setText(str(path_for_format(Path(self.path_edit.text()), fmt)))
+        self.estimate_label.setText(f"about {human_size(estimated_size(self.scene, fmt))}")
+
+    def _browse(self) -> None:
+        fmt = self.format()
+        path, _ = QFileDialog.getSaveFileName(self, "Export scene", self.path_edit.text(), f"Scene (*{_EXT[fmt]})")
+        if path:
+            self.path_edit.setText(str(path_for_format(Path(path), fmt)))
+
+    def export(self) -> bool:
+        path = Path(self.path_edit.text()).expanduser()
+        fmt = self.format()
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            size = export_scene(self.scene, path, fmt)
+        except HandfulError as e:
+            self.error = str(e)
+            self.result_label.setText(f"Not exported: {e}")
+            return False
+        except OSError as e:
+            self.error = f"{path}: could not write the file ({e.strerror or e}); choose another folder"
+            self.result_label.setText(f"Not exported: {self.error}")
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.written, self.written_size, self.error = path, size, ""
+        estimate = estimated_size(self.scene, fmt)
+        self.result_label.setText(
+            f"Wrote {path.name}: {human_size(size)} (estimated {human_size(estimate)})"
+        )
+        return True

@@ -1,0 +1,698 @@
+"""The Handful main window: inputs on the left, the 3D view in the centre, progress and log panels.
+
+Everything slow runs elsewhere: the job on a QThread (JobRunner), thumbnails on a thread pool. The
+window only reacts to signals, shows messages with a next step (a banner, never a traceback) and
+sends details to the log panel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QBuffer, QIODevice, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.errors import HandfulError
+from engine.io.atomic import atomic_write_bytes
+
+from . import APPLICATION
+from .dialogs.about import show_about
+from .dialogs.export_dialog import ExportDialog, export_scene
+from .dialogs.messages import Banner, message_for
+from .editing import BoxSelectTool, EditSession
+from .import_panel import SCENE_SUFFIXES, ImportPanel
+from .job_runner import JobRunner
+from .log_panel import LogPanel
+from .progress_panel import ProgressPanel, format_metrics
+from .settings import Settings
+from .theme import SAMPLE, icon
+
+log = logging.getLogger(__name__)
+
+SCENE_FILTER = "Splat scenes (*.ply *.spz *.splat);;All files (*)"
+
+
+class PlaceholderViewer(QLabel):
+    """Stands in for the 3D view when OpenGL (or the viewer module) is unavailable; keeps the scene so
+    that saving, exporting and editing still work, and reports 'drawn' once it shows a summary."""
+
+    camera_clicked = Signal(int)
+    stats_changed = Signal(dict)
+    drawn = Signal()
+
+    def __init__(self, reason: str, parent=None):
+        super().__init__(parent)
+        self.setObjectName("ViewerPlaceholder")
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setWordWrap(True)
+        self.setMinimumSize(320, 240)
+        self.reason = reason
+        self.scene = None
+        self.cameras = []
+        self.visible_mask = None
+        self.highlight = None
+        self._refresh()
+
+    def _refresh(self):
+        lines = [f"3D view unavailable: {self.reason}"]
+        if self.scene is not None:
+            shown = len(self.scene) if self.visible_mask is None else int(np.count_nonzero(self.visible_mask))
+            lines.append(f"Scene loaded: {shown:,} splats")
+        self.setText("\n\n".join(lines))
+
+    def set_scene(self, scene, frame=True):
+        self.scene, self.visible_mask, self.highlight = scene, None, None
+        self._refresh()
+        self.stats_changed.emit({"splats": 0 if scene is None else len(scene)})
+        self.drawn.emit()
+
+    def update_scene(self, scene):
+        self.set_scene(scene, frame=False)
+
+    def clear(self):
+        self.set_scene(None)
+
+    def set_cameras(self, cameras):
+        self.cameras = list(cameras or [])
+
+    def frame_all(self):
+        pass
+
+    def reset_view(self):
+        pass
+
+    def view_camera(self, camera):
+        pass
+
+    def current_camera(self):
+        return None
+
+    def grab_array(self):
+        return None
+
+    def set_highlight(self, mask):
+        self.highlight = mask
+
+    def set_visible_mask(self, mask):
+        self.visible_mask = mask
+        self._refresh()
+
+
+def make_viewer(parent=None) -> QWidget:
+    """The splat viewer, or a placeholder saying why it is unavailable (no OpenGL, missing module)."""
+    if os.environ.get("HANDFUL_NO_GL"):
+        return PlaceholderViewer("disabled by HANDFUL_NO_GL", parent)
+    try:
+        from .viewer import SplatViewer
+
+        return SplatViewer(parent)
+    except Exception as e:  # ImportError, or no usable OpenGL on this machine
+        log.warning("3D view unavailable: %s", e)
+        return PlaceholderViewer(f"{type(e).__name__}: {e}", parent)
+
+
+class MainWindow(QMainWindow):
+    scene_shown = Signal(object)  # emitted when a scene (opened, snapshot or result) reaches the viewer
+
+    def __init__(self, settings: Settings | None = None, viewer: QWidget | None = None, job_fn=None):
+        super().__init__()
+        self.settings = settings or Settings()
+        self.setWindowTitle(APPLICATION)
+        self.setWindowIcon(icon("handful"))
+        self.setAcceptDrops(True)
+        self.resize(1400, 860)
+        self.current_path: Path | None = None
+        self.job_out_dir: Path | None = None
+        self.job_cameras: Path | None = None  # known cameras for the inputs (the bundled sample has them)
+        self._last_snapshot = None
+        self._snapshot_count = 0
+
+        self.viewer = viewer if viewer is not None else make_viewer(self)
+        self.banner = Banner()
+        self.banner.action_triggered.connect(self._on_banner_action)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.viewer, 1)
+        self.setCentralWidget(central)
+
+        sample_ok = (SAMPLE / "images").is_dir() and any((SAMPLE / "images").iterdir())
+        self.import_panel = ImportPanel(sample_available=sample_ok)
+        self.import_panel.set_preset(self.settings.preset)
+        self.import_panel.set_device(self.settings.device)
+        self.progress_panel = ProgressPanel()
+        self.log_panel = LogPanel()
+        self.log_panel.attach_logging("engine")
+        self.log_panel.attach_logging("app")
+        self.import_dock = self._dock("Inputs", self.import_panel, Qt.DockWidgetArea.LeftDockWidgetArea, "InputsDock")
+        self.progress_dock = self._dock("Progress", self.progress_panel, Qt.DockWidgetArea.RightDockWidgetArea,
+                                        "ProgressDock")
+        self.log_dock = self._dock("Log", self.log_panel, Qt.DockWidgetArea.BottomDockWidgetArea, "LogDock")
+        self.resizeDocks([self.import_dock, self.progress_dock], [300, 280], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.log_dock], [150], Qt.Orientation.Vertical)
+
+        self.session = EditSession(self)
+        self.select_tool = BoxSelectTool(self.viewer, self.session, self)
+        self.runner = JobRunner(self, job_fn=job_fn)
+        self._build_actions()
+        self._connect()
+        self._restore_state()
+        self._update_actions()
+
+    # ----------------------------------------------------------------- construction
+    def _dock(self, title, widget, area, name) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text, slot=None, shortcut=None, icon_name=None, checkable=False, tip=None) -> QAction:
+        action = QAction(text, self)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        if checkable:
+            action.setCheckable(True)
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        if slot:
+            action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self):
+        S = QKeySequence.StandardKey
+        self.open_action = self._action("&Open…", self.open_dialog, S.Open, "open", tip="Open a splat scene")
+        self.add_photos_action = self._action("&Add Photos…", self.add_photos_dialog, "Ctrl+Shift+O", "image")
+        self.save_action = self._action("&Save", self.save, S.Save, "save", tip="Save the edited scene")
+        self.save_as_action = self._action("Save &As…", self.save_as_dialog, S.SaveAs)
+        self.export_action = self._action("&Export…", self.export_dialog, "Ctrl+E", "export",
+                                          tip="Export as .ply, .spz, compressed .ply or .splat")
+        self.screenshot_action = self._action("Save Scree&nshot…", self.screenshot_dialog, "Ctrl+Shift+S",
+                                              "screenshot")
+        self.quit_action = self._action("&Quit", self.close, S.Quit)
+        self.undo_action = self.session.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence(S.Undo))
+        self.undo_action.setIcon(icon("undo"))
+        self.redo_action = self.session.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcut(QKeySequence(S.Redo))
+        self.redo_action.setIcon(icon("redo"))
+        self.select_action = self._action("&Box Select", self.select_tool.set_active, "B", "select", checkable=True,
+                                          tip="Drag a box over splats (Shift adds, Ctrl removes)")
+        self.select_all_action = self._action("Select &All", self.session.select_all, S.SelectAll)
+        self.clear_selection_action = self._action("Select &None", self.session.clear_selection, "Ctrl+Shift+A")
+        self.invert_action = self._action("&Invert Selection", self.session.invert_selection, "Ctrl+I")
+        self.delete_action = self._action("&Delete Selected", self.delete_selected, S.Delete, "delete")
+        self.frame_action = self._action("&Frame All", self._frame_all, "F", "frame")
+        self.reset_view_action = self._action("&Reset View", self._reset_view, "Home")
+        self.reconstruct_action = self._action("&Reconstruct", self.start_reconstruction, "Ctrl+R", "reconstruct")
+        self.cancel_action = self._action("&Cancel Job", self.cancel_job, "Esc", "cancel")
+        self.about_action = self._action("&About Handful", lambda: show_about(self))
+
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions([self.open_action, self.add_photos_action])
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self._fill_recent_menu()
+        file_menu.addSeparator()
+        file_menu.addActions([self.save_action, self.save_as_action, self.export_action, self.screenshot_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = bar.addMenu("&Edit")
+        edit_menu.addActions([self.undo_action, self.redo_action])
+        edit_menu.addSeparator()
+        edit_menu.addActions([self.select_action, self.select_all_action, self.clear_selection_action,
+                              self.invert_action, self.delete_action])
+        view_menu = bar.addMenu("&View")
+        view_menu.addActions([self.frame_action, self.reset_view_action])
+        view_menu.addSeparator()
+        for dock in (self.import_dock, self.progress_dock, self.log_dock):
+            view_menu.addAction(dock.toggleViewAction())
+        job_menu = bar.addMenu("&Job")
+        job_menu.addActions([self.reconstruct_action, self.cancel_action])
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+        tools = QToolBar("Tools", self)
+        tools.setObjectName("MainToolbar")
+        tools.setMovable(False)
+        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        tools.addActions([self.open_action, self.save_action, self.export_action])
+        tools.addSeparator()
+        tools.addActions([self.select_action, self.delete_action, self.undo_action, self.redo_action])
+        tools.addSeparator()
+        tools.addActions([self.frame_action, self.screenshot_action])
+        self.addToolBar(tools)
+
+        self.splat_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.splat_label)
+
+    def _connect(self):
+        p = self.import_panel
+        p.scene_files_dropped.connect(lambda paths: self.open_scene(paths[0]))
+        p.reconstruct_requested.connect(self.start_reconstruction)
+        p.sample_requested.connect(self.load_sample)
+        p.rejected.connect(lambda text: self.show_message(text, "warning"))
+        p.inputs_changed.connect(self._on_inputs_changed)
+        p.preset_box.currentIndexChanged.connect(lambda: setattr(self.settings, "preset", p.preset()))
+        p.device_box.currentIndexChanged.connect(lambda: setattr(self.settings, "device", p.device()))
+
+        r = self.runner
+        r.started.connect(self.progress_panel.job_started)
+        r.stage_started.connect(self.progress_panel.stage_started)
+        r.stage_started.connect(lambda s, i, n: self.log_panel.info(f"stage {i + 1}/{n}: {s}"))
+        r.stage_finished.connect(lambda s, sec: self.log_panel.info(f"stage {s} finished in {sec:.1f} s"))
+        r.progress.connect(self.progress_panel.progress)
+        r.metrics.connect(self.progress_panel.metrics_changed)
+        r.metrics.connect(lambda step, v: self.log_panel.info(f"step {step}: {format_metrics(v)}")
+                          if step % 100 == 0 else None)
+        r.warning.connect(self._on_job_warning)
+        r.snapshot.connect(self._on_snapshot)
+        r.finished.connect(self._on_job_finished)
+        r.failed.connect(self._on_job_failed)
+        r.cancelled.connect(self._on_job_cancelled)
+        r.running_changed.connect(self._on_running_changed)
+        self.progress_panel.cancel_requested.connect(self.cancel_job)
+
+        s = self.session
+        s.scene_changed.connect(self._on_session_scene)
+        s.visibility_changed.connect(self._on_visibility)
+        s.selection_changed.connect(self._on_selection)
+        s.undo_stack.cleanChanged.connect(lambda _: self._update_title())
+        s.undo_stack.indexChanged.connect(lambda _: self._update_actions())
+        self.select_tool.message.connect(lambda t: self.statusBar().showMessage(t, 5000))
+        if hasattr(self.viewer, "stats_changed"):
+            self.viewer.stats_changed.connect(self._on_viewer_stats)
+
+    def _restore_state(self):
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    # ----------------------------------------------------------------- messages
+    def show_message(self, text: str, level: str = "error", action: tuple[str, str] | None = None) -> None:
+        self.banner.show_message(text, level, action)
+        getattr(self.log_panel, "error" if level == "error" else "warning" if level == "warning" else "info")(text)
+
+    def _on_banner_action(self, key: str):
+        if key == "export":
+            self.export_dialog()
+        elif key == "log":
+            self.log_dock.show()
+            self.log_dock.raise_()
+        elif key == "sample":
+            self.load_sample()
+
+    # ----------------------------------------------------------------- drops and files
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.handle_paths(paths)
+
+    def handle_paths(self, paths: list[Path]) -> None:
+        """Files from the command line or a drop: a single scene opens; photos go to the inputs."""
+        self.import_panel.add_paths([Path(p) for p in paths])
+
+    def open_dialog(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Open scene", self.settings.last_folder, SCENE_FILTER)
+        if path:
+            self.open_scene(Path(path))
+
+    def add_photos_dialog(self):
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Add photos or videos", self.settings.last_folder,
+            "Photos and videos (*.jpg *.jpeg *.png *.tif *.tiff *.webp *.bmp *.mp4 *.mov *.avi *.mkv *.webm)")
+        if paths:
+            self.settings.last_folder = str(Path(paths[0]).parent)
+            self.import_panel.add_paths([Path(p) for p in paths])
+
+    def open_scene(self, path: str | Path) -> bool:
+        """Show a scene file in the viewer; a bad file gives a message (and False), never a traceback."""
+        path = Path(path)
+        if not self.confirm_discard():
+            return False
+        try:
+            from engine.io import load_scene
+
+            scene = load_scene(path)
+        except HandfulError as e:
+            self.show_message(f"Could not open the scene. {e}", "error")
+            return False
+        except OSError as e:
+            self.show_message(f"{path}: could not read the file ({e.strerror or e}); check that it exists "
+                              "and that you may read it", "error")
+            return False
+        self.current_path = path
+        self.job_out_dir = None
+        self.settings.add_recent_file(path)
+        self.settings.last_folder = str(path.parent)
+        self.session.set_scene(scene)
+        self.viewer.set_cameras([])
+        self.viewer.set_scene(scene, frame=True)
+        self.scene_shown.emit(scene)
+        self.log_panel.info(f"opened {path}: {scene.describe()}")
+        self.statusBar().showMessage(f"Opened {path.name}", 5000)
+        self._update_title()
+        return True
+
+    def _fill_recent_menu(self):
+        self.recent_menu.clear()
+        files = self.settings.recent_files()
+        for path in files:
+            action = self.recent_menu.addAction(path.name)
+            action.setToolTip(str(path))
+            action.setData(str(path))
+            action.triggered.connect(lambda _=False, p=path: self._open_recent(p))
+        if files:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear Recent", self.settings.clear_recent_files)
+        else:
+            self.recent_menu.addAction("No recent scenes").setEnabled(False)
+
+    def _open_recent(self, path: Path):
+        if not path.exists():
+            self.settings.remove_recent_file(path)
+            self.show_message(f"{path}: the file is gone (moved or deleted); removed it from Open Recent",
+                              "warning")
+            return
+        self.open_scene(path)
+
+    def load_sample(self):
+        images = SAMPLE / "images"
+        if not images.is_dir():
+            self.show_message("The bundled sample is missing from this installation; reinstall Handful "
+                              "or drop your own photos", "warning")
+            return
+        transforms = SAMPLE / "transforms.json"
+        self.import_panel.add_paths([images])
+        self.job_cameras = transforms if transforms.is_file() else None
+        self.settings.sample_offered = True
+        self.show_message("Sample photos added: press Reconstruct (Preview takes about a minute on a CPU).",
+                          "info")
+
+    # ----------------------------------------------------------------- saving
+    def confirm_discard(self) -> bool:
+        if not self.session.modified:
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved edits", "The scene has edits that are not saved. Discard them?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Discard
+
+    def save(self) -> bool:
+        if self.current_path is None or self.current_path.suffix.lower() not in SCENE_SUFFIXES:
+            return self.save_as_dialog()
+        return self.save_to(self.current_path)
+
+    def save_to(self, path: str | Path, fmt: str | None = None) -> bool:
+        scene = self.session.edited_scene()
+        if scene is None:
+            self.show_message("There is no scene to save yet: open one or reconstruct from photos", "warning")
+            return False
+        path = Path(path)
+        try:
+            size = export_scene(scene, path, fmt or _format_for(path))
+        except HandfulError as e:
+            self.show_message(f"Not saved. {e}", "error")
+            return False
+        except OSError as e:
+            self.show_message(f"{path}: could not write the file ({e.strerror or e}); choose another folder",
+                              "error")
+            return False
+        self.current_path = path
+        self.session.mark_saved()
+        self.settings.add_recent_file(path)
+        self.log_panel.info(f"saved {len(scene):,} splats to {path} ({size:,} bytes)")
+        self.statusBar().showMessage(f"Saved {path.name}", 5000)
+        self._update_title()
+        return True
+
+    def save_as_dialog(self) -> bool:
+        start = str(self.current_path or self.settings.projects_folder / "scene.ply")
+        path, _ = QFileDialog.getSaveFileName(self, "Save scene", start, SCENE_FILTER)
+        return bool(path) and self.save_to(Path(path))
+
+    def export_dialog(self):
+        scene = self.session.edited_scene()
+        if scene is None:
+            self.show_message("There is no scene to export yet: open one or reconstruct from photos", "warning")
+            return None
+        base = self.current_path or (self.settings.projects_folder / "scene.ply")
+        dialog = ExportDialog(scene, base.with_name(base.name.split(".")[0] + "-export.ply"), self)
+        dialog.finished.connect(lambda _: self._after_export(dialog))
+        dialog.open()
+        return dialog
+
+    def _after_export(self, dialog: ExportDialog):
+        if dialog.written is not None:
+            self.log_panel.info(f"exported {dialog.written} ({dialog.written_size:,} bytes)")
+
+    def grab_image(self):
+        return self.grab().toImage()
+
+    def save_screenshot(self, path: str | Path) -> Path:
+        """The window as a PNG (atomic write); raises HandfulError when it cannot be written."""
+        from engine.errors import InputError
+
+        path = Path(path)
+        image = self.grab_image()
+        buffer = QBuffer()
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        if not image.save(buffer, "PNG"):
+            raise InputError("could not encode the screenshot as PNG", path)
+        try:
+            atomic_write_bytes(path, bytes(buffer.data()))
+        except OSError as e:
+            raise InputError(f"could not write the screenshot ({e.strerror or e})", path,
+                             "choose a folder you can write to") from e
+        return path
+
+    def screenshot_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", str(self.settings.projects_folder /
+                                                                           "screenshot.png"), "PNG (*.png)")
+        if path:
+            try:
+                self.save_screenshot(path)
+                self.statusBar().showMessage(f"Saved {Path(path).name}", 5000)
+            except HandfulError as e:
+                self.show_message(str(e), "error")
+
+    # ----------------------------------------------------------------- editing
+    def delete_selected(self):
+        count = self.session.delete_selected()
+        if count:
+            self.statusBar().showMessage(f"Deleted {count:,} splats (Undo brings them back)", 5000)
+
+    def _on_session_scene(self, scene):
+        self._update_actions()
+        self._update_title()
+        self._update_splat_label()
+
+    def _on_visibility(self, alive):
+        self.viewer.set_visible_mask(None if alive.all() else alive)
+        self._update_splat_label()
+        self._update_title()
+
+    def _on_selection(self, selection):
+        self.viewer.set_highlight(selection if selection.any() else None)
+        self._update_splat_label()
+        self._update_actions()
+
+    def _on_viewer_stats(self, stats: dict):
+        fps = stats.get("fps")
+        if fps:
+            self.statusBar().showMessage(f"{fps:.0f} FPS", 2000)
+
+    def _frame_all(self):
+        self.viewer.frame_all()
+
+    def _reset_view(self):
+        self.viewer.reset_view()
+
+    # ----------------------------------------------------------------- the job
+    def _on_inputs_changed(self):
+        if not self.import_panel.files:
+            self.job_cameras = None
+
+    def job_options(self):
+        from engine.job import JobOptions
+
+        return JobOptions(preset=self.import_panel.preset(), device=self.import_panel.device(),
+                          cameras=self.job_cameras)
+
+    def new_job_folder(self) -> Path:
+        inputs = self.import_panel.good_inputs()
+        stem = inputs[0].parent.name if inputs else "project"
+        if stem in ("images", "photos", ""):
+            stem = inputs[0].parent.parent.name if inputs else "project"
+        return self.settings.projects_folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def start_reconstruction(self, options=None, out_dir: Path | None = None) -> bool:
+        if self.runner.running:
+            return False
+        inputs = self.import_panel.good_inputs()
+        if not inputs:
+            self.show_message("Add photos first: drop them on the Inputs panel (or try the bundled sample)",
+                              "warning", ("Use sample", "sample") if self.import_panel._sample_available else None)
+            return False
+        if not self.confirm_discard():
+            return False
+        try:
+            options = options or self.job_options()
+        except HandfulError as e:
+            self.show_message(str(e), "error")
+            return False
+        self.job_out_dir = Path(out_dir) if out_dir else self.new_job_folder()
+        self.banner.dismiss()
+        self._last_snapshot = None
+        self._snapshot_count = 0
+        self.log_panel.info(f"reconstructing {len(inputs)} files into {self.job_out_dir} "
+                            f"(preset {options.preset}, device {options.device})")
+        self.runner.start(inputs, self.job_out_dir, options)
+        return True
+
+    def cancel_job(self):
+        if self.runner.running:
+            self.log_panel.info("cancelling: the job stops at the next safe point")
+            self.runner.cancel()
+
+    def _on_running_changed(self, running: bool):
+        self.import_panel.set_running(running)
+        self._update_actions()
+
+    def _on_job_warning(self, message: str, path: str):
+        self.log_panel.warning(f"{path}: {message}" if path else message)
+
+    def _on_snapshot(self, scene, step: int, cameras):
+        first = self._last_snapshot is None
+        self._last_snapshot = scene
+        self._snapshot_count += 1
+        if first:
+            if cameras:
+                self.viewer.set_cameras(cameras)
+            self.viewer.set_scene(scene, frame=True)
+        else:
+            self.viewer.update_scene(scene)
+        self.splat_label.setText(f"{len(scene):,} splats · step {step:,}")
+        self.scene_shown.emit(scene)
+
+    def _keep_last_snapshot(self):
+        """After a failed or cancelled job the last snapshot stays and can be saved or exported."""
+        if self._last_snapshot is not None:
+            self.session.set_scene(self._last_snapshot)
+
+    def _on_job_finished(self, result):
+        self.progress_panel.job_succeeded()
+        scene = getattr(result, "scene", None)
+        if scene is None:
+            stopped = getattr(result, "stopped_after", None)
+            self.show_message(f"Job finished after the {stopped or 'last'} stage; results are in "
+                              f"{getattr(result, 'out_dir', self.job_out_dir)}", "info")
+            return
+        cameras = getattr(result, "cameras", None)
+        if cameras:
+            self.viewer.set_cameras(cameras)
+        self.session.set_scene(scene)
+        if self._last_snapshot is None:
+            self.viewer.set_scene(scene, frame=True)
+        else:
+            self.viewer.update_scene(scene)
+        self._last_snapshot = None
+        self.scene_shown.emit(scene)
+        self.current_path = getattr(result, "scene_path", None)
+        if self.current_path is not None:
+            self.settings.add_recent_file(self.current_path)
+        report = getattr(result, "report", {}) or {}
+        psnr = (report.get("eval") or {}).get("psnr")
+        quality = f", PSNR {psnr:.2f} dB" if psnr is not None else ""
+        self.show_message(f"Reconstruction finished: {len(scene):,} splats{quality}. Saved in "
+                          f"{result.out_dir}.", "info", ("Export…", "export"))
+        self._update_title()
+
+    def _on_job_failed(self, message: str, stage: str, detail: str):
+        self.progress_panel.job_ended(f"Failed{' in ' + stage if stage else ''}")
+        if detail:
+            self.log_panel.error("details:", detail)
+        self._keep_last_snapshot()
+        where = f" Finished stages are kept in {self.job_out_dir}." if self.job_out_dir else ""
+        self.show_message(f"Reconstruction failed{' during ' + stage if stage else ''}: {message}.{where}",
+                          "error", ("Show log", "log"))
+
+    def _on_job_cancelled(self, message: str):
+        self.progress_panel.job_ended("Cancelled")
+        self._keep_last_snapshot()
+        self.show_message(message, "warning")
+
+    # ----------------------------------------------------------------- state
+    def _update_actions(self):
+        has_scene = self.session.has_scene
+        running = self.runner.running
+        for action in (self.save_action, self.save_as_action, self.export_action, self.select_all_action,
+                       self.invert_action, self.clear_selection_action):
+            action.setEnabled(has_scene)
+        self.select_action.setEnabled(has_scene)
+        self.delete_action.setEnabled(has_scene and self.session.num_selected > 0)
+        self.cancel_action.setEnabled(running)
+        self.reconstruct_action.setEnabled(not running)
+
+    def _update_splat_label(self):
+        if not self.session.has_scene:
+            self.splat_label.setText("")
+            return
+        text = f"{self.session.num_visible:,} splats"
+        if self.session.num_selected:
+            text += f" · {self.session.num_selected:,} selected"
+        self.splat_label.setText(text)
+
+    def _update_title(self):
+        name = self.current_path.name if self.current_path else ("untitled" if self.session.has_scene else "")
+        mark = "*" if self.session.modified else ""
+        self.setWindowTitle(f"{name}{mark} — {APPLICATION}" if name else APPLICATION)
+
+    def closeEvent(self, event):
+        if not self.confirm_discard():
+            event.ignore()
+            return
+        if self.runner.running:
+            self.runner.cancel()
+            self.runner.wait(30000)
+        self.select_tool.set_active(False)
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        self.log_panel.detach_logging("engine")
+        self.log_panel.detach_logging("app")
+        super().closeEvent(event)
+
+
+def _format_for(path: Path) -> str:
+    from engine.io import resolve_save_format
+
+    return resolve_save_format(path)
