@@ -119,6 +119,8 @@ def evaluate(
 
     if len(cameras) != len(images):
         raise ValueError(f"{len(cameras)} cameras but {len(images)} images")
+    if sh_degree is None:
+        sh_degree = scene.sh_degree
     views = []
     with torch.no_grad():
         for cam, img in zip(cameras, images):

@@ -1,1 +1,28 @@
+"""Gaussian training: the optimisation loop, densification strategies, schedules and presets.
 
+Public API::
+
+    train(init, cameras, images, config, *, emit, cancel, background, eval_cameras, eval_images,
+          scene_extent) -> TrainResult
+    preset(name, num_images, device="cpu") -> TrainConfig
+    init_from_points(points, ...) / random_init(cameras, count, ...) -> GaussianScene
+"""
+
+from .config import PRESETS, TrainConfig, preset
+from .init import init_from_points, random_init
+from .loop import TrainResult, train
+from .strategy import ClassicStrategy, MCMCStrategy, NoStrategy, Strategy
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "preset",
+    "PRESETS",
+    "train",
+    "init_from_points",
+    "random_init",
+    "Strategy",
+    "ClassicStrategy",
+    "MCMCStrategy",
+    "NoStrategy",
+]

@@ -1,0 +1,282 @@
+"""The optimisation loop: fit Gaussians to posed photos."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from engine.errors import Cancelled, InputError, StageError
+from engine.events import CancelToken, EventSink, Metrics, Progress, Snapshot, null_sink
+from engine.metrics import psnr_from_mse, ssim_loss_value
+from engine.scene import Camera, CameraRig, GaussianScene
+
+from .config import TrainConfig
+from .exposure import ExposureCorrection
+from .params import make_optimizers, params_from_scene, scene_from_params
+from .schedules import exponential_lr, resolution_at, sh_degree_at
+from .strategy import make_strategy
+
+STAGE = "train"
+
+
+@dataclass
+class TrainResult:
+    scene: GaussianScene
+    iterations: int  # steps completed
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+    cancelled: bool = False
+    eval: dict | None = None  # engine.metrics.evaluate on the eval views, when given
+    exposure: torch.Tensor | None = None  # (num_images, 3, 4) colour corrections, when learned
+
+
+def _image_tensor(image, cam: Camera, index: int) -> torch.Tensor:
+    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    where = cam.image_path or cam.name or f"image {index}"
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InputError(f"training image has shape {arr.shape}, expected (H, W, 3) RGB", path=where)
+    if arr.shape[:2] != (cam.height, cam.width):
+        raise InputError(
+            f"image is {arr.shape[1]}x{arr.shape[0]} but its camera is {cam.width}x{cam.height}",
+            path=where,
+            hint="resize the image or scale the camera so they match",
+        )
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    else:
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise InputError("image has non-finite pixel values", path=where)
+        arr = np.clip(arr, 0.0, 1.0)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _resize(image: torch.Tensor, cam: Camera, factor: float) -> tuple[torch.Tensor, Camera]:
+    w = max(1, int(round(cam.width * factor)))
+    h = max(1, int(round(cam.height * factor)))
+    if (w, h) == (cam.width, cam.height):
+        return image, cam
+    small = cv2.resize(image.numpy(), (w, h), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(np.ascontiguousarray(small)), cam.resized(w, h)
+
+
+class _Views:
+    """Training images and cameras at each resolution level (made on first use)."""
+
+    def __init__(self, cameras, images, max_side: int | None):
+        self.cameras, self.images = [], []
+        for i, (cam, img) in enumerate(zip(cameras, images)):
+            t = _image_tensor(img, cam, i)
+            if max_side and max(cam.width, cam.height) > max_side:
+                t, cam = _resize(t, cam, max_side / max(cam.width, cam.height))
+            self.cameras.append(cam)
+            self.images.append(t)
+        self._levels: dict[float, list] = {1.0: list(zip(self.images, self.cameras))}
+
+    def get(self, index: int, factor: float) -> tuple[torch.Tensor, Camera]:
+        if factor not in self._levels:
+            self._levels[factor] = [None] * len(self.images)
+        level = self._levels[factor]
+        if level[index] is None:
+            level[index] = _resize(self.images[index], self.cameras[index], factor)
+        return level[index]
+
+
+def _background_tensor(background) -> torch.Tensor:
+    bg = torch.as_tensor(background, dtype=torch.float32).reshape(-1)
+    if bg.numel() != 3:
+        raise InputError(f"background must be three values (r, g, b), got {tuple(bg.shape)}")
+    return bg
+
+
+def _params_finite(params) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in params.values())
+
+
+def _final_scene(params) -> GaussianScene:
+    return scene_from_params(params).clone()
+
+
+def train(
+    init: GaussianScene,
+    cameras: Sequence[Camera],
+    images: Sequence,
+    config: TrainConfig | None = None,
+    *,
+    emit: EventSink = null_sink,
+    cancel: CancelToken | None = None,
+    background=(0.0, 0.0, 0.0),
+    eval_cameras: Sequence[Camera] | None = None,
+    eval_images: Sequence | None = None,
+    scene_extent: float | None = None,
+) -> TrainResult:
+    """Optimise ``init`` so that renders from ``cameras`` match ``images``.
+
+    On cancel, returns the scene as it is (``cancelled=True``). A non-finite loss raises
+    ``StageError`` whose ``scene`` attribute holds the last good scene.
+    """
+    from engine.render import render
+
+    config = (config or TrainConfig()).validate()
+    if len(cameras) == 0:
+        raise InputError("no training views", hint="training needs posed photos")
+    if len(cameras) != len(images):
+        raise InputError(f"{len(cameras)} cameras but {len(images)} images")
+    if len(init) == 0:
+        raise InputError("the initial scene has no Gaussians", hint="initialise from points or use random_init")
+    if not bool(torch.isfinite(init.means).all()):
+        raise InputError("the initial scene has non-finite positions")
+
+    old_threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(
+            render, init, list(cameras), images, config, emit, cancel, _background_tensor(background),
+            eval_cameras, eval_images, scene_extent,
+        )
+    finally:
+        if config.threads:
+            torch.set_num_threads(old_threads)
+
+
+def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras, eval_images, scene_extent):
+    start = time.perf_counter()
+    views = _Views(cameras, images, config.max_image_side)
+    extent = float(scene_extent) if scene_extent else CameraRig(views.cameras).scene_extent()
+    generator = torch.Generator().manual_seed(config.seed)
+    order_rng = np.random.default_rng(config.seed)
+
+    params = params_from_scene(init.to("cpu") if init.device.type != "cpu" and config.backend != "gsplat" else init,
+                               config.sh_degree)
+    device = params["means"].device
+    bg = bg.to(device)
+    lrs = {
+        "means": config.lr_means * extent,
+        "quats": config.lr_quats,
+        "log_scales": config.lr_scales,
+        "opacity_logits": config.lr_opacity,
+        "sh0": config.lr_sh0,
+        "sh_rest": config.lr_sh0 * config.lr_sh_rest_ratio,
+    }
+    optimizers = make_optimizers(params, lrs)
+    strategy = make_strategy(config, extent, generator)
+    exposure = ExposureCorrection(len(views.cameras), config.lr_exposure, device) if config.exposure_compensation else None
+
+    total = config.iterations
+    history: list[dict] = []
+    order: list[int] = []
+    loss_ema = mse_ema = None
+    last_progress = last_snapshot = -math.inf
+    last_good = None
+    step = 0
+    cancelled = False
+
+    def result(done: int) -> TrainResult:
+        return TrainResult(
+            scene=_final_scene(params),
+            iterations=done,
+            seconds=time.perf_counter() - start,
+            history=history,
+            cancelled=cancelled,
+            exposure=None if exposure is None else exposure.affine.detach().clone(),
+        )
+
+    for step in range(total):
+        if cancel is not None:
+            try:
+                cancel.raise_if_cancelled()
+            except Cancelled:
+                cancelled = True
+                break
+
+        lr_means = exponential_lr(step, total, config.lr_means * extent, config.lr_means_final * extent)
+        for group in optimizers["means"].param_groups:
+            group["lr"] = lr_means
+        degree = sh_degree_at(step, config.sh_degree, config.sh_interval)
+        factor = resolution_at(step, total, config.start_resolution, config.full_resolution_at)
+        if not order:
+            order = list(order_rng.permutation(len(views.cameras)))
+        index = int(order.pop())
+        target, cam = views.get(index, factor)
+        target = target.to(device)
+
+        out = render(scene_from_params(params), cam, sh_degree=degree, background=bg, backend=config.backend)
+        rgb = out.rgb
+        if exposure is not None:
+            rgb = exposure.apply(rgb, index)
+        l1 = (rgb - target).abs().mean()
+        loss = (1 - config.ssim_lambda) * l1
+        if config.ssim_lambda > 0:
+            loss = loss + config.ssim_lambda * (1 - ssim_loss_value(rgb, target))
+        if config.opacity_reg > 0:
+            loss = loss + config.opacity_reg * torch.sigmoid(params["opacity_logits"]).mean()
+        if config.scale_reg > 0:
+            loss = loss + config.scale_reg * torch.exp(params["log_scales"]).mean()
+
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            good = _final_scene(params) if _params_finite(params) else (last_good or init.clone())
+            error = StageError(
+                f"training diverged at step {step}: the loss became {loss_value}",
+                hint="lower the learning rates (or pick a smaller preset) and train again; "
+                "the last good scene is kept",
+            )
+            error.scene = good
+            error.step = step
+            raise error
+
+        meta = dict(out.meta) if isinstance(out.meta, dict) else dict(vars(out.meta))
+        meta["width"], meta["height"] = cam.width, cam.height
+        strategy.step_pre_backward(params, optimizers, meta, step)
+        loss.backward()
+        for opt in optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if exposure is not None:
+            exposure.step()
+        strategy.step_post_backward(params, optimizers, meta, step, lr_means)
+
+        mse = float(torch.mean((rgb.detach() - target) ** 2))
+        loss_ema = loss_value if loss_ema is None else 0.9 * loss_ema + 0.1 * loss_value
+        mse_ema = mse if mse_ema is None else 0.9 * mse_ema + 0.1 * mse
+        done = step + 1
+        n = int(params["means"].shape[0])
+        if done % config.metrics_every == 0 or done == total:
+            values = {"loss": loss_ema, "psnr": psnr_from_mse(mse_ema), "num_gaussians": n,
+                      "sh_degree": degree, "resolution": factor, "seconds": time.perf_counter() - start}
+            history.append({"step": done, **values})
+            emit(Metrics(done, values))
+        now = time.perf_counter()
+        if now - last_progress >= config.progress_every_s or done == total:
+            last_progress = now
+            rate = done / max(now - start, 1e-9)
+            emit(Progress(
+                STAGE, done, total,
+                f"step {done}/{total}  loss {loss_ema:.4f}  PSNR {psnr_from_mse(mse_ema):.2f} dB  {n:,} Gaussians",
+                eta_seconds=(total - done) / rate,
+            ))
+        if now - last_snapshot >= config.snapshot_every_s:
+            last_snapshot = now
+            last_good = _final_scene(params).to("cpu")
+            emit(Snapshot(last_good, done))
+    else:
+        step = total
+
+    res = result(step)
+    if eval_cameras is not None and eval_images is not None and not cancelled:
+        from engine.metrics import evaluate
+
+        res.eval = evaluate(res.scene, eval_cameras, eval_images, background=bg, backend=config.backend)
+        emit(Metrics(res.iterations, {"test_psnr": res.eval["psnr"], "test_ssim": res.eval["ssim"]}))
+    res.seconds = time.perf_counter() - start
+    return res
+
+
+__all__ = ["train", "TrainResult"]
