@@ -93,9 +93,8 @@ def _radii_and_mask(z, means2d, c00, c01, c11, opac, camera: Camera):
     mx, my = means2d.unbind(-1)
     valid &= (mx + rx > 0) & (mx - rx < camera.width) & (my + ry > 0) & (my - ry < camera.height)
     valid &= torch.isfinite(rx) & torch.isfinite(ry)
-    # Radii beyond int32 mean "covers everything"; clamp so the int cast stays defined.
-    limit = float(4 * max(camera.width, camera.height) + 4 * TILE)
-    radii = torch.stack([rx, ry], -1).nan_to_num(0.0).clamp(0, limit).to(torch.int32)
+    # Clamp so the int32 cast stays defined; 2^30 px still reaches any screen from any on-screen-ish mean.
+    radii = torch.stack([rx, ry], -1).nan_to_num(0.0).clamp(0, 2.0**30).to(torch.int32)
     radii[~valid] = 0
     return valid, radii
 
