@@ -135,6 +135,11 @@ def test_sniff_plausibility():
     assert not splat.sniff(np.full(8, np.nan, "<f4").tobytes())
     assert not splat.sniff(np.array([0, 0, 0, -1, 1, 1, 0, 0], "<f4").tobytes())
     assert not splat.sniff(np.array([1e30, 0, 0, 1, 1, 1, 0, 0], "<f4").tobytes())
+    assert not splat.sniff(np.random.default_rng(0).bytes(4096))
+    # One broken splat among many still reads as .splat (the reader then reports it).
+    rec = splat.encode(random_scene(20, sh_degree=0))
+    rec["position"][3] = np.nan
+    assert splat.sniff(rec.tobytes())
 
 
 def test_empty_scene_writes_empty_file(tmp_path):

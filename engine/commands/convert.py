@@ -37,9 +37,9 @@ def convert(input_path: Path, output_path: Path, format: str | None = None, sh_d
 
     emit = on_event or (lambda _event: None)
     input_path, output_path = Path(input_path), Path(output_path)
-    out_format = resolve_save_format(output_path, format)
     if output_path.is_dir():
         raise InputError("the output is a folder", output_path, "give a file name, e.g. scene.ply")
+    out_format = resolve_save_format(output_path, format)
     in_format = detect_format(input_path)
 
     emit(Progress(STAGE, 0, 3, f"reading {input_path.name}"))
