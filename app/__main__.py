@@ -75,6 +75,8 @@ def take_screenshot(window, scene_file: Path, out: Path, timeout_ms: int = SCREE
         print(f"error: the viewer did not draw {scene_file} within {timeout_ms // 1000} s "
               "(is OpenGL available? try running under xvfb-run)", file=sys.stderr)
         return 1
+    if hasattr(window.viewer, "wait_until_sorted"):  # the splat viewer sorts on a worker after drawing
+        window.viewer.wait_until_sorted(timeout_ms / 1000)
     try:
         window.save_screenshot(out)
     except HandfulError as e:

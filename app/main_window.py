@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QIODevice, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QBuffer, QIODevice, QRect, Qt, Signal
+from PySide6.QtGui import QAction, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -99,9 +99,6 @@ class PlaceholderViewer(QLabel):
         pass
 
     def current_camera(self):
-        return None
-
-    def grab_array(self):
         return None
 
     def set_highlight(self, mask):
@@ -476,7 +473,24 @@ class MainWindow(QMainWindow):
             self.log_panel.info(f"exported {dialog.written} ({dialog.written_size:,} bytes)")
 
     def grab_image(self):
-        return self.grab().toImage()
+        """The window as a QImage, with the 3D view read back from its own framebuffer (a plain
+        widget grab does not reliably include OpenGL content)."""
+        image = self.grab().toImage()
+        try:
+            frame = self.viewer.grab()
+        except Exception as e:  # a broken GL read-back still leaves the rest of the window
+            log.warning("could not read back the 3D view: %s", e)
+            return image
+        if isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.size:
+            frame = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+            h, w = frame.shape[:2]
+            view = QImage(frame.data, w, h, frame.strides[0], QImage.Format.Format_RGB888).copy()
+            # the painter works in logical pixels; the image's device pixel ratio maps them
+            target = QRect(self.viewer.mapTo(self, self.viewer.rect().topLeft()), self.viewer.size())
+            painter = QPainter(image)
+            painter.drawImage(target, view)
+            painter.end()
+        return image
 
     def save_screenshot(self, path: str | Path) -> Path:
         """The window as a PNG (atomic write); raises HandfulError when it cannot be written."""

@@ -32,17 +32,20 @@ class BoxSelectTool(QObject):
         self.active = False
         self._origin: QPoint | None = None
         self._band = QRubberBand(QRubberBand.Shape.Rectangle, viewer)
+        # the splat viewer draws into a child canvas widget, which is what receives the mouse
+        canvas = getattr(viewer, "canvas", None)
+        self.target: QWidget = getattr(canvas, "native", None) or viewer
 
     def set_active(self, active: bool) -> None:
         if active == self.active:
             return
         self.active = active
         if active:
-            self.viewer.installEventFilter(self)
-            self.viewer.setCursor(Qt.CursorShape.CrossCursor)
+            self.target.installEventFilter(self)
+            self.target.setCursor(Qt.CursorShape.CrossCursor)
         else:
-            self.viewer.removeEventFilter(self)
-            self.viewer.unsetCursor()
+            self.target.removeEventFilter(self)
+            self.target.unsetCursor()
             self._band.hide()
             self._origin = None
 
@@ -73,8 +76,8 @@ class BoxSelectTool(QObject):
             self.message.emit("Selection needs the 3D view, which is unavailable here")
             return 0
         # widget (logical) pixels -> the camera's image pixels (they differ on high-DPI screens)
-        sx = camera.width / max(1, self.viewer.width())
-        sy = camera.height / max(1, self.viewer.height())
+        sx = camera.width / max(1, self.target.width())
+        sy = camera.height / max(1, self.target.height())
         box = (rect.left() * sx, rect.top() * sy, (rect.right() + 1) * sx, (rect.bottom() + 1) * sy)
         mask = box_select(self.session.scene, camera, box, visible=self.session.alive)
         self.session.select(mask, mode)

@@ -1,0 +1,209 @@
+"""The main window without OpenGL (offscreen, placeholder view): drops, bad files, open, export, edit."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+
+from app.dialogs.export_dialog import EXPORT_FORMATS, ExportDialog, estimated_size, path_for_format
+from app.main_window import MainWindow, PlaceholderViewer
+from app.settings import Settings
+from engine.io import FORMATS, load_scene, save_scene
+from tests.app_helpers import drop_paths, write_photos
+from tests.factories import random_scene
+
+
+@pytest.fixture
+def settings(tmp_path, qapp):
+    s = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    s.projects_folder = tmp_path / "projects"
+    return s
+
+
+@pytest.fixture
+def window(qtbot, settings):
+    w = MainWindow(settings=settings, viewer=PlaceholderViewer("tests run without OpenGL"))
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.session.undo_stack.setClean()
+
+
+def wait_checked(qtbot, panel):
+    qtbot.waitUntil(lambda: not panel.checking, timeout=10000)
+
+
+def test_dropped_photos_get_thumbnails_and_enable_reconstruct(qtbot, window, tmp_path):
+    photos = write_photos(tmp_path / "shots", 3)
+    panel = window.import_panel
+    assert not panel.reconstruct_button.isEnabled()
+    assert drop_paths(panel.drop_area, photos)
+    wait_checked(qtbot, panel)
+    assert panel.good_inputs() == [p.resolve() for p in photos]
+    assert panel.list.count() == 3
+    assert not panel.list.item(0).icon().isNull()
+    assert "64×48" in panel.list.item(0).toolTip()
+    assert panel.reconstruct_button.isEnabled()
+    assert "3 usable files" in panel.summary.text()
+
+
+def test_dropped_folder_expands_to_its_photos(qtbot, window, tmp_path):
+    write_photos(tmp_path / "shots", 4)
+    (tmp_path / "shots" / "notes.txt").write_text("not a photo")
+    drop_paths(window, [tmp_path / "shots"])  # anywhere on the window works too
+    wait_checked(qtbot, window.import_panel)
+    assert len(window.import_panel.good_inputs()) == 4
+
+
+def test_bad_files_are_rejected_with_a_message(qtbot, window, tmp_path):
+    good = write_photos(tmp_path, 1)[0]
+    fake = tmp_path / "broken.jpg"
+    fake.write_bytes(b"this is not a jpeg at all" * 10)
+    text = tmp_path / "readme.txt"
+    text.write_text("hello")
+    drop_paths(window.import_panel.drop_area, [good, fake, text])
+    wait_checked(qtbot, window.import_panel)
+    panel = window.import_panel
+    assert panel.good_inputs() == [good.resolve()]
+    bad = panel.bad_inputs()
+    assert [b.path.name for b in bad] == ["broken.jpg"]
+    assert "not an image" in bad[0].message
+    assert "skipped" in panel.summary.text()
+    # the unknown type never became an input and the person was told what to drop instead
+    assert window.banner.isVisible()
+    assert "readme.txt" in window.banner.text() and "JPEG" in window.banner.text()
+    assert "Traceback" not in window.banner.text()
+
+
+def test_reconstruct_without_photos_says_what_to_do(window):
+    assert window.start_reconstruction() is False
+    assert "Add photos first" in window.banner.text()
+
+
+def test_dropped_scene_file_opens_in_viewer_and_recent(qtbot, window, tmp_path):
+    scene = random_scene(300, sh_degree=1)
+    path = tmp_path / "thing.ply"
+    save_scene(scene, path)
+    drop_paths(window.import_panel.drop_area, [path])
+    assert window.session.scene is not None and len(window.session.scene) == 300
+    assert window.viewer.scene is window.session.scene
+    assert window.current_path == path
+    assert window.settings.recent_files()[0] == path.resolve()
+    assert window.import_panel.files == {}
+    assert "thing.ply" in window.windowTitle()
+
+
+def test_bad_scene_file_gives_message_not_traceback(window, tmp_path):
+    bad = tmp_path / "broken.ply"
+    bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 10\nproperty float x\nend_header\n\x00")
+    assert window.open_scene(bad) is False
+    text = window.banner.text()
+    assert "broken.ply" in text and "Traceback" not in text
+    assert window.session.scene is None
+
+
+def test_open_recent_of_missing_file_is_removed_with_message(window, tmp_path):
+    gone = tmp_path / "gone.ply"
+    window.settings.add_recent_file(gone)
+    window._open_recent(gone.resolve())
+    assert "gone" in window.banner.text()
+    assert window.settings.recent_files() == []
+
+
+@pytest.mark.parametrize("fmt", [f for f, _, _ in EXPORT_FORMATS])
+def test_export_writes_a_file_that_reads_back_with_same_count(qtbot, tmp_path, qapp, fmt):
+    if fmt not in FORMATS:
+        pytest.skip(f"engine.io has no {fmt} writer yet")
+    scene = random_scene(700, sh_degree=2, seed=3)
+    dialog = ExportDialog(scene, tmp_path / "out.ply")
+    qtbot.addWidget(dialog)
+    dialog.set_format(fmt)
+    assert dialog.path_edit.text().endswith(dict((f, e) for f, _, e in EXPORT_FORMATS)[fmt])
+    assert dialog.estimate_label.text().startswith("about ")
+    assert dialog.export(), dialog.error
+    assert dialog.written.is_file()
+    assert dialog.written_size == dialog.written.stat().st_size
+    assert len(load_scene(dialog.written)) == 700
+    assert "Wrote" in dialog.result_label.text()
+    estimate = estimated_size(scene, fmt)
+    assert 0.5 * dialog.written_size < estimate < 2.0 * dialog.written_size
+
+
+def test_export_to_unwritable_place_reports_error(qtbot, tmp_path, qapp):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    dialog = ExportDialog(random_scene(10), tmp_path / "out.ply")
+    qtbot.addWidget(dialog)
+    dialog.set_path(blocker / "sub" / "out.ply")
+    assert dialog.export() is False
+    assert "Not exported" in dialog.result_label.text()
+
+
+def test_path_for_format_swaps_compound_extensions():
+    assert path_for_format(Path("/a/b.compressed.ply"), "spz") == Path("/a/b.spz")
+    assert path_for_format(Path("/a/b.ply"), "compressed_ply") == Path("/a/b.compressed.ply")
+    assert path_for_format(Path("/a/b"), "splat") == Path("/a/b.splat")
+
+
+def test_undo_redo_of_delete_and_save_writes_edited_scene(window, tmp_path):
+    scene = random_scene(100, sh_degree=0)
+    src = tmp_path / "scene.ply"
+    save_scene(scene, src)
+    assert window.open_scene(src)
+    session = window.session
+    mask = np.zeros(100, dtype=bool)
+    mask[10:40] = True
+    session.select(mask)
+    assert session.num_selected == 30
+    assert window.delete_action.isEnabled()
+    window.delete_selected()
+    assert session.num_visible == 70 and session.num_selected == 0
+    assert window.viewer.visible_mask is not None and not window.viewer.visible_mask[10:40].any()
+    assert window.windowTitle().startswith("scene.ply*")
+    window.undo_action.trigger()
+    assert session.num_visible == 100 and session.num_selected == 30
+    assert window.viewer.visible_mask is None
+    window.redo_action.trigger()
+    assert session.num_visible == 70
+    out = tmp_path / "edited.ply"
+    assert window.save_to(out)
+    saved = load_scene(out)
+    assert len(saved) == 70
+    expected = scene.means[np.r_[0:10, 40:100]]
+    assert np.allclose(saved.means.numpy(), expected.numpy())
+    assert not session.modified and not window.windowTitle().startswith("edited.ply*")
+    # undo history: select, delete
+    assert session.undo_stack.count() == 2
+
+
+def test_screenshot_of_window_is_a_png_of_its_size(window, tmp_path):
+    from PySide6.QtGui import QImage
+
+    window.resize(640, 480)
+    out = window.save_screenshot(tmp_path / "shot.png")
+    image = QImage(str(out))
+    assert not image.isNull()
+    assert (image.width(), image.height()) == (window.width() * image.devicePixelRatio(),
+                                                window.height() * image.devicePixelRatio()) or \
+        (image.width(), image.height()) == (window.width(), window.height())
+
+
+def test_settings_follow_the_controls(window, settings):
+    window.import_panel.set_preset("high")
+    window.import_panel.set_device("cpu")
+    settings.sync()
+    assert settings.preset == "high" and settings.device == "cpu"
+
+
+def test_sample_offer_adds_sample_photos_with_known_cameras(qtbot, window):
+    from app.theme import SAMPLE
+
+    if not (SAMPLE / "images").is_dir():
+        pytest.skip("resources/sample is not there")
+    window.load_sample()
+    wait_checked(qtbot, window.import_panel)
+    assert len(window.import_panel.good_inputs()) == len(list((SAMPLE / "images").iterdir()))
+    assert window.job_cameras == SAMPLE / "transforms.json"
+    window.import_panel.clear()
+    assert window.job_cameras is None
