@@ -237,7 +237,8 @@ def _read_v4_sections(path: Path, data: bytes) -> tuple[SpzInfo, dict[str, np.nd
     toc_end = toc_offset + num_streams * _TOC_ENTRY.size
     if toc_end > len(data):
         raise FormatError(f"is truncated: the table of contents ends at byte {toc_end:,} of {len(data):,}", path)
-    sections: dict[str, np.ndarray] = {"sh": np.zeros(0, np.uint8)}
+    # streams of size 0 (SH of degree 0, everything of an empty scene) are left out of the file
+    sections = {name: np.zeros(0, np.uint8) for name, _ in _section_sizes(info)}
     offset = toc_end
     decompressor = zstandard.ZstdDecompressor()
     for i, (name, expected) in enumerate(sizes):
@@ -353,7 +354,8 @@ def write(
     n, degree = len(scene), scene.sh_degree
     if version == 4:
         streams = [s for s in sections if len(s)]
-        compressor = zstandard.ZstdCompressor(level=zstd_level)
+        # the frame checksum (xxhash, cheap) lets readers tell a damaged file from a valid one
+        compressor = zstandard.ZstdCompressor(level=zstd_level, write_checksum=True)
         compressed = [compressor.compress(s) for s in streams]
         header = _V4_HEADER.pack(MAGIC, 4, n, degree, fractional_bits, flags, len(streams), _V4_HEADER.size, bytes(12))
         toc = b"".join(_TOC_ENTRY.pack(len(c), len(s)) for c, s in zip(compressed, streams))
@@ -369,14 +371,19 @@ def _to_numpy(t) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
+def _round(x: np.ndarray) -> np.ndarray:
+    """Round half away from zero, like C's round() in Niantic's encoder (np.rint rounds to even)."""
+    return np.copysign(np.floor(np.abs(x) + 0.5), x)
+
+
 def _quantize_u8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
 
 
 def _encode(scene: GaussianScene, version: int, fractional_bits: int, sh1_bits: int, sh_rest_bits: int) -> list[bytes]:
     n = len(scene)
     means = _to_numpy(scene.means).astype(np.float64) * _AXIS_FLIP
-    fixed = np.clip(np.rint(means * (1 << fractional_bits)), _FIXED_MIN, _FIXED_MAX).astype("<i4")
+    fixed = np.clip(_round(means * (1 << fractional_bits)), _FIXED_MIN, _FIXED_MAX).astype("<i4")
     positions = fixed.view(np.uint8).reshape(n, 3, 4)[..., :3]
 
     logits = _to_numpy(scene.opacity_logits).astype(np.float64)
@@ -405,7 +412,7 @@ def _quantize_sh_rest(rest: np.ndarray, sh1_bits: int, sh_rest_bits: int) -> np.
     dim = rest.shape[1]
     x = rest.astype(np.float32) * _SH_REST_FLIP[:dim, None].astype(np.float32)
     np.clip(x, -2.0, 2.0, out=x)  # keeps the int16 arithmetic below in range
-    q = np.rint(x * np.float32(128.0)).astype(np.int16)
+    q = _round(x * np.float32(128.0)).astype(np.int16)
     q += 128
     for band, bits in ((slice(0, 3), sh1_bits), (slice(3, dim), sh_rest_bits)):
         bucket = 1 << (8 - bits)
