@@ -287,9 +287,9 @@ def ingest(
         )
 
     for photo in photos:
+        emit(Progress(STAGE, done, total, f"reading {photo.name}"))
         if cancel is not None:
             cancel.raise_if_cancelled()
-        emit(Progress(STAGE, done, total, f"reading {photo.name}"))
         try:
             prepared = _prepare_photo(photo, max_long_edge)
         except FormatError as e:
