@@ -296,3 +296,18 @@ def test_names_with_spaces_need_a_binary_model(tmp_path):
     assert colmap.read(tmp_path)[2].name == "holiday photo 3.jpg"
     rec = pycolmap.Reconstruction(str(tmp_path))
     assert rec.find_image_with_name("holiday photo 3.jpg") is not None
+
+
+def test_images_file_without_point_lines_or_with_blank_comments(tmp_path):
+    (tmp_path / "cameras.txt").write_text("1 PINHOLE 640 480 500 500 320 240\n")
+    (tmp_path / "images.txt").write_text(
+        "# hand-written: no 2D point lines\n"
+        "1 1 0 0 0 0 0 1 1 a.png\n"
+        "2 1 0 0 0 0 0 2 1 b.png\n"
+        "3 1 0 0 0 0 0 3 1 c.png\n"
+        "100.5 200.5 -1 10 20 7 1 2 3 4 5 6\n"
+        "4 1 0 0 0 0 0 4 1 d.png\n"
+    )
+    rig = colmap.read(tmp_path)
+    assert [c.name for c in rig] == ["a.png", "b.png", "c.png", "d.png"]
+    np.testing.assert_allclose([c.t[2] for c in rig], [1, 2, 3, 4])

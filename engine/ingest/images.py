@@ -91,6 +91,20 @@ def _decode_with_opencv(path: Path) -> np.ndarray | None:
     return cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
 
 
+def _exif_of(img: Image.Image) -> Image.Exif:
+    try:
+        return img.getexif()
+    except Exception:  # a damaged EXIF block must not make the photo unreadable
+        return Image.Exif()
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # damaged EXIF: show the pixels as stored rather than refuse the photo
+        return img
+
+
 def decode_image(path: str | Path, max_long_edge: int | None = None) -> DecodedImage:
     """Decode upright (EXIF orientation applied). With ``max_long_edge``, JPEGs are decoded at the
     smallest power-of-two reduction that still keeps at least that long edge (not resized further)."""
@@ -103,16 +117,17 @@ def decode_image(path: str | Path, max_long_edge: int | None = None) -> DecodedI
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's warnings (odd EXIF, large images) are not errors
             with Image.open(path) as img:
-                exif = img.getexif()
+                exif = _exif_of(img)
+                orientation = exif.get(EXIF_ORIENTATION, 1)
                 width, height = img.size
-                if exif.get(EXIF_ORIENTATION, 1) in _SWAPS_AXES:
+                if orientation in _SWAPS_AXES:
                     width, height = height, width
                 if max_long_edge and max(width, height) > max_long_edge and img.format == "JPEG":
                     s = max_long_edge / max(width, height)
                     img.draft("RGB", (math.ceil(img.size[0] * s), math.ceil(img.size[1] * s)))
                 img.load()
                 mode = img.mode
-                pixels = _to_uint8_array(ImageOps.exif_transpose(img))
+                pixels = _to_uint8_array(_upright(img))
     except Image.DecompressionBombError as e:
         raise FormatError(f"image is too large to process safely ({e})", path) from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -158,7 +173,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             width, height = img.size
-            if img.getexif().get(EXIF_ORIENTATION, 1) in _SWAPS_AXES:
+            if _exif_of(img).get(EXIF_ORIENTATION, 1) in _SWAPS_AXES:
                 width, height = height, width
             return width, height
     except FileNotFoundError:

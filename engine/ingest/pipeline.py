@@ -24,6 +24,7 @@ from .video import VIDEO_EXTENSIONS, count_frames, sharp_frames
 STAGE = "ingest"
 MANIFEST = "ingest.json"
 JPEG_QUALITY = 95
+MAX_DUPLICATE_WARNINGS = 10  # a static stretch of video can pair up dozens of frames
 _LOSSLESS_SOURCES = {".png", ".tif", ".tiff", ".bmp"}
 _JPEG = {".jpg", ".jpeg", ".jpe"}
 
@@ -324,11 +325,14 @@ def ingest(
             "blurry photos make the scene soft: retake it or leave it out",
             images[i].source if images[i].frame_index is None else images[i].path,
         )
-    for i, j, score in quality.near_duplicate_pairs(thumbs):
+    pairs = quality.near_duplicate_pairs(thumbs)
+    for i, j, score in pairs[:MAX_DUPLICATE_WARNINGS]:
         warn(
             f"{images[j].name} is nearly the same photo as {images[i].name} (similarity {score:.3f}); "
             "photos from the same spot add little: move a step between shots"
         )
+    if len(pairs) > MAX_DUPLICATE_WARNINGS:
+        warn(f"{len(pairs) - MAX_DUPLICATE_WARNINGS} more pairs of nearly identical photos")
     for message in quality.size_mix_warnings(original_sizes):
         warn(message)
 

@@ -150,10 +150,26 @@ def _read_cameras_text(path: Path) -> dict[int, _Intrinsics]:
     return cameras
 
 
+def _looks_like_image_line(line: str) -> bool:
+    """An image line ends its numbers with a name; a 2D-points line is numbers only."""
+    fields = line.split(maxsplit=10)
+    if len(fields) < 10:
+        return False
+    try:
+        float(fields[9])
+    except ValueError:
+        return True
+    return False
+
+
 def _read_images_text(path: Path) -> list[_ImageRecord]:
     images = []
-    lines = _data_lines(path)
-    for number, line in lines:
+    expect_points = False  # each image line is followed by its 2D points (possibly an empty line)
+    for number, line in _data_lines(path):
+        if expect_points and not _looks_like_image_line(line):
+            expect_points = False  # the 2D observations: not needed for a rig
+            continue
+        expect_points = False
         if not line:
             continue
         fields = line.split(maxsplit=9)
@@ -168,7 +184,7 @@ def _read_images_text(path: Path) -> list[_ImageRecord]:
                 f"line {number}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME', got {line[:80]!r}", path
             ) from None
         images.append(_ImageRecord(image_id, values[:4], values[4:], camera_id, fields[9]))
-        next(lines, None)  # the 2D observations: not needed for a rig
+        expect_points = True
     return images
 
 
