@@ -56,8 +56,12 @@ def _parse_header(path: Path | None, data: bytes) -> tuple[int, list[tuple[str, 
     """(offset of the body, [(element name, count, row dtype)]). A hand-rolled parser because the
     header is a few lines and plyfile's generic reader is ~10x slower on million-row elements."""
     end = data.find(b"end_header", 0, _MAX_HEADER)
-    if not data.startswith(b"ply") or end < 0:
-        raise FormatError("is not a PLY file (no 'ply ... end_header' header)", path, "choose a .ply splat file")
+    if not data.startswith(b"ply"):
+        raise FormatError("is not a PLY file (it does not start with 'ply')", path, "choose a .ply splat file")
+    if end < 0:
+        if len(data) < _MAX_HEADER:
+            raise FormatError("is truncated inside its PLY header", path, "export or download it again")
+        raise FormatError("has no 'end_header' in its first 64 KiB", path)
     body = data.find(b"\n", end) + 1
     if body == 0:
         raise FormatError("is truncated inside its PLY header", path)
@@ -111,6 +115,7 @@ def read(path: str | Path) -> GaussianScene:
 
 def _element_arrays(path: Path, data: bytes) -> dict[str, np.ndarray]:
     offset, elements = _parse_header(path, data)
+    _check_counts(path, {name: count for name, count, _ in elements})
     need = offset + sum(count * dtype.itemsize for _, count, dtype in elements)
     if len(data) < need:
         raise FormatError(
@@ -129,6 +134,22 @@ def _element_arrays(path: Path, data: bytes) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _check_counts(path: Path, counts: dict[str, int]) -> None:
+    """Element counts that contradict each other (checked before sizes: the clearer message)."""
+    n = counts.get("vertex")
+    if n is None:
+        return
+    if "chunk" in counts and counts["chunk"] != math.ceil(n / CHUNK_SIZE):
+        raise FormatError(
+            f"has {counts['chunk']:,} chunks for {n:,} splats; {math.ceil(n / CHUNK_SIZE):,} are needed "
+            "(256 per chunk)",
+            path,
+            "the file is corrupt; export it again",
+        )
+    if "sh" in counts and counts["sh"] != n:
+        raise FormatError(f"has {counts['sh']:,} SH rows for {n:,} splats", path, "the file is corrupt; export it again")
+
+
 def _require(path: Path, arrays: dict[str, np.ndarray], element: str, names, kind: str) -> None:
     if element not in arrays:
         raise FormatError(f"has no '{element}' element, so it is not a PlayCanvas compressed .ply", path,
@@ -144,12 +165,6 @@ def _decode(path: Path, arrays: dict[str, np.ndarray]) -> GaussianScene:
     _require(path, arrays, "vertex", VERTEX_PROPERTIES, "u4")
     chunk, vertex = arrays["chunk"], arrays["vertex"]
     n = len(vertex)
-    if len(chunk) != math.ceil(n / CHUNK_SIZE):
-        raise FormatError(
-            f"has {len(chunk):,} chunks for {n:,} splats; {math.ceil(n / CHUNK_SIZE):,} are needed (256 per chunk)",
-            path,
-            "the file is corrupt; export it again",
-        )
     ci = np.arange(n) // CHUNK_SIZE
 
     def lerp(prefix_min: str, prefix_max: str, axes, t: np.ndarray) -> np.ndarray:
@@ -184,8 +199,6 @@ def _decode_sh(path: Path, sh: np.ndarray | None, n: int) -> np.ndarray:
     count = len(names)
     if count % 3 or count // 3 + 1 not in (4, 9, 16):
         raise FormatError(f"has {count} SH properties; 9, 24 or 45 (SH degree 1-3) are expected", path)
-    if len(sh) != n:
-        raise FormatError(f"has {len(sh):,} SH rows for {n:,} splats", path)
     expected = [f"f_rest_{i}" for i in range(count)]
     if list(names) != expected or any(sh.dtype.fields[k][0] != np.uint8 for k in names):
         raise FormatError("has an 'sh' element that is not uchar f_rest_0..f_rest_N in order", path)
@@ -332,7 +345,7 @@ def _chunk_normalise(values: np.ndarray, num_chunks: int, limit: float | None = 
     padded = np.empty((num_chunks * CHUNK_SIZE, values.shape[1]))
     padded[:n] = values
     padded[n:] = values[-1] if n else 0.0  # the last chunk is filled with copies of its last splat
-    blocks = padded.reshape(num_chunks, CHUNK_SIZE, -1)
+    blocks = padded.reshape(num_chunks, CHUNK_SIZE, values.shape[1])
     lo, hi = blocks.min(axis=1), blocks.max(axis=1)
     if limit is not None:
         lo, hi = np.clip(lo, -limit, limit), np.clip(hi, -limit, limit)
