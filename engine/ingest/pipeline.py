@@ -229,10 +229,12 @@ def ingest(
         raise InputError(f"max_long_edge={max_long_edge} is too small; use at least 16 px")
     if max_images is not None and max_images < 2:
         raise InputError(f"max_images={max_images} leaves too few photos; use at least 2")
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
     out_dir = Path(out_dir)
+    photos, videos = _expand([Path(p) for p in inputs])
     out_dir.mkdir(parents=True, exist_ok=True)
     result = IngestResult()
-    photos, videos = _expand([Path(p) for p in inputs])
 
     def warn(message: str, path: Path | None = None) -> None:
         result.warnings.append(message if path is None else f"{path.name}: {message}")
@@ -305,7 +307,7 @@ def ingest(
         done += 1
 
     for video in videos:
-        for frame in sharp_frames(video, per_video, cancel=cancel):
+        for frame in sharp_frames(video, per_video, cancel=cancel, num_frames=video_lengths[video]):
             h, w = frame.rgb.shape[:2]
             work_w, work_h = _working_size(w, h, max_long_edge)
             pixels = frame.rgb

@@ -66,15 +66,17 @@ def _candidate_indices(num_frames: int, count: int) -> list[np.ndarray]:
 
 
 def sharp_frames(
-    path: str | Path, count: int, cancel: CancelToken | None = None
+    path: str | Path, count: int, cancel: CancelToken | None = None, num_frames: int | None = None
 ) -> Iterator[VideoFrame]:
     """Up to ``count`` well-spread, sharp frames in time order (one per segment).
 
+    ``num_frames`` saves counting again when the caller has (see ``count_frames``).
     Raises InputError when the video has no readable frame."""
     path = Path(path)
     if count < 1:
         raise InputError(f"asked for {count} frames from a video; ask for at least 1", path)
-    num_frames = count_frames(path)
+    if num_frames is None:
+        num_frames = count_frames(path)
     if num_frames == 0:
         raise InputError("this video has no frames that can be read", path, "check that it plays, or re-export it")
     cap = _open(path)
