@@ -144,3 +144,15 @@ def test_focal_absent_or_absurd_is_none(tmp_path):
     assert focal_px_from_exif(save(tmp_path / "a.jpg", texture()), 64, 48) is None
     assert focal_px_from_exif(save(tmp_path / "b.jpg", texture(), exif=exif_with(**{"0xA405": 1})), 64, 48) is None
     assert focal_px_from_exif(tmp_path / "missing.jpg", 64, 48) is None
+
+
+def test_heic_without_the_optional_decoder_says_what_to_install(tmp_path):
+    from engine.ingest.images import heif_available
+
+    if heif_available():
+        pytest.skip("pillow-heif is installed here")
+    path = tmp_path / "phone.heic"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    with pytest.raises(FormatError, match="pillow-heif") as info:
+        load_image(path)
+    assert info.value.path == path
