@@ -227,14 +227,15 @@ def _read_ascii_vertices(path: Path, header: PlyHeader, index: int) -> np.ndarra
 
 
 def _columns(table: np.ndarray, names: list[str]) -> np.ndarray:
-    """(N, len(names)) float32 gathered from the structured table."""
+    """(N, len(names)) contiguous float32 gathered from the structured table."""
     fields = table.dtype.fields
     if all(fields[n][0] == np.dtype("=f4") for n in names) and table.dtype.itemsize % 4 == 0 and all(
         fields[n][1] % 4 == 0 for n in names
     ):
         # Every needed field is a native float32 on a 4-byte grid: one gather over a float view.
         flat = table.view(np.float32).reshape(len(table), table.dtype.itemsize // 4)
-        return flat[:, [fields[n][1] // 4 for n in names]]
+        # np.take gives a C-contiguous result; flat[:, idx] does not, and would cost a second copy.
+        return np.take(flat, [fields[n][1] // 4 for n in names], axis=1)
     out = np.empty((len(table), len(names)), dtype=np.float32)
     for i, n in enumerate(names):
         out[:, i] = table[n]
@@ -274,13 +275,24 @@ def read(path: str | Path, drop_invalid: bool = False) -> GaussianScene:
     k = sh_coeffs_for_degree(degree)
     n = vertex.count
 
-    data = _columns(table, required + rest)
-    invalid = ~np.isfinite(data).all(axis=1)
-    features = None
+    # Each array is gathered once, straight into its final layout (the scene keeps these buffers).
+    # sh in (coefficient, channel) order: f_dc_c, then f_rest is channel-major in the file.
+    sh_names = [f"f_dc_{c}" if j == 0 else f"f_rest_{c * (k - 1) + j - 1}" for j in range(k) for c in range(3)]
+    arrays = {
+        "means": _columns(table, ["x", "y", "z"]),
+        "quats": _columns(table, ["rot_0", "rot_1", "rot_2", "rot_3"]),
+        "log_scales": _columns(table, ["scale_0", "scale_1", "scale_2"]),
+        "opacity_logits": _columns(table, ["opacity"]).reshape(n),
+        "sh": _columns(table, sh_names).reshape(n, k, 3),
+    }
     feats = [f"feat_{i}" for i in range(sum(1 for x in names if x.startswith("feat_")))]
     if feats and not _missing(names, feats):
-        features = _columns(table, feats)
-        invalid |= ~np.isfinite(features).all(axis=1)
+        arrays["features"] = _columns(table, feats)
+    invalid = np.zeros(n, dtype=bool)
+    for values in arrays.values():
+        invalid |= ~np.isfinite(values.reshape(n, int(np.prod(values.shape[1:])))).all(axis=1)
+    if "group_id" in names:
+        arrays["group_ids"] = table["group_id"].astype(np.int32)
     bad = int(invalid.sum())
     if bad:
         if not drop_invalid:
@@ -288,21 +300,9 @@ def read(path: str | Path, drop_invalid: bool = False) -> GaussianScene:
                 f"{bad:,} of {n:,} splats have NaN or infinite values", path,
                 "re-export the scene, or load it with drop_invalid=True to drop those splats",
             )
-        keep = ~invalid
-        data, table = data[keep], table[keep]
-        features = None if features is None else features[keep]
-
-    sh = np.empty((len(data), k, 3), dtype=np.float32)
-    sh[:, 0] = data[:, 3:6]
-    if k > 1:
-        # f_rest is channel-major: (N, 3, K-1) in the file, (N, K-1, 3) in the scene.
-        sh[:, 1:] = data[:, 14:].reshape(len(data), 3, k - 1).transpose(0, 2, 1)
-    group_ids = table["group_id"].astype(np.int32) if "group_id" in names else None
+        arrays = {name: values[~invalid] for name, values in arrays.items()}
     try:
-        return GaussianScene.from_numpy(
-            means=data[:, 0:3], quats=data[:, 10:14], log_scales=data[:, 7:10],
-            opacity_logits=data[:, 6], sh=sh, group_ids=group_ids, features=features,
-        )
+        return GaussianScene.from_numpy(**arrays)
     except SceneError as e:  # pragma: no cover - shapes are built above
         raise FormatError(str(e), path) from e
 
