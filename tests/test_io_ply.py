@@ -194,6 +194,12 @@ def test_header_that_lies_about_the_count(tmp_path):
     path.write_bytes(path.read_bytes().replace(b"element vertex 20\n", b"element vertex 2000\n"))
     with pytest.raises(FormatError, match="promises 2,000 splats"):
         load_scene(path)
+    path.write_bytes(path.read_bytes().replace(b"element vertex 2000\n", b"element vertex 15\n"))
+    with pytest.raises(FormatError, match=r"says 15 splats.*room for 5 more splats.*vertex count is wrong"):
+        load_scene(path)
+    # A trailing newline after the binary data is tolerated.
+    path.write_bytes(path.read_bytes().replace(b"element vertex 15\n", b"element vertex 20\n") + b"\n")
+    assert len(load_scene(path)) == 20
 
 
 def test_zero_length_and_wrong_magic_and_missing_end_header(tmp_path):

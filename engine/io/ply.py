@@ -189,6 +189,17 @@ def _read_vertex_table(path: Path, header: PlyHeader) -> np.ndarray:
             path,
             "the file is truncated: copy or export it again",
         )
+    after = header.elements[index + 1:]
+    if not any(e.has_lists for e in after):
+        described = need + sum(e.count * e.dtype(order).itemsize for e in after)
+        extra = file_size - described
+        # A stray newline or padding is harmless; whole rows past the end mean the count is wrong.
+        if dtype.itemsize and extra >= dtype.itemsize:
+            raise FormatError(
+                f"the header says {vertex.count:,} splats but the file has {extra:,} bytes more than the "
+                f"header describes (room for {extra // dtype.itemsize:,} more splats)",
+                path, "the header's vertex count is wrong: export the file again",
+            )
     with open(path, "rb") as f:
         f.seek(offset)
         table = np.fromfile(f, dtype=dtype, count=vertex.count)
