@@ -159,3 +159,15 @@ def test_load_cameras_from_a_real_colmap_model(dataset):
     same = load_cameras(model / "images.txt")
     assert [c.name for c in same] == [c.name for c in cameras]
     np.testing.assert_allclose(same[0].R, cameras[0].R)
+
+
+@pytest.mark.slow
+def test_load_cameras_from_a_real_transforms_json(dataset):
+    import json
+
+    path = dataset("nerf_synthetic_lego") / "transforms_train.json"
+    cameras = load_cameras(path)
+    frames = json.loads(path.read_text())["frames"]
+    assert len(cameras) == len(frames)
+    # Camera centres are the translation column of each camera-to-world matrix.
+    np.testing.assert_allclose(cameras[0].center, np.asarray(frames[0]["transform_matrix"])[:3, 3], atol=1e-5)
