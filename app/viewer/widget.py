@@ -409,23 +409,28 @@ class SplatViewer(QtWidgets.QWidget):
         self._press_pos = self._last_pos = np.asarray(event.pos, dtype=np.float64)
 
     def _on_mouse_move(self, event) -> None:
-        if self._last_pos is None or not event.is_dragging:
-            return
-        pos = np.asarray(event.pos, dtype=np.float64)
+        if self._last_pos is not None and event.is_dragging:
+            self._drag_to(np.asarray(event.pos, dtype=np.float64), event.button, event.modifiers)
+
+    def _drag_to(self, pos: np.ndarray, button, modifiers) -> None:
+        # vispy drops moves closer than 10 ms apart; deltas come from absolute positions, so none is lost
         dx, dy = (pos - self._last_pos) * self._pixel_scale()
         self._last_pos = pos
-        shift = "Shift" in [k.name for k in (event.modifiers or ())]
-        if event.button == 1 and not shift:
+        if dx == 0 and dy == 0:
+            return
+        shift = "Shift" in [getattr(k, "name", k) for k in (modifiers or ())]
+        if button == 1 and not shift:
             self._view.orbit(dx, dy)
         else:
             self._view.pan(dx, dy, self.current_camera().fy)
         self._canvas.update()
 
     def _on_mouse_release(self, event) -> None:
-        if self._press_pos is not None and event.button == 1:
-            pos = np.asarray(event.pos, dtype=np.float64)
-            if np.abs(pos - self._press_pos).max() <= CLICK_SLOP_PX:
-                self.click_at(*(pos * self._pixel_scale()))
+        pos = np.asarray(event.pos, dtype=np.float64)
+        if self._press_pos is not None and event.button == 1 and np.abs(pos - self._press_pos).max() <= CLICK_SLOP_PX:
+            self.click_at(*(pos * self._pixel_scale()))
+        elif self._last_pos is not None:
+            self._drag_to(pos, event.button, event.modifiers)
         self._press_pos = self._last_pos = None
 
     def click_at(self, x: float, y: float) -> int | None:
