@@ -299,3 +299,25 @@ def test_bad_options_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="sh1_bits"):
         spz.write(random_scene(5), tmp_path / "x.spz", sh1_bits=9)
     assert not (tmp_path / "x.spz").exists()
+
+
+def test_degree_4_files_keep_bands_0_to_3(tmp_path):
+    """The format allows SH degree 4; the engine keeps degree 3 and drops band 4 on reading."""
+    scene = random_scene(30, sh_degree=3, seed=2)
+    raw = bytearray(gzip.decompress(_written(scene, 3)))
+    n = 30
+    head, body = raw[:16], raw[16:]
+    fixed = 9 * n + n + 3 * n + 3 * n + 4 * n
+    sh3 = np.frombuffer(bytes(body[fixed:]), dtype=np.uint8).reshape(n, 15, 3)
+    band4 = np.random.default_rng(0).integers(0, 256, size=(n, 9, 3), dtype=np.uint8)
+    head[12] = 4
+    path = tmp_path / "degree4.spz"
+    path.write_bytes(gzip.compress(bytes(head) + bytes(body[:fixed]) + np.concatenate([sh3, band4], 1).tobytes()))
+    assert spz.read_info(path).sh_degree == 4
+    got = spz.read(path)
+    reference = tmp_path / "degree3.spz"
+    spz.write(scene, reference, version=3)
+    expected = spz.read(reference)
+    assert got.sh_degree == 3
+    torch.testing.assert_close(got.sh, expected.sh, atol=0, rtol=0)
+    torch.testing.assert_close(got.means, expected.means, atol=0, rtol=0)
