@@ -87,6 +87,9 @@ def take_screenshot(window, scene_file: Path, out: Path, timeout_ms: int = SCREE
 
 
 def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # the job process of a frozen (PyInstaller) build
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.screenshot is not None and len(args.files) != 1:

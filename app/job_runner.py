@@ -1,4 +1,7 @@
-"""Runs an engine job on a QThread and turns its typed events into Qt signals on the GUI thread.
+"""Runs an engine job off the GUI thread and turns its typed events into Qt signals on the GUI thread.
+
+By default the job runs in a child process started and watched by a QThread (see job_process.py for
+why); ``isolation="thread"`` runs it on the QThread itself.
 
 The worker never touches widgets: its event sink drops events into an ``EventMailbox``. A timer on
 the GUI thread drains the mailbox once per frame, so however fast the engine emits, the GUI thread
@@ -17,6 +20,8 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal
 from engine import events as ev
 from engine.errors import Cancelled, HandfulError
 
+from .job_mailbox import EventMailbox
+
 FRAME_MS = 16
 
 JobFunction = Callable[..., object]
@@ -26,34 +31,6 @@ def _default_job_function():
     from engine.job import run_job  # the lead's engine job; imported late so the app starts without it
 
     return run_job
-
-
-class EventMailbox:
-    """Thread-safe hand-over of events; consecutive progress of one stage and all but the newest
-    snapshot are dropped (coalesced), everything else is kept in order."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._events: list[ev.Event] = []
-
-    def put(self, event: ev.Event) -> None:
-        with self._lock:
-            last = self._events[-1] if self._events else None
-            if isinstance(event, ev.Progress) and isinstance(last, ev.Progress) and last.stage == event.stage:
-                self._events[-1] = event
-                return
-            if isinstance(event, ev.Snapshot):
-                self._events = [e for e in self._events if not isinstance(e, ev.Snapshot)]
-            self._events.append(event)
-
-    def take(self) -> list[ev.Event]:
-        with self._lock:
-            events, self._events = self._events, []
-        return events
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._events)
 
 
 class _JobThread(QThread):
@@ -87,6 +64,98 @@ class _JobThread(QThread):
             )
 
 
+class _ProcessJobThread(QThread):
+    """Starts the job in a child process and relays its messages into the mailbox."""
+
+    POLL_S = 0.05
+
+    def __init__(self, job_fn: JobFunction, inputs, out_dir, options, mailbox: EventMailbox, log_line):
+        super().__init__()
+        import multiprocessing
+
+        self.ctx = multiprocessing.get_context("spawn")  # fork is unsafe with Qt and torch threads
+        self.job_fn = job_fn
+        self.inputs = list(inputs)
+        self.out_dir = Path(out_dir)
+        self.options = options
+        self.mailbox = mailbox
+        self.log_line = log_line  # a thread-safe callable(level, text)
+        self.cancel_event = self.ctx.Event()
+        self.cancel_token = _EventCancel(self.cancel_event)
+        self.result = None
+        self.outcome: tuple[str, str, str | None] | None = None
+        self.process = None
+
+    def run(self):  # relay thread
+        import pickle
+
+        from .job_process import child_main
+
+        receiver, sender = self.ctx.Pipe(duplex=False)
+        self.process = self.ctx.Process(
+            target=child_main, name="handful-job", daemon=True,
+            args=(self.job_fn, self.inputs, self.out_dir, self.options, sender, self.cancel_event),
+        )
+        try:
+            self.process.start()
+        except Exception as e:
+            self.outcome = ("failed", f"Could not start the reconstruction process ({e}).", traceback.format_exc())
+            return
+        sender.close()  # the child holds the only writing end: EOF means it has ended
+        ended = False
+        while not ended:
+            try:
+                if not receiver.poll(self.POLL_S):
+                    continue
+                message = pickle.loads(receiver.recv_bytes())
+            except (EOFError, OSError):
+                break
+            kind = message[0]
+            if kind == "event":
+                self.mailbox.put(message[1])
+            elif kind == "log":
+                self.log_line(message[1], message[2])
+            elif kind == "result":
+                self.result, ended = message[1], True
+            elif kind == "error":
+                _, what, text, detail = message
+                ended = True
+                if what == "cancelled":
+                    self.outcome = ("cancelled", "Reconstruction cancelled; finished stages are kept in "
+                                    f"{self.out_dir}", None)
+                elif what == "failed":
+                    self.outcome = ("failed", text, detail)
+                else:
+                    self.outcome = ("failed", f"Reconstruction stopped by an internal error ({text}). Finished "
+                                    f"stages are kept in {self.out_dir}; please report this with the log.", detail)
+        receiver.close()
+        self.process.join(10)
+        if not ended:
+            code = self.process.exitcode
+            self.outcome = (
+                "failed",
+                f"The reconstruction process stopped unexpectedly (exit code {code}); it may have run out of "
+                f"memory. Finished stages are kept in {self.out_dir}; try the Preview preset or fewer photos.",
+                None,
+            )
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+class _EventCancel:
+    """Cancels a job process (the CancelToken interface the runner uses)."""
+
+    def __init__(self, mp_event):
+        self._event = mp_event
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
 class JobRunner(QObject):
     """Starts one job at a time; every signal is emitted on the GUI thread."""
 
@@ -101,9 +170,15 @@ class JobRunner(QObject):
     failed = Signal(str, str, str)  # message, stage, detail
     cancelled = Signal(str)
     running_changed = Signal(bool)
+    log_line = Signal(str, str)  # level, text: engine log records from the job process
 
-    def __init__(self, parent=None, job_fn: JobFunction | None = None):
+    def __init__(self, parent=None, job_fn: JobFunction | None = None, isolation: str = "process"):
+        """``isolation`` is "process" (the job runs in a child process, so it never holds the GUI's
+        GIL; ``job_fn`` must then be picklable, i.e. a module-level function) or "thread"."""
         super().__init__(parent)
+        if isolation not in ("process", "thread"):
+            raise ValueError(f"isolation must be 'process' or 'thread', not {isolation!r}")
+        self.isolation = isolation
         self._job_fn = job_fn
         self._thread: _JobThread | None = None
         self._mailbox = EventMailbox()
@@ -122,11 +197,15 @@ class JobRunner(QObject):
         if self.running:
             raise RuntimeError("a job is already running")
         job_fn = self._job_fn or _default_job_function()
-        self._cancel = ev.CancelToken()
         self._mailbox = EventMailbox()
         self._failed_reported = False
         self._cancel_message = ""
-        self._thread = _JobThread(job_fn, inputs, out_dir, options, self._mailbox, self._cancel)
+        if self.isolation == "process":
+            self._thread = _ProcessJobThread(job_fn, inputs, out_dir, options, self._mailbox, self.log_line.emit)
+            self._cancel = self._thread.cancel_token
+        else:
+            self._cancel = ev.CancelToken()
+            self._thread = _JobThread(job_fn, inputs, out_dir, options, self._mailbox, self._cancel)
         self._thread.finished.connect(self._on_thread_finished)
         self._timer.start()
         self.running_changed.emit(True)
@@ -140,6 +219,12 @@ class JobRunner(QObject):
     def wait(self, ms: int = 30000) -> bool:
         """Block until the worker ends (for shutdown); returns False on timeout."""
         return self._thread.wait(ms) if self._thread is not None else True
+
+    def kill(self) -> None:
+        """Stop a job process that did not end after cancel (shutdown only; its stage is lost)."""
+        process = getattr(self._thread, "process", None)
+        if process is not None and process.is_alive():
+            process.terminate()
 
     # ----------------------------------------------------------------- GUI thread side
     def _drain(self) -> None:

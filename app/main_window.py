@@ -125,7 +125,8 @@ def make_viewer(parent=None) -> QWidget:
 class MainWindow(QMainWindow):
     scene_shown = Signal(object)  # emitted when a scene (opened, snapshot or result) reaches the viewer
 
-    def __init__(self, settings: Settings | None = None, viewer: QWidget | None = None, job_fn=None):
+    def __init__(self, settings: Settings | None = None, viewer: QWidget | None = None, job_fn=None,
+                 job_isolation: str = "process"):
         super().__init__()
         self.settings = settings or Settings()
         self.setWindowTitle(APPLICATION)
@@ -166,7 +167,7 @@ class MainWindow(QMainWindow):
 
         self.session = EditSession(self)
         self.select_tool = BoxSelectTool(self.viewer, self.session, self)
-        self.runner = JobRunner(self, job_fn=job_fn)
+        self.runner = JobRunner(self, job_fn=job_fn, isolation=job_isolation)
         self._build_actions()
         self._connect()
         self._restore_state()
@@ -290,6 +291,7 @@ class MainWindow(QMainWindow):
         r.failed.connect(self._on_job_failed)
         r.cancelled.connect(self._on_job_cancelled)
         r.running_changed.connect(self._on_running_changed)
+        r.log_line.connect(self.log_panel.append)
         self.progress_panel.cancel_requested.connect(self.cancel_job)
 
         s = self.session
@@ -697,7 +699,9 @@ class MainWindow(QMainWindow):
             return
         if self.runner.running:
             self.runner.cancel()
-            self.runner.wait(30000)
+            if not self.runner.wait(30000):
+                self.runner.kill()
+                self.runner.wait(5000)
         self.select_tool.set_active(False)
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()

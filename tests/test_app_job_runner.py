@@ -1,5 +1,6 @@
 """JobRunner: engine events become Qt signals on the GUI thread, coalesced, with cancel and errors."""
 
+import os
 import threading
 import time
 
@@ -47,7 +48,7 @@ def _emitting_job(snapshots=50, gui_thread=None, seen_threads=None):
 
 def test_signals_arrive_on_gui_thread_in_order(qtbot, tmp_path):
     worker_threads = []
-    runner = JobRunner(job_fn=_emitting_job(200, seen_threads=worker_threads))
+    runner = JobRunner(job_fn=_emitting_job(200, seen_threads=worker_threads), isolation="thread")
     received = []
     gui = threading.get_ident()
     runner.stage_started.connect(lambda *a: received.append(("stage", threading.get_ident())))
@@ -83,7 +84,7 @@ def test_cancel_stops_the_job_and_reports_cancelled(qtbot, tmp_path):
             time.sleep(0.002)
         return "not cancelled"
 
-    runner = JobRunner(job_fn=slow_job)
+    runner = JobRunner(job_fn=slow_job, isolation="thread")
     failures = []
     runner.failed.connect(lambda *a: failures.append(a))
     runner.finished.connect(lambda r: failures.append(("finished", r)))
@@ -108,7 +109,7 @@ def test_handful_error_becomes_failed_signal_once(qtbot, tmp_path):
         emit(ev.Failed(str(err), "ingest"))
         raise err
 
-    runner = JobRunner(job_fn=bad_job)
+    runner = JobRunner(job_fn=bad_job, isolation="thread")
     failed = []
     runner.failed.connect(lambda *a: failed.append(a))
     with qtbot.waitSignal(runner.running_changed, timeout=10000, check_params_cb=lambda r: r is False):
@@ -123,7 +124,7 @@ def test_unexpected_exception_gives_message_and_traceback_detail(qtbot, tmp_path
     def buggy_job(inputs, out_dir, options, *, emit, cancel):
         raise ZeroDivisionError("division by zero")
 
-    runner = JobRunner(job_fn=buggy_job)
+    runner = JobRunner(job_fn=buggy_job, isolation="thread")
     with qtbot.waitSignal(runner.failed, timeout=10000) as failed:
         runner.start([], tmp_path, None)
     message, _, detail = failed.args
@@ -137,9 +138,61 @@ def test_second_start_while_running_is_refused(qtbot, tmp_path):
     def waiting_job(inputs, out_dir, options, *, emit, cancel):
         gate.wait(10)
 
-    runner = JobRunner(job_fn=waiting_job)
+    runner = JobRunner(job_fn=waiting_job, isolation="thread")
     runner.start([], tmp_path, None)
     with pytest.raises(RuntimeError):
         runner.start([], tmp_path, None)
     with qtbot.waitSignal(runner.finished, timeout=10000):
         gate.set()
+
+
+# ---------------------------------------------------------------- the default: a job process
+# (module-level functions: a job process gets its function by pickling)
+
+def counting_job(inputs, out_dir, options, *, emit, cancel):
+    import logging
+    import os
+
+    logging.getLogger("engine.test").info("hello from pid %d", os.getpid())
+    emit(ev.StageStarted("train", 0, 1))
+    for step in range(options["steps"]):
+        if cancel.cancelled:
+            raise Cancelled("cancelled during training")
+        emit(ev.Progress("train", step, options["steps"]))
+        emit(ev.Snapshot(random_scene(10 + step, sh_degree=0), step))
+        time.sleep(options.get("sleep", 0))
+    if options.get("crash"):
+        os._exit(3)
+    if options.get("fail"):
+        raise InputError("nothing to do", out_dir, "add photos")
+    return {"pid": os.getpid(), "steps": options["steps"]}
+
+
+def test_process_job_relays_events_logs_and_result(qtbot, tmp_path):
+    import os
+
+    runner = JobRunner(job_fn=counting_job)
+    snaps, logs = [], []
+    runner.snapshot.connect(lambda scene, step, cams: snaps.append((step, len(scene))))
+    runner.log_line.connect(lambda level, text: logs.append(text))
+    with qtbot.waitSignal(runner.finished, timeout=60000) as done:
+        runner.start([], tmp_path, {"steps": 30})
+    result = done.args[0]
+    assert result["steps"] == 30 and result["pid"] != os.getpid()
+    assert snaps and snaps[-1] == (29, 39)
+    assert any("hello from pid" in line for line in logs)
+
+
+def test_process_job_cancel_failure_and_crash(qtbot, tmp_path):
+    runner = JobRunner(job_fn=counting_job)
+    with qtbot.waitSignal(runner.snapshot, timeout=60000):
+        runner.start([], tmp_path, {"steps": 100000, "sleep": 0.01})
+    with qtbot.waitSignal(runner.cancelled, timeout=30000):
+        runner.cancel()
+    with qtbot.waitSignal(runner.failed, timeout=60000) as failed:
+        runner.start([], tmp_path, {"steps": 1, "fail": True})
+    assert "nothing to do" in failed.args[0] and "add photos" in failed.args[0]
+    with qtbot.waitSignal(runner.failed, timeout=60000) as crashed:
+        runner.start([], tmp_path, {"steps": 1, "crash": True})
+    assert "stopped unexpectedly (exit code 3)" in crashed.args[0]
+    assert not runner.running
