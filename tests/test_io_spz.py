@@ -185,7 +185,8 @@ def test_v4_layout_streams_and_flags(tmp_path):
         spz.write(random_scene(50, sh_degree=degree), path, antialiased=True)
         data = path.read_bytes()
         magic, version, n, deg, frac, flags, num_streams, toc = struct.unpack_from("<IIIBBBBI", data)
-        assert (magic, version, n, deg, frac, flags, num_streams, toc) == (0x5053474E, 4, 50, degree, 12, 1, streams, 32)
+        fields = (magic, version, n, deg, frac, flags, num_streams, toc)
+        assert fields == (0x5053474E, 4, 50, degree, 12, 1, streams, 32)
         assert data[20:32] == bytes(12)
         toc_entries = [struct.unpack_from("<QQ", data, 32 + 16 * i) for i in range(streams)]
         assert [u for _, u in toc_entries][:5] == [450, 50, 150, 150, 200]

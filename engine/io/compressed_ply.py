@@ -26,7 +26,7 @@ import numpy as np
 
 from engine.errors import FormatError
 from engine.io.atomic import atomic_write_bytes
-from engine.scene import SH_C0, GaussianScene, sh_coeffs_for_degree, sh_degree_from_coeffs
+from engine.scene import SH_C0, GaussianScene
 
 FORMAT_NAME = "compressed_ply"
 EXTENSIONS = (".compressed.ply",)
@@ -147,7 +147,9 @@ def _check_counts(path: Path, counts: dict[str, int]) -> None:
             "the file is corrupt; export it again",
         )
     if "sh" in counts and counts["sh"] != n:
-        raise FormatError(f"has {counts['sh']:,} SH rows for {n:,} splats", path, "the file is corrupt; export it again")
+        raise FormatError(
+            f"has {counts['sh']:,} SH rows for {n:,} splats", path, "the file is corrupt; export it again"
+        )
 
 
 def _require(path: Path, arrays: dict[str, np.ndarray], element: str, names, kind: str) -> None:
