@@ -118,6 +118,10 @@ def test_morton_order_makes_compact_chunks():
     dense = np.concatenate([g.uniform(-1e-6, 1e-6, size=(2048, 3)), [[100.0, 100.0, 100.0]]])
     order = cp.morton_order(dense)
     assert mean_chunk_diagonal(dense[order][:2048]) < 0.6 * mean_chunk_diagonal(dense[:2048])
+    # exponentially spaced points would peel off one per refinement: the depth is bounded
+    peel = np.zeros((1500, 3))
+    peel[:, 0] = 2.0 ** -np.arange(1500)
+    assert sorted(cp.morton_order(peel).tolist()) == list(range(1500))
 
 
 def test_gsply_reads_what_we_write(tmp_path):

@@ -246,7 +246,10 @@ def morton_order(means: np.ndarray) -> np.ndarray:
     return _morton_sort(means, order)
 
 
-def _morton_sort(means: np.ndarray, idx: np.ndarray) -> np.ndarray:
+_MAX_MORTON_DEPTH = 16  # 160 bits of refinement: far past float precision, bounds the recursion
+
+
+def _morton_sort(means: np.ndarray, idx: np.ndarray, depth: int = 0) -> np.ndarray:
     pts = means[idx]
     lo = pts.min(axis=0)
     extent = pts.max(axis=0) - lo
@@ -260,8 +263,9 @@ def _morton_sort(means: np.ndarray, idx: np.ndarray) -> np.ndarray:
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[starts[1:], len(codes)]
     big = ends - starts > CHUNK_SIZE
-    for s, e in zip(starts[big], ends[big]):
-        idx[s:e] = _morton_sort(means, idx[s:e])
+    if depth < _MAX_MORTON_DEPTH:
+        for s, e in zip(starts[big], ends[big]):
+            idx[s:e] = _morton_sort(means, idx[s:e], depth + 1)
     return idx
 
 
