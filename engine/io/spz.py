@@ -112,16 +112,17 @@ def read(path: str | Path) -> GaussianScene:
 def read_info(path: str | Path) -> SpzInfo:
     """The header of an .spz file (version, count, SH degree, flags)."""
     path = Path(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, limit=4096)  # the header, or enough gzip to inflate it
     if data[:4] == MAGIC_BYTES:
         return _parse_v4_header(path, data)[0]
     raw = _gunzip(path, data, limit=_LEGACY_HEADER.size)
     return _parse_legacy_header(path, raw)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, limit: int = -1) -> bytes:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(limit)
     except FileNotFoundError:
         raise FormatError("file not found", path, "check the path") from None
     except IsADirectoryError:
@@ -276,7 +277,8 @@ def _decode(info: SpzInfo, sections: dict[str, np.ndarray]) -> GaussianScene:
     fixed = (fixed ^ 0x800000) - 0x800000  # sign-extend 24 bits
     means = fixed * (_AXIS_FLIP / (1 << info.fractional_bits))
 
-    # 0 and 255 would be opacity -inf/+inf; keep them just inside, as Niantic's reader does
+    # 0 and 255 would be opacity -inf/+inf: keep them half a step inside (Niantic's reader
+    # clamps to 1..254, which would also move bytes 0 and 255 by a whole step)
     alpha = np.clip(sections["alphas"].astype(np.float64), 0.5, 254.5) / 255.0
     logits = np.log(alpha / (1.0 - alpha))
     dc = (sections["colors"].reshape(n, 3) / 255.0 - 0.5) / COLOR_SCALE
