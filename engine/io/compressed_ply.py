@@ -204,11 +204,12 @@ def _decode_sh(path: Path, sh: np.ndarray | None, n: int) -> np.ndarray:
     expected = [f"f_rest_{i}" for i in range(count)]
     if list(names) != expected or any(sh.dtype.fields[k][0] != np.uint8 for k in names):
         raise FormatError("has an 'sh' element that is not uchar f_rest_0..f_rest_N in order", path)
-    q = sh.view(np.uint8).reshape(n, count).astype(np.float32)
-    unit = np.where(q == 0, 0.0, np.where(q == 255, 1.0, (q + 0.5) / 256.0))
-    values = (unit - 0.5) * 8.0
+    q = sh.view(np.uint8).reshape(n, count)
+    unit = (np.arange(256, dtype=np.float32) + 0.5) / 256
+    unit[0], unit[255] = 0.0, 1.0
+    table = (unit - 0.5) * 8
     k = count // 3
-    return values.reshape(n, 3, k).transpose(0, 2, 1)  # channel-major -> (N, K, 3)
+    return table[q].reshape(n, 3, k).transpose(0, 2, 1)  # channel-major -> (N, K, 3)
 
 
 def _unpack_111011(packed: np.ndarray) -> np.ndarray:

@@ -296,7 +296,11 @@ def _decode(info: SpzInfo, sections: dict[str, np.ndarray]) -> GaussianScene:
     sh[:, 0] = dc
     if keep:
         rest = sections["sh"].reshape(n, file_dim, 3)[:, :keep]
-        sh[:, 1:] = (rest.astype(np.float32) - 128.0) / 128.0 * _SH_REST_FLIP[:keep, None].astype(np.float32)
+        # one table look-up per byte, for each sign the axis change gives: (q - 128) / 128 * flip
+        unflipped = (np.arange(256, dtype=np.float32) - 128) / 128
+        tables = np.stack([unflipped, -unflipped])
+        for k in range(keep):
+            sh[:, 1 + k] = tables[int(_SH_REST_FLIP[k] < 0)][rest[:, k]]
     return GaussianScene.from_numpy(means, quats, log_scales, logits, sh)
 
 
