@@ -56,21 +56,24 @@ def take_screenshot(window, scene_file: Path, out: Path, timeout_ms: int = SCREE
 
     from engine.errors import HandfulError
 
-    if not window.open_scene(scene_file):
-        print(f"error: {window.banner.label.text()}", file=sys.stderr)
-        return 2
     loop = QEventLoop()
     state = {"drawn": False}
 
     def on_drawn():
+        if state["drawn"] or window.session.scene is None:
+            return  # a frame of the empty view, before the scene was opened
         state["drawn"] = True
         # one more turn of the event loop so the frame that was drawn is the one grabbed
         QTimer.singleShot(50, loop.quit)
 
-    window.viewer.drawn.connect(on_drawn)
+    window.viewer.drawn.connect(on_drawn)  # before opening: a view may draw while set_scene runs
+    if not window.open_scene(scene_file):
+        print(f"error: {window.banner.label.text()}", file=sys.stderr)
+        return 2
     QTimer.singleShot(timeout_ms, loop.quit)
     window.viewer.update()
-    loop.exec()
+    if not state["drawn"]:
+        loop.exec()
     if not state["drawn"]:
         print(f"error: the viewer did not draw {scene_file} within {timeout_ms // 1000} s "
               "(is OpenGL available? try running under xvfb-run)", file=sys.stderr)

@@ -229,9 +229,6 @@ class ImportPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
-        title = QLabel("Inputs")
-        title.setObjectName("PanelTitle")
-        layout.addWidget(title)
         layout.addWidget(self.drop_area, 1)
         layout.addWidget(self.summary)
         layout.addLayout(row)

@@ -39,6 +39,7 @@ class LogPanel(QWidget):
         self.text.setObjectName("Log")
         self.text.setReadOnly(True)
         self.text.setMaximumBlockCount(MAX_LINES)
+        self.text.setMinimumHeight(40)
         clear = QPushButton("Clear")
         clear.clicked.connect(self.text.clear)
         copy = QPushButton("Copy")

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -59,7 +60,7 @@ class PlaceholderViewer(QLabel):
         self.setObjectName("ViewerPlaceholder")
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setWordWrap(True)
-        self.setMinimumSize(320, 240)
+        self.setMinimumSize(160, 120)
         self.reason = reason
         self.scene = None
         self.cameras = []
@@ -158,7 +159,11 @@ class MainWindow(QMainWindow):
         self.log_panel = LogPanel()
         self.log_panel.attach_logging("engine")
         self.log_panel.attach_logging("app")
-        self.import_dock = self._dock("Inputs", self.import_panel, Qt.DockWidgetArea.LeftDockWidgetArea, "InputsDock")
+        scroll = QScrollArea()  # small windows (and --size) scroll the inputs rather than growing
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(self.import_panel)
+        self.import_dock = self._dock("Inputs", scroll, Qt.DockWidgetArea.LeftDockWidgetArea, "InputsDock")
         self.progress_dock = self._dock("Progress", self.progress_panel, Qt.DockWidgetArea.RightDockWidgetArea,
                                         "ProgressDock")
         self.log_dock = self._dock("Log", self.log_panel, Qt.DockWidgetArea.BottomDockWidgetArea, "LogDock")
