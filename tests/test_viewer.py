@@ -285,3 +285,17 @@ def test_visible_mask_and_highlight(viewer):
     assert viewer.splat_count == 0
     empty = viewer.grab()
     assert (np.abs(empty.astype(float) - bg).max() <= 1)
+
+
+def test_moving_frames_drop_resolution_and_the_still_frame_is_full(viewer, qtbot):
+    scene = moderate_scene(2000)
+    viewer.set_scene(scene)
+    full = viewer.grab()
+    viewer._full_frame_ms = 400.0  # pretend full frames are slow on this machine
+    viewer._note_motion()
+    assert 0.3 <= viewer._draw_scale() < 1.0
+    moving = viewer.canvas.render(alpha=False)[..., :3]  # a frame while moving: drawn small, scaled up
+    assert 20 < psnr(moving / 255, full / 255) < 60
+    viewer._last_motion = -1e9
+    assert viewer._draw_scale() == 1.0
+    np.testing.assert_array_equal(viewer.grab(), full)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import vispy
 
 
@@ -16,3 +18,14 @@ def ensure_backend() -> None:
     app = use_app("pyside6")
     if app.backend_name.lower() != "pyside6":
         raise RuntimeError(f"the splat viewer needs vispy's pyside6 app, but vispy already uses {app.backend_name}")
+
+
+class _IgnoreBuiltinVertexId(logging.Filter):
+    """Mesa lists gl_VertexID among a program's active attributes and vispy then warns that it was
+    never set; it is a GL built-in, so that warning is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "gl_VertexID" not in record.getMessage()
+
+
+logging.getLogger("vispy").addFilter(_IgnoreBuiltinVertexId())

@@ -66,8 +66,9 @@ def quantised_far_to_near_keys(means: np.ndarray, axis: np.ndarray, offset: floa
 
 
 @numba.njit(nogil=True, cache=True)
-def gather_rows(src: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    out = np.empty((rows.shape[0], src.shape[1]), dtype=src.dtype)
+def gather_rows(src: np.ndarray, rows: np.ndarray, padded_length: int = 0) -> np.ndarray:
+    """``src[rows]`` followed by zero rows up to ``padded_length`` (a texture's whole rows)."""
+    out = np.zeros((max(rows.shape[0], padded_length), src.shape[1]), dtype=src.dtype)
     for j in range(rows.shape[0]):
         r = rows[j]
         for c in range(src.shape[1]):
@@ -94,13 +95,15 @@ class SortJob:
     visible: np.ndarray | None = None  # (N,) bool; hidden splats are left out of the order
     highlight: np.ndarray | None = None  # (N,) float written into ``highlight_column`` of the rows
     highlight_column: int = -1
+    pad_multiple: int = 1  # zero rows appended up to a multiple of this (whole texture rows)
     extra: object = None  # carried to the result untouched
 
 
 @dataclass
 class SortResult:
     generation: int
-    rows: np.ndarray  # (M, C) packed rows in back-to-front order
+    rows: np.ndarray  # (M', C) packed rows in back-to-front order, M' >= count padded with zeros
+    count: int  # M: splats in the order
     R: np.ndarray
     t: np.ndarray
     sort_ms: float  # depth keys + counting sort
@@ -114,10 +117,11 @@ def sort_and_gather(job: SortJob) -> SortResult:
     sort_start = time.perf_counter()
     order = back_to_front_order(packed[:, :3], job.R, job.t, job.visible)
     sort_ms = (time.perf_counter() - sort_start) * 1000
-    rows = gather_rows(packed, order)
+    m = len(order)
+    rows = gather_rows(packed, order, -(-m // job.pad_multiple) * job.pad_multiple)
     if job.highlight is not None:
-        rows[:, job.highlight_column] = np.asarray(job.highlight, dtype=rows.dtype)[order]
-    return SortResult(job.generation, rows, job.R, job.t, sort_ms, (time.perf_counter() - start) * 1000, job.extra)
+        rows[:m, job.highlight_column] = np.asarray(job.highlight, dtype=rows.dtype)[order]
+    return SortResult(job.generation, rows, m, job.R, job.t, sort_ms, (time.perf_counter() - start) * 1000, job.extra)
 
 
 class SortWorker:

@@ -3,7 +3,7 @@
 One row per splat, float32, in this column order (the shader's attributes map onto it):
   0-2 mean, 3 opacity (after sigmoid), 4-9 world covariance xx xy xz yy yz zz,
   10-12 SH DC coefficient (raw, the shader adds 0.5), 13 highlight flag, 14 splat index, 15 unused.
-Higher SH bands go into a texture indexed by the splat index (16 RGB texels per splat, the
+In draw order these rows fill an RGBA32F texture, 4 texels per splat. Higher SH bands go into a texture indexed by the splat index (16 RGB texels per splat, the
 first unused) so that an order change re-uploads only the rows.
 """
 
@@ -19,18 +19,7 @@ COL_HIGHLIGHT = 13
 SH_TEXTURE_WIDTH = 4096  # texels per row: 256 splats x 16 coefficients
 SH_TEXELS_PER_SPLAT = 16
 
-ROW_DTYPE = np.dtype(
-    [
-        ("a_center_opacity", np.float32, 4),
-        ("a_cov_a", np.float32, 3),
-        ("a_cov_b", np.float32, 3),
-        ("a_sh_dc", np.float32, 3),
-        ("a_flag", np.float32, 1),
-        ("a_index", np.float32, 1),
-        ("a_unused", np.float32, 1),
-    ]
-)
-assert ROW_DTYPE.itemsize == ROW_WIDTH * 4
+SPLATS_PER_TEXTURE_ROW = 1024  # the rows texture is 4096 RGBA texels wide, 4 texels per splat
 
 
 def covariances(quats: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:

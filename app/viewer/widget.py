@@ -37,8 +37,20 @@ logger = logging.getLogger(__name__)
 SHADER_DIR = Path(__file__).resolve().parents[2] / "resources" / "shaders"
 RESORT_ANGLE_DEG = 0.25  # depth keys only depend on the optical axis: re-sort when it turned this much
 CLICK_SLOP_PX = 4
+FRAME_BUDGET_MS = 40.0  # moving frames aim at 25 fps
+MOTION_SETTLE_S = 0.25  # the view counts as moving this long after the last input
+MIN_DRAW_SCALE = 0.35
 FLY_KEYS = {"W": (1, 0, 0), "S": (-1, 0, 0), "D": (0, 1, 0), "A": (0, -1, 0), "Q": (0, 0, 1), "E": (0, 0, -1)}
 FRUSTUM_COLOR = (0.35, 0.8, 1.0, 1.0)
+
+
+_QUAD_CORNERS = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=np.float32)
+
+
+def _quad_indices(count: int) -> np.ndarray:
+    """Two triangles per splat over its 4 vertices (shared vertices are shaded once)."""
+    base = np.arange(count, dtype=np.uint32)[:, None] * 4
+    return (base + np.array([0, 1, 2, 2, 1, 3], dtype=np.uint32)).reshape(-1)
 
 
 def _shader(name: str) -> str:
@@ -101,15 +113,28 @@ class SplatViewer(QtWidgets.QWidget):
         self._frustum_depth = 0.1
 
         self._splats = gloo.Program(_shader("splat.vert"), _shader("splat.frag"))
-        self._splats["a_corner"] = gloo.VertexBuffer(np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=np.float32))
+        self._rows_texture: gloo.Texture2D | None = None
+        self._corner_capacity = 0
+        self._index_buffer: gloo.IndexBuffer | None = None
+        self._index_count = 0
         self._splats["u_sh"] = gloo.Texture2D(np.zeros((1, 1, 3), np.float32), internalformat="rgb32f", interpolation="nearest")
         self._splats["u_sh_degree"] = 0
-        self._rows_vbo: gloo.VertexBuffer | None = None
         self._drawn_count = 0
         self._drawn_generation = -1
         self._sorted_axis: np.ndarray | None = None
         self._sh_generation = -1
         self._lines = gloo.Program(_shader("lines.vert"), _shader("lines.frag"))
+        self._blit = gloo.Program(_shader("blit.vert"), _shader("blit.frag"))
+        self._blit["a_position"] = _QUAD_CORNERS
+        self._low_res_fbo: gloo.FrameBuffer | None = None
+        self._low_res_shape = (0, 0)
+        self.adaptive_resolution = True
+        self._full_frame_ms = 0.0  # smoothed cost of a full-resolution frame
+        self._last_motion = -1e9
+        self._settle_timer = QtCore.QTimer(self)
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.setInterval(int(MOTION_SETTLE_S * 1000) + 20)
+        self._settle_timer.timeout.connect(self._canvas.update)  # the full-resolution frame after moving
         self._line_count = 0
         self._max_texture_size: int | None = None  # known after the first draw
 
@@ -117,6 +142,7 @@ class SplatViewer(QtWidgets.QWidget):
         self._awaiting_result = False  # a job was submitted and its result is not applied yet
         self._sort_ready.connect(self._apply_sort_result, QtCore.Qt.ConnectionType.QueuedConnection)
         self._last_sort_ms = 0.0
+        self._last_job_ms = 0.0
         self._frame_times: deque[float] = deque(maxlen=240)
         self._last_stats = 0.0
 
@@ -201,6 +227,7 @@ class SplatViewer(QtWidgets.QWidget):
         (up to ``timeout`` s) until the splats are sorted for the current view first."""
         if wait_for_sort:
             self.wait_until_sorted(timeout)
+        self._last_motion = -1e9  # a screenshot is always drawn at full resolution
         image = self._canvas.render(alpha=False)
         return np.ascontiguousarray(image[..., :3])
 
@@ -281,19 +308,22 @@ class SplatViewer(QtWidgets.QWidget):
     def _request_sort_if_needed(self) -> None:
         if self._awaiting_result or not self._needs_sort():
             return
-        src = self._source
         self._awaiting_result = True
-        self._worker.submit(
-            SortJob(
-                generation=self._generation,
-                packed=src.rows,
-                R=self._view.R.copy(),
-                t=self._view.t.copy(),
-                visible=self._visible,
-                highlight=self._highlight,
-                highlight_column=splat_data.COL_HIGHLIGHT,
-                extra=src,
-            )
+        self._worker.submit(self._sort_job())
+
+    def _sort_job(self) -> SortJob:
+        """The sort the current scene, masks and view need."""
+        src = self._source
+        return SortJob(
+            generation=self._generation,
+            packed=src.rows,
+            R=self._view.R.copy(),
+            t=self._view.t.copy(),
+            visible=self._visible,
+            highlight=self._highlight,
+            highlight_column=splat_data.COL_HIGHLIGHT,
+            pad_multiple=splat_data.SPLATS_PER_TEXTURE_ROW,
+            extra=src,
         )
 
     def _sort_on_worker(self, job: SortJob) -> SortResult | None:
@@ -322,28 +352,31 @@ class SplatViewer(QtWidgets.QWidget):
                 self._splats["u_sh"] = gloo.Texture2D(tex, internalformat="rgb32f", interpolation="nearest")
                 self._splats["u_sh_degree"] = src.sh_degree
             self._sh_generation = src.generation
-        self._upload_rows(result.rows)
+        self._upload_rows(result.rows, result.count)
         self._drawn_generation = result.generation
         self._sorted_axis = np.asarray(result.R[2], dtype=np.float64)
         self._last_sort_ms = result.sort_ms
+        self._last_job_ms = result.total_ms
         self._update_overlay()
         self._canvas.update()
 
-    def _upload_rows(self, rows: np.ndarray) -> None:
-        self._drawn_count = len(rows)
-        if not len(rows):
+    def _upload_rows(self, rows: np.ndarray, count: int) -> None:
+        self._drawn_count = count
+        if not count:
             return
-        structured = np.ascontiguousarray(rows).view(splat_data.ROW_DTYPE).reshape(-1)
-        if self._rows_vbo is None:
-            self._rows_vbo = gloo.VertexBuffer(structured)
+        width = 4 * splat_data.SPLATS_PER_TEXTURE_ROW
+        texels = np.ascontiguousarray(rows).reshape(-1, width, 4)
+        if self._rows_texture is None:
+            self._rows_texture = gloo.Texture2D(texels, internalformat="rgba32f", interpolation="nearest")
+            self._splats["u_rows"] = self._rows_texture
         else:
-            self._rows_vbo.set_data(structured)
-        for name in splat_data.ROW_DTYPE.names:
-            if name == "a_unused":
-                continue
-            view = self._rows_vbo[name]
-            view.divisor = 1  # one value per instance (vispy reads this off the buffer view)
-            self._splats[name] = view
+            self._rows_texture.set_data(texels)
+        if count > self._corner_capacity:  # static corner attribute, grown by doubling
+            self._corner_capacity = max(count, 2 * self._corner_capacity)
+            self._splats["a_corner"] = gloo.VertexBuffer(np.tile(_QUAD_CORNERS, (self._corner_capacity, 1)))
+        if self._index_count != count:
+            self._index_buffer = gloo.IndexBuffer(_quad_indices(count))
+            self._index_count = count
 
     # ================================================================== drawing
     def _size(self) -> tuple[int, int]:
@@ -353,33 +386,77 @@ class SplatViewer(QtWidgets.QWidget):
     def _on_draw(self, event) -> None:
         if self._max_texture_size is None:
             self._max_texture_size = int(gl.glGetParameter(gl.GL_MAX_TEXTURE_SIZE))
+        start = time.perf_counter()
         w, h = self._size()
-        gloo.set_viewport(0, 0, w, h)
-        gloo.set_state(depth_test=False, blend=True, blend_func=("one", "one_minus_src_alpha"), cull_face=False)
-        gloo.clear(color=self.background + (1.0,))
         cam = self.current_camera()
         near, far = self._view.near_far()
-        viewmat = gl_uniform(cam.world_to_camera)
-        to_clip = gl_uniform(opencv_to_gl_clip(cam, near, far))
-        if self._source is not None and self._drawn_count:
-            p = self._splats
-            p["u_viewmat"] = viewmat
-            p["u_cam_to_clip"] = to_clip
-            p["u_side_planes"] = gl_uniform(side_planes(cam))
-            p["u_intrinsics"] = (cam.fx, cam.fy, cam.cx, cam.cy)
-            p["u_size"] = (float(w), float(h))
-            p["u_eye"] = tuple(cam.center)
-            p["u_near"] = max(near, 0.01)
-            p.draw("triangle_strip")
+        scale = self._draw_scale()
+        gloo.set_state(depth_test=False, blend=True, blend_func=("one", "one_minus_src_alpha"), cull_face=False)
+        if scale < 1.0:
+            small = cam.resized(max(1, round(w * scale)), max(1, round(h * scale)))
+            fbo = self._low_res_target(small.width, small.height)
+            with fbo:
+                self._draw_splats(small, near, far)
+            gloo.set_viewport(0, 0, w, h)
+            gloo.set_state(blend=False)
+            self._blit.draw("triangle_strip")
+        else:
+            self._draw_splats(cam, near, far)
         if self._line_count:
             gloo.set_state(blend=False)
-            self._lines["u_viewmat"] = viewmat
-            self._lines["u_cam_to_clip"] = to_clip
+            self._lines["u_viewmat"] = gl_uniform(cam.world_to_camera)
+            self._lines["u_cam_to_clip"] = gl_uniform(opencv_to_gl_clip(cam, near, far))
             self._lines.draw("lines")
+        if scale == 1.0 and self.adaptive_resolution:
+            gl.glFinish()  # llvmpipe draws asynchronously: finish to learn what a full frame costs
+            self._full_frame_ms = 0.7 * self._full_frame_ms + 0.3 * (time.perf_counter() - start) * 1000
         self._frame_times.append(time.perf_counter())
         self._request_sort_if_needed()
         self._emit_stats()
         self.drawn.emit()
+
+    def _draw_splats(self, cam: Camera, near: float, far: float) -> None:
+        gloo.set_viewport(0, 0, cam.width, cam.height)
+        gloo.clear(color=self.background + (1.0,))
+        if self._source is None or not self._drawn_count:
+            return
+        p = self._splats
+        p["u_viewmat"] = gl_uniform(cam.world_to_camera)
+        p["u_cam_to_clip"] = gl_uniform(opencv_to_gl_clip(cam, near, far))
+        p["u_side_planes"] = gl_uniform(side_planes(cam))
+        p["u_intrinsics"] = (cam.fx, cam.fy, cam.cx, cam.cy)
+        p["u_size"] = (float(cam.width), float(cam.height))
+        p["u_eye"] = tuple(cam.center)
+        p["u_near"] = max(near, 0.01)
+        p.draw("triangles", self._index_buffer)
+
+    # While the view moves, frames slower than the target are drawn at a lower resolution and
+    # scaled up (fragment work falls with the pixel count); the still view is always full size.
+    def _draw_scale(self) -> float:
+        if not self.adaptive_resolution or self._full_frame_ms <= FRAME_BUDGET_MS:
+            return 1.0
+        if time.perf_counter() - self._last_motion > MOTION_SETTLE_S:
+            return 1.0
+        return float(np.clip(math.sqrt(FRAME_BUDGET_MS / self._full_frame_ms), MIN_DRAW_SCALE, 1.0))
+
+    def _draw_scale_when_moving(self) -> float:
+        last, self._last_motion = self._last_motion, time.perf_counter()
+        try:
+            return self._draw_scale()
+        finally:
+            self._last_motion = last
+
+    def _note_motion(self) -> None:
+        self._last_motion = time.perf_counter()
+        self._settle_timer.start()
+
+    def _low_res_target(self, width: int, height: int) -> gloo.FrameBuffer:
+        if self._low_res_fbo is None or self._low_res_shape != (height, width):
+            color = gloo.Texture2D((height, width, 4), interpolation="linear")
+            self._low_res_fbo = gloo.FrameBuffer(color)
+            self._blit["u_image"] = color
+            self._low_res_shape = (height, width)
+        return self._low_res_fbo
 
     def fps(self) -> float:
         now = time.perf_counter()
@@ -423,6 +500,7 @@ class SplatViewer(QtWidgets.QWidget):
             self._view.orbit(dx, dy)
         else:
             self._view.pan(dx, dy, self.current_camera().fy)
+        self._note_motion()
         self._canvas.update()
 
     def _on_mouse_release(self, event) -> None:
@@ -444,6 +522,7 @@ class SplatViewer(QtWidgets.QWidget):
 
     def _on_mouse_wheel(self, event) -> None:
         self._view.zoom(float(event.delta[1]))
+        self._note_motion()
         self._canvas.update()
 
     def _on_key_press(self, event) -> None:
@@ -468,4 +547,5 @@ class SplatViewer(QtWidgets.QWidget):
         dt, self._fly_clock = min(now - self._fly_clock, 0.1), now
         move = np.sum([FLY_KEYS[k] for k in self._held_keys], axis=0) if self._held_keys else np.zeros(3)
         self._view.fly(*move, seconds=dt)
+        self._note_motion()
         self._canvas.update()

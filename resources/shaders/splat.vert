@@ -1,16 +1,15 @@
 #version 130
-// One instanced quad per Gaussian, shaped by its EWA-projected 2D covariance (the engine's maths:
+// One quad per Gaussian, shaped by its EWA-projected 2D covariance (the engine's maths:
 // camera-space covariance, pinhole Jacobian with gsplat's clamped tangents, +0.3 px dilation).
 // Projection happens in OpenCV camera space; u_cam_to_clip (see app/viewer/gl_camera.py) is the
 // only step into GL conventions.
 
-attribute vec2 a_corner;            // per vertex: (+-1, +-1)
-attribute vec4 a_center_opacity;    // per splat: world mean, opacity
-attribute vec3 a_cov_a;             // xx xy xz
-attribute vec3 a_cov_b;             // yy yz zz
-attribute vec3 a_sh_dc;
-attribute float a_flag;             // 1 = highlighted
-attribute float a_index;            // row in the SH texture
+// Not instanced: instancing runs llvmpipe's vertex pipeline once per instance, which made
+// 100k splats ~1.6x slower there. Each splat is 4 vertices (2 indexed triangles); gl_VertexID / 4
+// is its slot in draw order, and its data are 4 RGBA32F texels at that slot of u_rows
+// (app/viewer/splat_data.py documents the columns).
+attribute vec2 a_corner;            // (+-1, +-1): the corner this vertex is, repeated per splat
+uniform sampler2D u_rows;           // 4096 texels wide: 1024 splats per row, back to front
 
 uniform mat4 u_viewmat;             // world -> OpenCV camera
 uniform mat4 u_cam_to_clip;
@@ -32,13 +31,15 @@ const float EXTENT_CAP = 3.33;      // gsplat's radius factor; alpha < 1/255 bey
 
 void cull() { gl_Position = vec4(2.0, 2.0, 2.0, 1.0); }  // outside the clip volume: no fragments
 
+float splat_index;
+
 vec3 sh_coeff(int k) {
-    int t = int(a_index) * 16 + k;
+    int t = int(splat_index) * 16 + k;
     return texelFetch(u_sh, ivec2(t % 4096, t / 4096), 0).rgb;
 }
 
-vec3 sh_color(vec3 dir) {
-    vec3 c = SH_C0 * a_sh_dc;
+vec3 sh_color(vec3 dc, vec3 dir) {
+    vec3 c = SH_C0 * dc;
     if (u_sh_degree < 1) return c;
     float x = dir.x, y = dir.y, z = dir.z;
     c += 0.4886025119029199 * (-y * sh_coeff(1) + z * sh_coeff(2) - x * sh_coeff(3));
@@ -61,17 +62,22 @@ vec3 sh_color(vec3 dir) {
 }
 
 void main() {
-    float opacity = a_center_opacity.w;
+    int slot = gl_VertexID >> 2;
+    ivec2 texel = ivec2((slot & 1023) * 4, slot >> 10);
+    vec4 t0 = texelFetch(u_rows, texel, 0);  // mean, opacity
+    float opacity = t0.w;
     if (opacity < 1.0 / 255.0) { cull(); return; }
-    vec3 p = (u_viewmat * vec4(a_center_opacity.xyz, 1.0)).xyz;
+    vec3 p = (u_viewmat * vec4(t0.xyz, 1.0)).xyz;
     if (p.z <= u_near) { cull(); return; }
+    vec4 t1 = texelFetch(u_rows, texel + ivec2(1, 0), 0);  // xx xy xz yy
+    vec4 t2 = texelFetch(u_rows, texel + ivec2(2, 0), 0);  // yz zz dc.r dc.g
 
-    mat3 cov_w = mat3(a_cov_a.x, a_cov_a.y, a_cov_a.z,
-                      a_cov_a.y, a_cov_b.x, a_cov_b.y,
-                      a_cov_a.z, a_cov_b.y, a_cov_b.z);
+    mat3 cov_w = mat3(t1.x, t1.y, t1.z,
+                      t1.y, t1.w, t2.x,
+                      t1.z, t2.x, t2.y);
     // Cheap conservative cull before the projection: a sphere of 3.33 x the largest std dev
     // (bounded by the trace) entirely outside one of the image-border planes.
-    float radius = EXTENT_CAP * sqrt(a_cov_a.x + a_cov_b.x + a_cov_b.z) + 1e-6;
+    float radius = EXTENT_CAP * sqrt(t1.x + t1.w + t2.y) + 1e-6;
     vec4 plane_dist = u_side_planes * vec4(p, 0.0);
     if (any(lessThan(plane_dist, vec4(-radius)))) { cull(); return; }
 
@@ -108,6 +114,8 @@ void main() {
     v_offset = offset;
     v_conic = vec3(c, -b, a) / det;
     v_opacity = opacity;
-    vec3 color = max(sh_color(normalize(a_center_opacity.xyz - u_eye)) + 0.5, 0.0);
-    v_color = a_flag > 0.5 ? mix(color, vec3(1.0, 0.55, 0.1), 0.6) : color;
+    vec4 t3 = texelFetch(u_rows, texel + ivec2(3, 0), 0);  // dc.b, highlight flag, splat index
+    splat_index = t3.z;
+    vec3 color = max(sh_color(vec3(t2.zw, t3.x), normalize(t0.xyz - u_eye)) + 0.5, 0.0);
+    v_color = t3.y > 0.5 ? mix(color, vec3(1.0, 0.55, 0.1), 0.6) : color;
 }
