@@ -1,0 +1,81 @@
+"""Similarity alignment of camera sets and pose-error figures (used by tests and benchmarks).
+
+Poses from photos alone are known only up to a similarity (rotation, translation, scale), so
+estimated cameras are compared with reference cameras after the best such alignment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.errors import InputError
+from engine.scene import CameraRig
+
+
+def align_similarity(src_centers, dst_centers) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity ``dst ~ s * R @ src + t`` (Umeyama 1991); returns ``(s, R, t)``.
+
+    Written here because scipy only offers the rotation part (``Rotation.align_vectors``) and
+    the closed form is a few lines.
+    """
+    src = np.asarray(src_centers, dtype=np.float64).reshape(-1, 3)
+    dst = np.asarray(dst_centers, dtype=np.float64).reshape(-1, 3)
+    if src.shape != dst.shape or len(src) < 2:
+        raise InputError(f"need two or more matching point pairs to align, got {len(src)} and {len(dst)}")
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    var_s = (xs**2).sum() / len(src)
+    cov = xd.T @ xs / len(src)
+    U, S, Vt = np.linalg.svd(cov)
+    D = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        D[2, 2] = -1
+    R = U @ D @ Vt
+    s = float(np.trace(np.diag(S) @ D) / var_s) if var_s > 0 else 1.0
+    t = mu_d - s * R @ mu_s
+    return s, R, t
+
+
+def _rotation_angle_deg(R: np.ndarray) -> float:
+    cos = (np.trace(R) - 1) / 2
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def pose_errors(estimated: CameraRig, reference: CameraRig) -> dict:
+    """Rotation and centre errors of ``estimated`` against ``reference`` cameras with the same names.
+
+    The similarity is fitted on the camera centres (with two cameras, on their centres and a point
+    one baseline ahead along each viewing direction, so that the rotation about the baseline is
+    fixed too). Centre errors are relative to the reference cameras' spread (the largest distance
+    of a reference centre from their mean). Returns ``count``, ``median_rot_deg``, ``max_rot_deg``,
+    ``median_center_rel``, ``max_center_rel``, ``scale``.
+    """
+    ref = reference.by_name()
+    pairs = [(c, ref[c.name]) for c in estimated.cameras if c.name in ref]
+    if len(pairs) < 2:
+        raise InputError(
+            f"only {len(pairs)} estimated camera(s) share a name with the reference cameras; need 2 or more"
+        )
+    est_c = np.array([e.center for e, _ in pairs])
+    ref_c = np.array([r.center for _, r in pairs])
+    src, dst = est_c, ref_c
+    if len(pairs) == 2:
+        # A point ahead of each camera (third row of R is the viewing direction in world).
+        b_est = np.linalg.norm(est_c[1] - est_c[0]) or 1.0
+        b_ref = np.linalg.norm(ref_c[1] - ref_c[0]) or 1.0
+        src = np.vstack([est_c, est_c + b_est * np.array([e.R[2] for e, _ in pairs])])
+        dst = np.vstack([ref_c, ref_c + b_ref * np.array([r.R[2] for _, r in pairs])])
+    s, R_align, t_align = align_similarity(src, dst)
+    aligned = (s * (R_align @ est_c.T)).T + t_align
+    spread = float(np.linalg.norm(ref_c - ref_c.mean(0), axis=1).max()) or 1.0
+    center_rel = np.linalg.norm(aligned - ref_c, axis=1) / spread
+    # World change x_ref = s R_a x_est + t: the estimated camera rotation becomes R_est @ R_a^T.
+    rot = np.array([_rotation_angle_deg(r.R @ (e.R @ R_align.T).T) for e, r in pairs])
+    return {
+        "count": len(pairs),
+        "median_rot_deg": float(np.median(rot)),
+        "max_rot_deg": float(rot.max()),
+        "median_center_rel": float(np.median(center_rel)),
+        "max_center_rel": float(center_rel.max()),
+        "scale": s,
+    }

@@ -1,0 +1,301 @@
+"""pycolmap attempts, run inside the worker process (the app process never imports this).
+
+An attempt is one feature set plus a series of mapping runs. The ladder starts with COLMAP's usual
+settings (skipped for 3-6 photos, where they rarely find an initial pair) and relaxes from there:
+lower initialisation and registration thresholds, explicit initial pairs, a search over a fixed
+shared focal length, and then richer features (domain-size pooling, guided matching).
+
+Why a focal search: with a handful of photos the focal length is weakly observed, and bundle
+adjustment started from COLMAP's prior (1.2 x long edge) often settles far from it (narrow lenses
+come out 10-20% short and rotations several degrees off). Mapping a few photos takes well under a
+second, so mapping at a grid of fixed focals and keeping the lowest reprojection error is cheap and
+finds it well - but only when points are seen in three or more photos; with two-view tracks only,
+every focal fits equally well and the refined run is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pycolmap
+
+SPARSE_MAX_IMAGES = 6
+FOCAL_GRID = (0.5, 0.65, 0.85, 1.1, 1.45, 1.9, 2.5, 3.3)  # x long edge: fields of view ~100 to ~17 degrees
+# Reprojection error can only judge a focal when enough points are seen in three or more photos.
+MIN_MULTIVIEW_POINTS = 50
+MIN_MULTIVIEW_FRACTION = 0.2
+
+
+@dataclass
+class Attempt:
+    name: str
+    rich_features: bool = False  # domain-size pooling, lower peak threshold, guided matching
+    relaxed_mapper: bool = False
+    init_pairs: int = 0  # when the first run leaves photos out, also start from the N best-matched pairs
+    focal_search: bool = False
+
+
+def ladder(num_images: int, has_focal_hint: bool) -> list[Attempt]:
+    steps = []
+    if num_images > SPARSE_MAX_IMAGES:
+        steps.append(Attempt("standard"))
+    search = not has_focal_hint
+    steps.append(Attempt("relaxed", relaxed_mapper=True, init_pairs=3, focal_search=search))
+    steps.append(Attempt("rich_features", rich_features=True, relaxed_mapper=True, init_pairs=4, focal_search=search))
+    return steps
+
+
+@dataclass
+class Job:
+    image_dir: str
+    names: list[str]
+    work_dir: str
+    matching: str  # "exhaustive" | "sequential"
+    focal_px: dict[str, float] = field(default_factory=dict)  # in the worker's (downscaled) pixels
+    num_threads: int = 2
+    max_num_features: int = 8192
+
+
+Report = Callable[[dict], None]
+
+
+def _database(job: Job, attempt: Attempt, report: Report) -> Path:
+    """Features and verified matches for this attempt's feature settings."""
+    key = "rich" if attempt.rich_features else "standard"
+    db_path = Path(job.work_dir) / f"features_{key}.db"
+    db_path.unlink(missing_ok=True)
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = job.num_threads
+    extraction.sift.max_num_features = job.max_num_features
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = job.num_threads
+    verification = pycolmap.TwoViewGeometryOptions()
+    if attempt.relaxed_mapper:
+        verification.min_num_inliers = 12
+    if attempt.rich_features:
+        extraction.sift.domain_size_pooling = True
+        extraction.sift.peak_threshold = 0.004
+        matching.guided_matching = True
+    sizes = {_image_size(Path(job.image_dir) / n) for n in job.names}
+    camera_mode = pycolmap.CameraMode.SINGLE if len(sizes) == 1 else pycolmap.CameraMode.PER_IMAGE
+    report({"type": "step", "message": f"finding features ({key})"})
+    pycolmap.extract_features(
+        db_path, job.image_dir, image_names=job.names, camera_mode=camera_mode,
+        reader_options=pycolmap.ImageReaderOptions(), extraction_options=extraction,
+    )
+    _apply_focal_hints(db_path, job)
+    report({"type": "step", "message": f"matching photos ({job.matching})"})
+    if job.matching == "sequential":
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = 10
+        pycolmap.match_sequential(db_path, matching_options=matching, pairing_options=pairing, verification_options=verification)
+    else:
+        pycolmap.match_exhaustive(db_path, matching_options=matching, verification_options=verification)
+    return db_path
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    bitmap = pycolmap.Bitmap.read(str(path), False)
+    return bitmap.width, bitmap.height
+
+
+def _apply_focal_hints(db_path: Path, job: Job) -> None:
+    if not job.focal_px:
+        return
+    db = pycolmap.Database.open(db_path)
+    try:
+        cameras = {c.camera_id: c for c in db.read_all_cameras()}
+        hinted = {}
+        for image in db.read_all_images():
+            if job.focal_px.get(image.name):
+                hinted.setdefault(image.camera_id, []).append(job.focal_px[image.name])
+        for camera_id, focals in hinted.items():
+            cam = cameras[camera_id]
+            cam.params = [float(np.median(focals)), *list(cam.params)[1:]]
+            cam.has_prior_focal_length = True
+            db.update_camera(cam)
+    finally:
+        db.close()
+
+
+def _set_focal(db_path: Path, factor: float) -> None:
+    db = pycolmap.Database.open(db_path)
+    try:
+        for cam in db.read_all_cameras():
+            cam.params = [factor * max(cam.width, cam.height), *list(cam.params)[1:]]
+            cam.has_prior_focal_length = True
+            db.update_camera(cam)
+    finally:
+        db.close()
+
+
+def _best_pairs(db_path: Path, count: int) -> list[tuple[int, int]]:
+    db = pycolmap.Database.open(db_path)
+    try:
+        pair_ids, inliers = db.read_two_view_geometry_num_inliers()
+    finally:
+        db.close()
+    order = np.argsort(inliers)[::-1][:count]
+    return [tuple(int(i) for i in pycolmap.pair_id_to_image_pair(int(pair_ids[k]))) for k in order if inliers[k] > 0]
+
+
+def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=None):
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.num_threads = job.num_threads
+    opts.random_seed = 0
+    opts.min_model_size = 2
+    if attempt.relaxed_mapper:
+        opts.min_num_matches = 10
+        opts.init_num_trials = 400
+        m = opts.mapper
+        m.init_min_num_inliers = 15
+        m.init_min_tri_angle = 3.0
+        m.init_max_forward_motion = 0.99
+        m.init_max_reg_trials = 4
+        m.abs_pose_min_num_inliers = 10
+        m.abs_pose_min_inlier_ratio = 0.1
+        m.max_reg_trials = 6
+        opts.triangulation.ignore_two_view_tracks = False
+    if fixed_focal:
+        opts.ba_refine_focal_length = False
+        opts.mapper.abs_pose_refine_focal_length = False
+    if init_pair is not None:
+        opts.init_image_id1, opts.init_image_id2 = init_pair
+    return opts
+
+
+def _map(db_path: Path, job: Job, opts, out_dir: Path, report: Report):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    placed = [1]
+
+    def next_image():
+        placed[0] += 1
+        report({"type": "step", "message": f"placing photo {min(placed[0], len(job.names))} of {len(job.names)}", "minor": True})
+
+    recs = pycolmap.incremental_mapping(db_path, job.image_dir, out_dir, opts, next_image_callback=next_image)
+    return max(recs.values(), key=score, default=None)
+
+
+def score(rec) -> tuple:
+    """More photos placed first, then lower mean reprojection error."""
+    if rec is None:
+        return (0, -math.inf)
+    return (rec.num_reg_images(), -rec.compute_mean_reprojection_error())
+
+
+def multiview_points(rec) -> int:
+    return sum(1 for p in rec.points3D.values() if p.track.length() >= 3)
+
+
+def _focal_factor(rec) -> float:
+    cam = next(iter(rec.cameras.values()))
+    return cam.focal_length / max(cam.width, cam.height)
+
+
+def run_attempt(job: Job, attempt: Attempt, report: Report) -> tuple[object, dict]:
+    """Runs one attempt; returns its best reconstruction (or None) and a summary dict."""
+    start = time.perf_counter()
+    summary = {"name": attempt.name, "registered": 0, "seconds": 0.0, "error": None, "settings": asdict(attempt)}
+    best = None
+    runs = 0
+    try:
+        db_path = _database(job, attempt, report)
+        report({"type": "step", "message": f"solving camera positions ({attempt.name})"})
+        out_root = Path(job.work_dir) / "models" / attempt.name
+
+        def run(fixed_focal: bool, pair, label: str):
+            nonlocal runs
+            runs += 1
+            opts = _pipeline_options(job, attempt, fixed_focal, pair)
+            return _map(db_path, job, opts, out_root / f"{runs}_{label}", report)
+
+        best = run(False, None, "auto")
+        best_pair = None
+        if attempt.init_pairs and (best is None or best.num_reg_images() < len(job.names)):
+            for pair in _best_pairs(db_path, attempt.init_pairs):
+                rec = run(False, pair, f"pair{pair[0]}-{pair[1]}")
+                if score(rec) > score(best):
+                    best, best_pair = rec, pair
+                if best.num_reg_images() == len(job.names):
+                    break
+        summary["init_pair"] = best_pair
+        if best is not None:
+            summary["multiview_points"] = multiview_points(best)
+            summary["multiview_fraction"] = round(multiview_points(best) / max(1, best.num_points3D()), 3)
+        if (
+            attempt.focal_search
+            and best is not None
+            and summary["multiview_points"] >= MIN_MULTIVIEW_POINTS
+            and summary["multiview_fraction"] >= MIN_MULTIVIEW_FRACTION
+        ):
+            pairs = [best_pair] + [p for p in _best_pairs(db_path, 2) if p != best_pair]
+            searched = _focal_search(db_path, run, pairs, len(job.names), report)
+            summary["focal_search"] = searched["table"]
+            found = searched["best"]
+            if found is not None and found.num_reg_images() >= best.num_reg_images():
+                best = found
+                summary["focal_factor"] = searched["factor"]
+    except Exception as exc:  # pycolmap raises RuntimeError/ValueError: record it, let the ladder go on
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+    summary["registered"] = 0 if best is None else best.num_reg_images()
+    summary["mapping_runs"] = runs
+    if best is not None:
+        summary["reprojection_error_px"] = float(best.compute_mean_reprojection_error())
+        summary["points"] = int(best.num_points3D())
+        summary["focal_over_long_edge"] = round(_focal_factor(best), 4)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    return best, summary
+
+
+def _focal_search(db_path: Path, run, pairs, num_images: int, report: Report) -> dict:
+    """Fixed shared focal on a coarse grid, two points either side of the best, then the minimum of
+    a parabola through the best and its neighbours (in log focal)."""
+    table, results = [], {}
+
+    def try_factor(factor: float):
+        _set_focal(db_path, factor)
+        rec = None
+        for pair in pairs:  # the initial pair that places every photo differs between focals
+            found = run(True, pair, f"focal{factor:.3f}")
+            if score(found) > score(rec):
+                rec = found
+            if rec is not None and rec.num_reg_images() == num_images:
+                break
+        results[factor] = rec
+        table.append([round(factor, 4), 0 if rec is None else rec.num_reg_images(),
+                      None if rec is None else round(rec.compute_mean_reprojection_error(), 4)])
+
+    report({"type": "step", "message": "searching the focal length", "minor": True})
+    for factor in FOCAL_GRID:
+        try_factor(factor)
+    coarse = max(results, key=lambda f: score(results[f]))
+    step = math.sqrt(FOCAL_GRID[1] / FOCAL_GRID[0])  # half a grid step (ratio), both sides
+    for factor in (coarse / step, coarse * step):
+        try_factor(factor)
+    factor = max(results, key=lambda f: score(results[f]))
+    refined = _parabola_minimum(results, factor)
+    if refined is not None:
+        try_factor(refined)
+        factor = max(results, key=lambda f: score(results[f]))
+    return {"best": results[factor], "factor": factor, "table": table}
+
+
+def _parabola_minimum(results: dict, factor: float) -> float | None:
+    """Vertex of the parabola through the reprojection errors at ``factor`` and its two nearest
+    tried neighbours, in log focal; None when they do not bracket a minimum."""
+    tried = sorted(f for f, r in results.items() if r is not None and r.num_reg_images() == results[factor].num_reg_images())
+    i = tried.index(factor)
+    if i == 0 or i == len(tried) - 1:
+        return None
+    xs = np.log(tried[i - 1 : i + 2])
+    ys = np.array([results[f].compute_mean_reprojection_error() for f in tried[i - 1 : i + 2]])
+    a, b, _ = np.polyfit(xs, ys, 2)
+    if a <= 0:
+        return None
+    x = float(np.clip(-b / (2 * a), xs[0], xs[2]))
+    return float(np.exp(x))

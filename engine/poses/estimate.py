@@ -1,0 +1,286 @@
+"""Camera poses from a few photos: prepares images, runs the pycolmap worker in a child process,
+and turns its answer into a CameraRig for the given (full-size) images."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.errors import Cancelled, InputError, StageError
+from engine.events import CancelToken, EventSink, Progress, Warning, null_sink
+from engine.io.atomic import atomic_write_bytes, atomic_write_text
+from engine.scene import Camera, CameraRig, PointCloud
+
+from .attempts import Job, ladder
+
+STAGE = "poses"
+MAX_LONG_EDGE = 1600  # features are found on images downscaled to this long edge
+SEQUENTIAL_ABOVE = 40  # "auto" matching: exhaustive up to this many photos, sequential above
+WORKER_COMMAND = [sys.executable, "-m", "engine.poses.worker"]  # tests swap it for a crashing child
+
+
+@dataclass
+class PoseResult:
+    """Cameras are named by the image file names and sized like the given images. Their intrinsics
+    are the pinhole part; COLMAP's radial term is kept in ``Camera.distortion`` (images are not
+    undistorted here)."""
+
+    rig: CameraRig
+    registered: list[str]
+    unregistered: list[str]
+    strategy: str
+    attempts: list[dict] = field(default_factory=list)
+    log: str = ""
+
+
+def estimate_poses(
+    image_paths: list[Path],
+    work_dir: Path,
+    *,
+    matching: str = "auto",
+    focal_px_hints: dict[str, float] | None = None,
+    emit: EventSink = null_sink,
+    cancel: CancelToken | None = None,
+    timeout_s: float | None = None,
+    max_long_edge: int = MAX_LONG_EDGE,
+) -> PoseResult:
+    image_paths = [Path(p) for p in image_paths]
+    work_dir = Path(work_dir)
+    if matching not in ("auto", "exhaustive", "sequential"):
+        raise InputError(f"unknown matching {matching!r}", hint="use 'auto', 'exhaustive' or 'sequential'")
+    if len(image_paths) < 2:
+        raise InputError(
+            f"{len(image_paths)} photo(s) given; camera positions need at least 2 overlapping photos",
+            hint="add more photos of the same scene from slightly different positions",
+        )
+    names = [p.name for p in image_paths]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(
+            f"several photos share the file name {duplicates[0]!r}; cameras are named by file name",
+            image_paths[names.index(duplicates[0])], "rename the photos so that each name is used once",
+        )
+    if matching == "auto":
+        matching = "sequential" if len(image_paths) > SEQUENTIAL_ABOVE else "exhaustive"
+    cancel = cancel or CancelToken()
+    started = time.monotonic()
+
+    image_dir = work_dir / "images"
+    emit(Progress(STAGE, 0, 1, "preparing photos"))
+    sizes, scales = _prepare_images(image_paths, image_dir, max_long_edge, cancel)
+    hints = {}
+    for name, focal in (focal_px_hints or {}).items():
+        if name in scales and focal and focal > 0:
+            hints[name] = float(focal) * scales[name]
+    job = Job(
+        image_dir=str(image_dir), names=names, work_dir=str(work_dir), matching=matching,
+        focal_px=hints, num_threads=_usable_cores(),
+    )
+    job_path = work_dir / "job.json"
+    atomic_write_text(job_path, json.dumps(asdict(job)))
+    (work_dir / "result.json").unlink(missing_ok=True)
+
+    remaining = None if timeout_s is None else max(1.0, timeout_s - (time.monotonic() - started))
+    attempts_live: list[dict] = []
+    log_path = work_dir / "worker.log"
+    returncode = _run_worker(job_path, log_path, emit, cancel, remaining, attempts_live, len(names), bool(hints))
+    log = log_path.read_text(errors="replace") if log_path.exists() else ""
+    result_path = work_dir / "result.json"
+    if returncode != 0 or not result_path.exists():
+        raise StageError(
+            f"the pose solver stopped unexpectedly (exit code {returncode}) after "
+            f"{len(attempts_live)} attempt(s); the app itself is unaffected",
+            log_path, "try again with fewer or smaller photos, and report the log if it happens again",
+        )
+    answer = json.loads(result_path.read_text())
+    return _to_result(answer, image_paths, sizes, log, emit)
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _prepare_images(paths, image_dir: Path, max_long_edge: int, cancel: CancelToken):
+    """Writes the worker's copies (downscaled to ``max_long_edge``); returns original sizes and
+    the scale from original to worker pixels per name."""
+    image_dir.mkdir(parents=True, exist_ok=True)
+    sizes, scales = {}, {}
+    for path in paths:
+        cancel.raise_if_cancelled()
+        if not path.is_file():
+            raise InputError("photo not found", path, "check the path, or remove it from the list")
+        # Pixels as stored: EXIF orientation is applied by ingest before poses are solved.
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is None:
+            raise InputError("cannot read this photo", path, "use JPEG, PNG or TIFF images")
+        h, w = image.shape[:2]
+        scale = min(1.0, max_long_edge / max(w, h))
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        ok, data = cv2.imencode(".png", image)
+        if not ok:
+            raise InputError("cannot re-encode this photo", path)
+        atomic_write_bytes(image_dir / path.name, data.tobytes())
+        sizes[path.name] = (w, h)
+        scales[path.name] = image.shape[1] / w
+    return sizes, scales
+
+
+def _run_worker(job_path, log_path, emit, cancel, timeout_s, attempts, total_images, has_hint) -> int:
+    plan = [a.name for a in ladder(total_images, has_hint)]
+    # Progress units: 3 per attempt (features, matching, mapping) — the last attempts are rarely needed.
+    total = 3 * len(plan)
+    done = 0
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", str(_usable_cores()))
+    with open(log_path, "wb") as log_file:
+        child = subprocess.Popen(
+            [*WORKER_COMMAND, str(job_path)], stdout=subprocess.PIPE, stderr=log_file,
+            cwd=root, env=env, start_new_session=True,
+        )
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(child.stdout, lines), daemon=True)
+        reader.start()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            while True:
+                if cancel.cancelled:
+                    _kill(child)
+                    raise Cancelled("pose estimation cancelled")
+                if deadline is not None and time.monotonic() > deadline:
+                    _kill(child)
+                    raise StageError(
+                        f"pose estimation took longer than {timeout_s:.0f} s and was stopped",
+                        hint="use fewer or smaller photos, or allow more time",
+                    )
+                try:
+                    line = lines.get(timeout=0.1)
+                except queue.Empty:
+                    if child.poll() is not None and not reader.is_alive():
+                        break
+                    continue
+                if line is None:
+                    child.wait()
+                    break
+                msg = _parse(line)
+                if msg is None:
+                    continue
+                kind = msg.get("type")
+                if kind == "step" and not msg.get("minor"):
+                    done = min(total - 1, done + 1)
+                    emit(Progress(STAGE, done, total, msg.get("message", "")))
+                elif kind == "step":
+                    emit(Progress(STAGE, done, total, msg.get("message", "")))
+                elif kind == "attempt_started":
+                    done = 3 * int(msg.get("index", 0))
+                elif kind == "attempt":
+                    attempts.append({k: v for k, v in msg.items() if k != "type"})
+                elif kind == "done":
+                    emit(Progress(STAGE, total, total, "camera positions solved"))
+        except BaseException:
+            _kill(child)
+            raise
+        return child.wait()
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    for raw in iter(stream.readline, b""):
+        lines.put(raw.decode("utf-8", errors="replace"))
+    lines.put(None)
+
+
+def _parse(line: str) -> dict | None:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
+def _kill(child: subprocess.Popen) -> None:
+    """Ends the worker and anything it started (it leads its own session/process group)."""
+    if child.poll() is not None:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=2)
+    except (ProcessLookupError, PermissionError):
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _to_result(answer: dict, image_paths, sizes, log: str, emit) -> PoseResult:
+    placed = answer.get("cameras") or {}
+    cameras = []
+    for path in image_paths:
+        info = placed.get(path.name)
+        if info is None:
+            continue
+        cam = _camera_from_worker(path, info)
+        cameras.append(cam.resized(*sizes[path.name]))
+    registered = [c.name for c in cameras]
+    unregistered = [p.name for p in image_paths if p.name not in placed]
+    attempts = answer.get("attempts", [])
+    if len(registered) < 2:
+        tried = ", ".join(f"{a['name']}: {a['registered']}" for a in attempts) or "none"
+        raise StageError(
+            f"only {len(registered)} of {len(image_paths)} photos could be placed (attempts and photos "
+            f"placed: {tried})",
+            image_paths[0].parent,
+            "take photos with more overlap (each photo should share most of its view with another), "
+            "move sideways between shots rather than turning on the spot, and avoid blurry or plain "
+            "surfaces",
+        )
+    if unregistered:
+        emit(Warning(
+            f"{len(unregistered)} of {len(image_paths)} photos could not be placed and are left out: "
+            f"{', '.join(unregistered[:5])}{' ...' if len(unregistered) > 5 else ''} (they overlap too "
+            "little with the others)",
+            path=str(image_paths[0].parent),
+        ))
+    points = None
+    pts = answer.get("points")
+    if pts and pts.get("xyz"):
+        points = PointCloud(
+            xyz=np.array(pts["xyz"]), rgb=np.array(pts["rgb"]) / 255.0,
+            error=np.array(pts["error"]), track_length=np.array(pts["track_length"]),
+        )
+    return PoseResult(
+        rig=CameraRig(cameras, points), registered=registered, unregistered=unregistered,
+        strategy=answer.get("strategy") or "", attempts=attempts, log=log,
+    )
+
+
+def _camera_from_worker(path: Path, info: dict) -> Camera:
+    model, p = info["model"], info["params"]
+    if model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
+        fx = fy = p[0]
+        cx, cy = p[1], p[2]
+        distortion = [p[3], p[4] if model == "RADIAL" else 0.0, 0, 0, 0] if model != "SIMPLE_PINHOLE" else None
+    else:  # PINHOLE / OPENCV
+        fx, fy, cx, cy = p[:4]
+        distortion = [*p[4:8], 0.0] if model == "OPENCV" else None
+    return Camera(
+        R=np.array(info["R"]), t=np.array(info["t"]), fx=fx, fy=fy, cx=cx, cy=cy,
+        width=info["width"], height=info["height"], name=path.name, image_path=path,
+        camera_id=info["camera_id"], distortion=distortion,
+    )

@@ -1,0 +1,58 @@
+"""View selections on the evaluation datasets (shared by the real-data tests and the benchmark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+
+
+def dataset_images(dataset_dir: Path) -> list[Path]:
+    folder = Path(dataset_dir) / "images"
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def spread_views(dataset_dir: Path, count: int) -> list[Path]:
+    """``count`` photos spread evenly over the dataset's (name-sorted) sequence."""
+    images = dataset_images(dataset_dir)
+    index = np.linspace(0, len(images) - 1, count).round().astype(int)
+    return [images[i] for i in index]
+
+
+def ring_order(dataset_dir: Path) -> list[Path]:
+    """Middlebury ring photos sorted by their position on the ring (``*_ang.txt``).
+
+    Per the dataset's README, (lat, lon) is the same viewpoint as (-lat, 180 + lon) rotated 180
+    degrees in the image, so every view is mapped to one latitude before sorting by longitude.
+    Photos whose viewpoint repeats an earlier one (same ring position) are dropped.
+    """
+    dataset_dir = Path(dataset_dir)
+    angle_file = next(dataset_dir.glob("*_ang.txt"))
+    positions = []
+    for line in angle_file.read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        lat, lon, name = float(parts[0]), float(parts[1]), parts[2]
+        if lat > 0:
+            lon += 180.0
+        lon = (lon + 180.0) % 360.0 - 180.0
+        positions.append((round(lon, 3), name))
+    positions.sort()
+    seen, ordered = set(), []
+    for lon, name in positions:
+        key = round(lon % 360.0, 1)
+        if key not in seen:
+            seen.add(key)
+            ordered.append(dataset_dir / "images" / name)
+    return ordered
+
+
+def consecutive_ring_views(dataset_dir: Path, count: int, start: str) -> list[Path]:
+    """``count`` neighbouring ring photos starting at the photo named ``start``."""
+    ordered = ring_order(dataset_dir)
+    names = [p.name for p in ordered]
+    i = names.index(start)
+    return [ordered[(i + k) % len(ordered)] for k in range(count)]
