@@ -61,11 +61,13 @@ def _check_inputs(scene: GaussianScene, camera: Camera, sh_degree: int, features
     if features is not None and (features.ndim != 2 or features.shape[0] != len(scene)):
         raise SceneError(f"features has shape {tuple(features.shape)}, expected ({len(scene)}, F)")
     n = len(scene)
-    bad = torch.zeros(n, dtype=torch.bool, device=scene.device)
     tensors = list(scene.tensors().items()) + ([("features", features)] if features is not None else [])
-    for name, t in tensors:
-        if t.is_floating_point() and t.numel():
-            bad |= ~torch.isfinite(t.detach()).reshape(n, -1).all(dim=1)
+    floats = [t.detach() for _, t in tensors if t.is_floating_point() and t.numel()]
+    if all(bool(torch.isfinite(t).all()) for t in floats):
+        return
+    bad = torch.zeros(n, dtype=torch.bool, device=scene.device)
+    for t in floats:
+        bad |= ~torch.isfinite(t).reshape(n, -1).all(dim=1)
     count = int(bad.sum())
     if count:
         raise SceneError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 
@@ -42,15 +43,17 @@ class RasterizeCPU(torch.autograd.Function):
     """(means2d, conics, opacities, channels, background) -> (image (H,W,C), alpha (H,W))."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, channels, background, bins: TileBins, width: int, height: int):
+    def forward(ctx, means2d, conics, opacities, channels, background, radii, bins: TileBins, width: int,
+                height: int):
         dtype = channels.dtype
         C = channels.shape[1]
         out = np.empty((height, width, C), dtype=np.float64)
         final_t = np.empty((height, width), dtype=np.float64)
         n_contrib = np.empty((height, width), dtype=np.int32)
-        inputs = [_np(means2d), _np(conics), _np(opacities), _np(channels), _np(background)]
-        K.rasterize_forward(*inputs, bins.tile_offsets, bins.flat_ids, width, height, bins.tiles_x,
-                            out, final_t, n_contrib)
+        inputs = [_np(means2d), _np(conics), _np(opacities), _np(radii), _np(channels), _np(background)]
+        with numba.parallel_chunksize(1):  # tiles differ a lot in cost: hand them out one by one
+            K.rasterize_forward(*inputs, bins.tile_offsets, bins.flat_ids, width, height, bins.tiles_x,
+                                out, final_t, n_contrib)
         ctx.inputs, ctx.bins, ctx.size = inputs, bins, (width, height)
         ctx.final_t, ctx.n_contrib = final_t, n_contrib
         image = torch.from_numpy(out).to(dtype)
@@ -59,7 +62,7 @@ class RasterizeCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_image, grad_alpha):
-        means2d, conics, opacities, channels, background = ctx.inputs
+        means2d, conics, opacities, radii, channels, background = ctx.inputs
         bins, (width, height) = ctx.bins, ctx.size
         C = channels.shape[1]
         dtype = torch.float64 if channels.dtype == np.float64 else torch.float32
@@ -70,13 +73,15 @@ class RasterizeCPU(torch.autograd.Function):
         g_img = _np(grad_image.to(torch.float64))
         g_alpha = _np(grad_alpha.to(torch.float64))
         g_isect = np.empty((bins.n_isects, 6 + C), dtype=channels.dtype)
-        K.rasterize_backward(means2d, conics, opacities, channels, background, bins.tile_offsets, bins.flat_ids,
-                             width, height, bins.tiles_x, ctx.final_t, ctx.n_contrib, g_img, g_alpha, g_isect)
+        with numba.parallel_chunksize(1):
+            K.rasterize_backward(means2d, conics, opacities, radii, channels, background, bins.tile_offsets,
+                                 bins.flat_ids, width, height, bins.tiles_x, ctx.final_t, ctx.n_contrib, g_img,
+                                 g_alpha, g_isect)
         per_gaussian = np.zeros((means2d.shape[0], 6 + C), dtype=np.float64)
         K.sum_per_gaussian(bins.flat_ids, g_isect, per_gaussian)
         g = torch.from_numpy(per_gaussian).to(dtype)
         g_background = torch.from_numpy((ctx.final_t[..., None] * g_img).sum(axis=(0, 1))).to(dtype)
-        return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], g_background, None, None, None
+        return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], g_background, None, None, None, None
 
 
 def rasterize(proj: Projection, channels: torch.Tensor, background: torch.Tensor, camera: Camera):
@@ -84,6 +89,7 @@ def rasterize(proj: Projection, channels: torch.Tensor, background: torch.Tensor
     K.set_threads(torch.get_num_threads())
     bins = bin_tiles(proj, camera)
     image, alpha = RasterizeCPU.apply(
-        proj.means2d, proj.conics, proj.opacities, channels, background, bins, camera.width, camera.height
+        proj.means2d, proj.conics, proj.opacities, channels, background, proj.radii, bins, camera.width,
+        camera.height,
     )
     return image, alpha, bins.n_isects

@@ -62,25 +62,35 @@ def camera_tensors(camera: Camera, device, dtype):
 
 
 def _screen_space(means, quats, log_scales, R, t, camera: Camera):
-    """Camera-space means, 2D means and dilated 2D covariances (cov00, cov01, cov11)."""
+    """Camera-space means, 2D means and dilated 2D covariances (cov00, cov01, cov11).
+
+    cov2d = J R_cam (Rq S)(Rq S)^T R_cam^T J^T is formed as T T^T with T = J R_cam Rq S, written out
+    per element: batched 3x3 matmuls are slow in torch on the CPU, (N,3) element-wise ops are not.
+    """
     fx, fy, cx, cy = camera.fx, camera.fy, camera.cx, camera.cy
     W, H = camera.width, camera.height
     mc = means @ R.T + t
     x, y, z = mc.unbind(-1)
-    M = quat_to_rotmat(quats) * torch.exp(log_scales).unsqueeze(-2)
-    cov = M @ M.transpose(-1, -2)
-    cov_c = R @ cov @ R.T
+    # P[n, j, i] = (R_cam Rq)[n, i, j], all N products as one (3N,3)x(3,3) matmul.
+    P = (quat_to_rotmat(quats).transpose(1, 2).reshape(-1, 3) @ R.T).reshape(-1, 3, 3)
+    scales = torch.exp(log_scales)
     tan_x, tan_y = 0.5 * W / fx, 0.5 * H / fy
     lim_x_pos, lim_x_neg = (W - cx) / fx + 0.3 * tan_x, cx / fx + 0.3 * tan_x
     lim_y_pos, lim_y_neg = (H - cy) / fy + 0.3 * tan_y, cy / fy + 0.3 * tan_y
     rz = 1.0 / z
     tx = z * torch.clamp(x * rz, -lim_x_neg, lim_x_pos)
     ty = z * torch.clamp(y * rz, -lim_y_neg, lim_y_pos)
-    zero = torch.zeros_like(z)
-    J = torch.stack([fx * rz, zero, -fx * tx * rz * rz, zero, fy * rz, -fy * ty * rz * rz], -1).reshape(-1, 2, 3)
-    cov2d = J @ cov_c @ J.transpose(-1, -2)
+    # Jacobian rows (fx/z, 0, -fx tx/z^2) and (0, fy/z, -fy ty/z^2).
+    j00, j02 = fx * rz, -fx * tx * rz * rz
+    j11, j12 = fy * rz, -fy * ty * rz * rz
+    # Rows of T = J R_cam Rq S.
+    T0 = (j00.unsqueeze(-1) * P[:, :, 0] + j02.unsqueeze(-1) * P[:, :, 2]) * scales
+    T1 = (j11.unsqueeze(-1) * P[:, :, 1] + j12.unsqueeze(-1) * P[:, :, 2]) * scales
+    c00 = (T0 * T0).sum(-1) + EPS2D
+    c01 = (T0 * T1).sum(-1)
+    c11 = (T1 * T1).sum(-1) + EPS2D
     means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], -1)
-    return mc, means2d, cov2d[:, 0, 0] + EPS2D, cov2d[:, 0, 1], cov2d[:, 1, 1] + EPS2D
+    return mc, means2d, c00, c01, c11
 
 
 def _radii_and_mask(z, means2d, c00, c01, c11, opac, camera: Camera):
@@ -115,7 +125,13 @@ def project(scene: GaussianScene, camera: Camera, sh_degree: int, features: torc
     index = torch.nonzero(valid).squeeze(1)
 
     means = scene.means[index]
-    mc_v, m2d_v, c00, c01, c11 = _screen_space(means, scene.quats[index], scene.log_scales[index], R, t, camera)
+    tracked = torch.is_grad_enabled() and any(
+        getattr(scene, name).requires_grad for name in ("means", "quats", "log_scales")
+    )
+    if tracked:
+        mc_v, m2d_v, c00, c01, c11 = _screen_space(means, scene.quats[index], scene.log_scales[index], R, t, camera)
+    else:  # nothing to differentiate: reuse the culling pass
+        mc_v, m2d_v, c00, c01, c11 = mc[index], m2d[index], c00[index], c01[index], c11[index]
     det = c00 * c11 - c01 * c01
     conics = torch.stack([c11 / det, -c01 / det, c00 / det], -1)
     opacities = torch.sigmoid(scene.opacity_logits[index])
