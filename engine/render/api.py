@@ -100,9 +100,7 @@ def render(
 
     if name == "gsplat":
         image, alpha, info = gsplat_backend.render_gsplat(scene, camera, sh_degree, bg, features)
-        means2d = info["means2d"][0]
-        if means2d.requires_grad:
-            means2d.retain_grad()
+        means2d = gsplat_backend.screen_gradient_holder(info["means2d"])
         radii = info["radii"][0].to(torch.int32)
         meta = RenderMeta(means2d, radii, (radii > 0).all(-1), info["depths"][0].detach(),
                           int(info["flatten_ids"].numel()), name)

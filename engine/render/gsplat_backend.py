@@ -56,3 +56,21 @@ def render_gsplat(scene: GaussianScene, camera: Camera, sh_degree: int, backgrou
         camera_model="pinhole",
     )
     return images[0], alphas[0, ..., 0], info
+
+
+def screen_gradient_holder(means2d: torch.Tensor) -> torch.Tensor:
+    """An (N,2) tensor whose ``.grad`` receives the gradient of gsplat's (1,N,2) ``means2d``.
+
+    A view such as ``means2d[0]`` is not on the autograd path gsplat built, so its ``.grad`` would stay
+    empty; a hook on the real tensor copies (and accumulates) the gradient into this holder instead.
+    """
+    holder = means2d.detach()[0]
+    if not means2d.requires_grad:
+        return holder
+    holder.requires_grad_(True)
+
+    def keep(grad):
+        holder.grad = grad[0].clone() if holder.grad is None else holder.grad + grad[0]
+
+    means2d.register_hook(keep)
+    return holder
