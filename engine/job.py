@@ -458,7 +458,7 @@ class Job:
                 "ssim": float(metrics["ssim"]),
                 "views": [c.name for c in eval_cams],
                 "held_out": bool(test_cams),
-                "per_view": metrics.get("per_view", []),
+                "per_view": metrics.get("views", []),
             },
             "num_gaussians": len(scene),
             "sh_degree": scene.sh_degree,
@@ -489,7 +489,7 @@ class Job:
 
 def _train_scale(cfg, cameras: list[Camera]) -> float:
     """Downscale factor so the long image edge fits the preset's training resolution."""
-    max_edge = getattr(cfg, "max_long_edge", None) or getattr(cfg, "max_image_size", None)
+    max_edge = getattr(cfg, "max_image_side", None)
     if not max_edge or not cameras:
         return 1.0
     long_edge = max(max(c.width, c.height) for c in cameras)

@@ -55,7 +55,8 @@ class ProgressBar:
         elif isinstance(event, StageFinished):
             self.close()
         elif isinstance(event, Warning):
-            self.message(f"warning: {event.message}")
+            where = f"{event.path}: " if event.path else ""
+            self.message(f"warning: {where}{event.message}")
 
     on_event = __call__
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 from .. import events as ev
 from ..job import PRESETS, STAGES, JobOptions, run_job
+from ..progress import ProgressBar
 
 
 def register(sub) -> None:
@@ -39,60 +38,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-class ConsoleReporter:
-    """Turns job events into a progress line (stage, step, loss, PSNR, ETA) and warnings on stderr."""
-
-    def __init__(self, stream=sys.stderr, quiet: bool = False):
-        self.stream = stream
-        self.quiet = quiet
-        self.tty = stream.isatty()
-        self._last = 0.0
-        self._line_open = False
-
-    def _write_line(self, text: str, final: bool = False) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
-            self._line_open = not final
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def _close_line(self) -> None:
-        if self._line_open:
-            self.stream.write("\n")
-            self._line_open = False
-
-    def __call__(self, event: ev.Event) -> None:
-        if isinstance(event, ev.Warning):
-            self._close_line()
-            where = f"{event.path}: " if event.path else ""
-            self.stream.write(f"warning: {where}{event.message}\n")
-        elif self.quiet:
-            return
-        elif isinstance(event, ev.StageStarted):
-            self._close_line()
-            self._write_line(f"[{event.index + 1}/{event.count}] {event.stage} ...", final=not self.tty)
-        elif isinstance(event, ev.StageFinished):
-            self._write_line(f"{event.stage}: done in {event.seconds:.1f} s", final=True)
-        elif isinstance(event, ev.Progress):
-            now = time.monotonic()
-            interval = 0.1 if self.tty else 5.0
-            if now - self._last < interval and event.done < event.total:
-                return
-            self._last = now
-            width = 24
-            filled = int(event.fraction * width)
-            bar = "#" * filled + "-" * (width - filled)
-            eta = f" ETA {_fmt_seconds(event.eta_seconds)}" if event.eta_seconds else ""
-            total = f"{event.done:.0f}/{event.total:.0f}" if event.total > 1 else f"{100 * event.fraction:.0f}%"
-            self._write_line(f"{event.stage:9s} [{bar}] {total} {event.message}{eta}")
-
-
-def _fmt_seconds(s: float) -> str:
-    s = int(s)
-    return f"{s // 60}:{s % 60:02d}" if s < 3600 else f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def run(args) -> int:
     options = JobOptions(
         preset=args.preset,
@@ -106,9 +51,10 @@ def run(args) -> int:
         background=(1.0, 1.0, 1.0) if args.background == "white" else (0.0, 0.0, 0.0),
         seed=args.seed,
     )
-    reporter = ConsoleReporter(quiet=args.quiet)
-    result = run_job(args.inputs, args.out, options, emit=reporter)
-    reporter._close_line()
+    bar = ProgressBar()
+    sink = (lambda e: bar(e) if isinstance(e, ev.Warning) else None) if args.quiet else bar
+    with bar:
+        result = run_job(args.inputs, args.out, options, emit=sink)
     rep = result.report
     if rep:
         e = rep["eval"]

@@ -1,0 +1,145 @@
+"""The reconstruction job and its CLI on the bundled sample (known cameras, a short training)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import events as ev
+from engine.__main__ import main as cli
+from engine.errors import Cancelled, InputError
+from engine.io import load_scene
+from engine.io import colmap
+from engine.job import JobOptions, run_job
+
+SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
+
+
+@pytest.fixture
+def sample_subset(tmp_path) -> Path:
+    """Eight of the sample's photos, downscaled to keep the test quick, with their true cameras."""
+    src = sorted((SAMPLE / "images").glob("*.jpg"))[::2]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in src:
+        img = cv2.imread(str(p))
+        cv2.imwrite(str(folder / p.name), cv2.resize(img, (200, 150), interpolation=cv2.INTER_AREA))
+    return folder
+
+
+def _events():
+    seen = []
+    return seen, seen.append
+
+
+def test_reconstruct_cli_with_known_cameras(sample_subset, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli([
+        "reconstruct", str(sample_subset), "-o", str(out), "--cameras", str(SAMPLE / "transforms.json"),
+        "--preset", "preview", "--iterations", "250", "--quiet",
+    ])
+    assert code == 0
+    for name in ("scene.ply", "report.json", "sparse/cameras.txt", "sparse/images.txt", "sparse/points3D.txt"):
+        assert (out / name).is_file(), name
+    assert list((out / "previews").glob("*.png"))
+    report = json.loads((out / "report.json").read_text())
+    assert report["images_total"] == 8 and report["images_registered"] == 8
+    assert report["num_gaussians"] == len(load_scene(out / "scene.ply")) > 1000
+    assert set(report["timings"]) >= {"ingest", "poses", "init", "train", "evaluate"}
+    assert report["device"]["type"] == "cpu"
+    # 8 photos: too few to hold any out, so evaluation uses the training views
+    assert report["eval"]["held_out"] is False and len(report["eval"]["views"]) == 8
+    # a few hundred steps on 200x150 photos: well above an untrained scene (about 10 dB here)
+    assert report["eval"]["psnr"] > 17.0, report["eval"]
+    assert 0.3 < report["eval"]["ssim"] <= 1.0
+    # sparse/ is a COLMAP model that names the photos as given
+    rig = colmap.read(out / "sparse")
+    assert sorted(c.name for c in rig) == sorted(p.name for p in sample_subset.iterdir())
+    assert "PSNR" in capsys.readouterr().out
+
+
+def test_until_stops_after_a_stage_and_the_next_run_resumes(sample_subset, tmp_path):
+    out = tmp_path / "out"
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30)
+    first = run_job([sample_subset], out, JobOptions(until="poses", **opts))
+    assert first.stopped_after == "poses"
+    assert (out / "sparse" / "cameras.txt").is_file() and not (out / "scene.ply").exists()
+    assert len(first.cameras) == 8
+
+    seen, sink = _events()
+    result = run_job([sample_subset], out, JobOptions(**opts), emit=sink)
+    started = [e.stage for e in seen if isinstance(e, ev.StageStarted)]
+    assert started == ["init", "train", "evaluate"]  # ingest and poses were already done
+    assert isinstance(seen[-1], ev.Finished) and seen[-1].result is result
+    assert result.scene is not None and len(result.scene) > 0
+
+    # changing a training option re-runs training, not the stages before it
+    seen, sink = _events()
+    run_job([sample_subset], out, JobOptions(**{**opts, "iterations": 20}), emit=sink)
+    assert [e.stage for e in seen if isinstance(e, ev.StageStarted)] == ["train", "evaluate"]
+
+
+def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
+    out = tmp_path / "out"
+    token = ev.CancelToken()
+    seen = []
+
+    def sink(e):
+        seen.append(e)
+        if isinstance(e, ev.Progress) and e.stage == "train" and e.done >= 5:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        run_job([sample_subset], out, JobOptions(cameras=SAMPLE / "transforms.json", preset="preview",
+                                                 iterations=5000), emit=sink, cancel=token)
+    failed = [e for e in seen if isinstance(e, ev.Failed)]
+    assert failed and failed[-1].cancelled and failed[-1].stage == "train"
+    assert len(load_scene(out / "scene.ply")) > 0  # usable: the viewer can show it
+    state = json.loads((out / "job.json").read_text())
+    assert set(state["finished"]) == {"ingest", "poses", "init"}  # training resumes next time
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli(["reconstruct", str(empty), "-o", str(tmp_path / "o1"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(empty) in err and "Traceback" not in err
+
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(sorted((SAMPLE / "images").glob("*.jpg"))[0], one)
+    assert cli(["reconstruct", str(one), "-o", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+    with pytest.raises(InputError, match="unknown preset"):
+        JobOptions(preset="ultra").validate()
+
+
+def test_camera_file_that_matches_no_photo(sample_subset, tmp_path, capsys):
+    other = tmp_path / "renamed"
+    other.mkdir()
+    for i, p in enumerate(sorted(sample_subset.iterdir())):
+        shutil.copy(p, other / f"photo_{i}.jpg")
+    code = cli(["reconstruct", str(other), "-o", str(tmp_path / "o"), "--cameras",
+                str(SAMPLE / "transforms.json"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "transforms.json" in err and "names" in err
+
+
+@pytest.mark.slow
+def test_reconstruct_estimates_poses_for_the_sample(tmp_path):
+    """The whole pipeline without known cameras: pycolmap poses, then a short training."""
+    out = tmp_path / "out"
+    result = run_job([SAMPLE / "images"], out, JobOptions(preset="preview", iterations=150, max_images=8,
+                                                          max_long_edge=400))
+    report = result.report
+    assert report["images_registered"] == 8, report
+    assert report["eval"]["psnr"] > 14.0
+    assert np.isfinite(report["eval"]["ssim"])
