@@ -28,7 +28,7 @@ SPARSE_MAX_IMAGES = 6
 FOCAL_GRID = (0.5, 0.65, 0.85, 1.1, 1.45, 1.9, 2.5, 3.3)  # x long edge: fields of view ~100 to ~17 degrees
 # Reprojection error can only judge a focal when enough points are seen in three or more photos.
 MIN_MULTIVIEW_POINTS = 50
-MIN_MULTIVIEW_FRACTION = 0.2
+MIN_MULTIVIEW_FRACTION = 0.1
 
 
 @dataclass
