@@ -91,11 +91,15 @@ def main(argv=None) -> int:
     white = (1.0, 1.0, 1.0)
     base = evaluate(init, test_cams, test_imgs, background=white, backend=config.backend)
 
-    def log(event):
-        if type(event).__name__ == "Progress":
-            print(f"  {event.message}", file=sys.stderr, flush=True)
+    last = [0.0]
+
+    def log(event):  # progress to stderr every 10 s
+        if type(event).__name__ == "Progress" and (time.perf_counter() - last[0] > 10 or event.done == event.total):
+            last[0] = time.perf_counter()
+            print(f"  {event.message}  ({event.time - t0_wall:.0f} s)", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
+    t0_wall = time.time()
     result = train(init, train_cams, train_imgs, config, background=white, emit=log,
                    eval_cameras=test_cams, eval_images=test_imgs)
     seconds = result.seconds

@@ -95,10 +95,6 @@ def _background_tensor(background) -> torch.Tensor:
     return bg
 
 
-def _params_finite(params) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in params.values())
-
-
 def _final_scene(params) -> GaussianScene:
     return scene_from_params(params).clone()
 
@@ -174,7 +170,7 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
     order: list[int] = []
     loss_ema = mse_ema = None
     last_progress = last_snapshot = -math.inf
-    last_good = None
+    last_good = pending_good = None
     step = 0
     cancelled = False
 
@@ -222,7 +218,9 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
 
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
-            good = _final_scene(params) if _params_finite(params) else (last_good or init.clone())
+            # The current parameters produced this loss; the last snapshot that was followed by a
+            # finite loss is the newest scene known to be good.
+            good = last_good if last_good is not None else init.clone().to("cpu")
             error = StageError(
                 f"training diverged at step {step}: the loss became {loss_value}",
                 hint="lower the learning rates (or pick a smaller preset) and train again; "
@@ -231,6 +229,9 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
             error.scene = good
             error.step = step
             raise error
+
+        if pending_good is not None:
+            last_good, pending_good = pending_good, None
 
         meta = dict(out.meta) if isinstance(out.meta, dict) else dict(vars(out.meta))
         meta["width"], meta["height"] = cam.width, cam.height
@@ -264,8 +265,8 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
             ))
         if now - last_snapshot >= config.snapshot_every_s:
             last_snapshot = now
-            last_good = _final_scene(params).to("cpu")
-            emit(Snapshot(last_good, done))
+            pending_good = _final_scene(params).to("cpu")
+            emit(Snapshot(pending_good, done))
     else:
         step = total
 
