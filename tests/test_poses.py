@@ -149,7 +149,7 @@ def test_synthetic_corner_all_views_placed_accurately(tmp_path):
     cams = _corner_cameras(4)
     paths = _write_views(tmp_path / "photos", cams)
     events = []
-    result = estimate_poses(paths, tmp_path / "work", emit=events.append, timeout_s=300)
+    result = estimate_poses(paths, tmp_path / "work", emit=events.append, max_long_edge=480, timeout_s=300)
     assert result.registered == [c.name for c in cams] and result.unregistered == []
     assert [c.name for c in result.rig] == [p.name for p in paths]
     assert all(c.image_path == p for c, p in zip(result.rig, paths))
@@ -287,3 +287,17 @@ def test_timeout_stops_the_worker(tmp_path, monkeypatch):
     with pytest.raises(StageError, match="longer than"):
         estimate_poses(paths, tmp_path / "work", timeout_s=1.5)
     assert time.monotonic() - start < 10
+
+
+def test_a_photo_that_overlaps_nothing_is_left_out_with_a_warning(tmp_path):
+    paths = _write_views(tmp_path / "photos", _corner_cameras(3))
+    stray = tmp_path / "photos" / "stray.png"
+    cv2.imwrite(str(stray), cv2.resize(_texture(77), (WIDTH, HEIGHT)))
+    events = []
+    result = estimate_poses([*paths, stray], tmp_path / "work", emit=events.append, max_long_edge=320, timeout_s=300)
+    assert sorted(result.registered) == sorted(p.name for p in paths)
+    assert result.unregistered == ["stray.png"]
+    assert [c.name for c in result.rig] == [p.name for p in paths]
+    warnings = [e for e in events if isinstance(e, Warning)]
+    assert len(warnings) == 1 and "stray.png" in warnings[0].message and "1 of 4" in warnings[0].message
+    assert len(result.attempts) >= 2  # the ladder went on looking for the stray photo

@@ -25,7 +25,7 @@ import numpy as np
 import pycolmap
 
 SPARSE_MAX_IMAGES = 6
-FOCAL_GRID = (0.5, 0.65, 0.85, 1.1, 1.45, 1.9, 2.5, 3.3)  # x long edge: fields of view ~100 to ~17 degrees
+FOCAL_GRID = (0.6, 0.85, 1.2, 1.7, 2.4, 3.4)  # x long edge, steps of sqrt(2): fields of view ~80 to ~17 degrees
 # Reprojection error can only judge a focal when enough points are seen in three or more photos.
 MIN_MULTIVIEW_POINTS = 50
 MIN_MULTIVIEW_FRACTION = 0.1
@@ -146,7 +146,9 @@ def _best_pairs(db_path: Path, count: int) -> list[tuple[int, int]]:
 
 def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=None):
     opts = pycolmap.IncrementalPipelineOptions()
-    opts.num_threads = job.num_threads
+    # Bundle adjustment of a few photos is tiny; one thread avoids Ceres' threads stalling each
+    # other on a busy machine (seen: 0.1 s runs taking a minute at load 10 on 2 cores).
+    opts.num_threads = 1 if len(job.names) <= 12 else job.num_threads
     opts.random_seed = 0
     opts.min_model_size = 2
     if attempt.relaxed_mapper:
@@ -161,7 +163,8 @@ def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=N
         m.abs_pose_min_inlier_ratio = 0.1
         m.max_reg_trials = 6
         opts.triangulation.ignore_two_view_tracks = False
-    if fixed_focal:
+    if fixed_focal:  # a focal-search run: cap it, a wrong focal can make mapping thrash
+        opts.max_runtime_seconds = 30
         opts.ba_refine_focal_length = False
         opts.mapper.abs_pose_refine_focal_length = False
     if init_pair is not None:
@@ -197,8 +200,9 @@ def _focal_factor(rec) -> float:
     return cam.focal_length / max(cam.width, cam.height)
 
 
-def run_attempt(job: Job, attempt: Attempt, report: Report) -> tuple[object, dict]:
-    """Runs one attempt; returns its best reconstruction (or None) and a summary dict."""
+def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -> tuple[object, dict]:
+    """Runs one attempt; returns its best reconstruction (or None) and a summary dict. The focal
+    search runs only when every photo was placed or no later attempt follows."""
     start = time.perf_counter()
     summary = {"name": attempt.name, "registered": 0, "seconds": 0.0, "error": None, "settings": asdict(attempt)}
     best = None
@@ -230,6 +234,7 @@ def run_attempt(job: Job, attempt: Attempt, report: Report) -> tuple[object, dic
         if (
             attempt.focal_search
             and best is not None
+            and (last or best.num_reg_images() == len(job.names))
             and summary["multiview_points"] >= MIN_MULTIVIEW_POINTS
             and summary["multiview_fraction"] >= MIN_MULTIVIEW_FRACTION
         ):

@@ -56,3 +56,17 @@ def consecutive_ring_views(dataset_dir: Path, count: int, start: str) -> list[Pa
     names = [p.name for p in ordered]
     i = names.index(start)
     return [ordered[(i + k) % len(ordered)] for k in range(count)]
+
+
+# The sparse-view acceptance cases: (case name, dataset folder, how the photos are chosen).
+# templeSR: neighbouring ring views starting at templeSR0003 (about 23 degrees apart; the run
+# includes views taken upside down from the other latitude).
+ACCEPTANCE_CASES = {
+    "fern_3": ("llff_fern", lambda d: spread_views(d, 3)),
+    "fern_4": ("llff_fern", lambda d: spread_views(d, 4)),
+    "fern_6": ("llff_fern", lambda d: spread_views(d, 6)),
+    "fountain_3": ("strecha_fountain_p11", lambda d: spread_views(d, 3)),
+    "fountain_4": ("strecha_fountain_p11", lambda d: spread_views(d, 4)),
+    "templeSR_4": ("middlebury_templeSR", lambda d: consecutive_ring_views(d, 4, "templeSR0003.png")),
+    "templeSR_6": ("middlebury_templeSR", lambda d: consecutive_ring_views(d, 6, "templeSR0003.png")),
+}

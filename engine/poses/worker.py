@@ -56,7 +56,7 @@ def run(job_path: Path) -> int:
     best, best_name, summaries = None, None, []
     for index, attempt in enumerate(steps):
         _emit({"type": "attempt_started", "index": index, "name": attempt.name})
-        rec, summary = run_attempt(job, attempt, _emit)
+        rec, summary = run_attempt(job, attempt, _emit, last=index == len(steps) - 1)
         summaries.append(summary)
         _emit({"type": "attempt", **summary})
         if rec is not None and (best is None or rec.num_reg_images() > best.num_reg_images()):

@@ -1,0 +1,44 @@
+"""Sparse-view pose estimation on the real datasets (acceptance cases from the issue)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.events import Warning
+from engine.poses import estimate_poses, pose_errors, read_reference_rig
+from engine.poses.views import ACCEPTANCE_CASES, ring_order
+
+MAX_MEDIAN_ROT_DEG = 2.0
+MAX_CENTER_REL = 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(ACCEPTANCE_CASES))
+def test_sparse_views_all_placed_within_tolerance(case, dataset, tmp_path):
+    folder_name, choose = ACCEPTANCE_CASES[case]
+    folder = dataset(folder_name)
+    photos = choose(folder)
+    events = []
+    result = estimate_poses(photos, tmp_path / "work", emit=events.append, timeout_s=600)
+    assert result.unregistered == [], result.attempts
+    assert sorted(result.registered) == sorted(p.name for p in photos)
+    assert not [e for e in events if isinstance(e, Warning)]
+    reference = read_reference_rig(folder / "gt_colmap_text")
+    ref_by_name = reference.by_name()
+    for cam in result.rig:
+        ref = ref_by_name[cam.name]
+        assert (cam.width, cam.height) == (ref.width, ref.height)
+    errors = pose_errors(result.rig, reference)
+    assert errors["median_rot_deg"] <= MAX_MEDIAN_ROT_DEG, (errors, result.attempts)
+    assert errors["max_center_rel"] <= MAX_CENTER_REL, (errors, result.attempts)
+
+
+def test_ring_order_follows_the_angle_file(dataset):
+    ordered = [p.name for p in ring_order(dataset("middlebury_templeSR"))]
+    # templeSR0011 repeats templeSR0001's viewpoint (lon 180 == -180) and is dropped.
+    assert "templeSR0011.png" not in ordered and len(ordered) == 15
+    i = ordered.index("templeSR0003.png")
+    assert ordered[i : i + 6] == [
+        "templeSR0003.png", "templeSR0004.png", "templeSR0005.png",
+        "templeSR0013.png", "templeSR0012.png", "templeSR0016.png",
+    ]
