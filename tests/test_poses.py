@@ -169,9 +169,12 @@ def test_synthetic_corner_all_views_placed_accurately(tmp_path):
 def test_result_cameras_are_scaled_back_to_the_given_image_size(tmp_path):
     cams = _corner_cameras(3)
     paths = _write_views(tmp_path / "photos", cams)
-    # The worker sees 320 px wide copies; cameras must come back for the 640 px photos.
-    result = estimate_poses(paths, tmp_path / "work", max_long_edge=320, timeout_s=300)
+    # The worker sees 320 px wide copies; cameras must come back for the 640 px photos. The focal
+    # hint is in the given photos' pixels (slightly off, as EXIF-derived focals are).
+    hints = {p.name: FOCAL * 1.04 for p in paths}
+    result = estimate_poses(paths, tmp_path / "work", max_long_edge=320, focal_px_hints=hints, timeout_s=300)
     assert len(result.registered) == 3
+    assert not any(a["settings"]["focal_search"] for a in result.attempts)
     assert all((c.width, c.height) == (WIDTH, HEIGHT) for c in result.rig)
     assert result.rig[0].fx == pytest.approx(FOCAL, rel=0.05)
     assert result.rig[0].cx == pytest.approx(WIDTH / 2, rel=0.01)

@@ -79,8 +79,14 @@ def estimate_poses(
     image_dir = work_dir / "images"
     emit(Progress(STAGE, 0, 1, "preparing photos"))
     sizes, scales = _prepare_images(image_paths, image_dir, max_long_edge, cancel)
+    given = dict(focal_px_hints or {})
+    for path in image_paths:
+        if path.name not in given:
+            exif_focal = _exif_focal_px(path, *sizes[path.name])
+            if exif_focal:
+                given[path.name] = exif_focal
     hints = {}
-    for name, focal in (focal_px_hints or {}).items():
+    for name, focal in given.items():
         if name in scales and focal and focal > 0:
             hints[name] = float(focal) * scales[name]
     job = Job(
@@ -105,6 +111,19 @@ def estimate_poses(
         )
     answer = json.loads(result_path.read_text())
     return _to_result(answer, image_paths, sizes, log, emit)
+
+
+def _exif_focal_px(path: Path, width: int, height: int) -> float | None:
+    """Focal length in pixels from the 35 mm-equivalent focal in EXIF (36 mm across the long edge)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            exif = image.getexif().get_ifd(0x8769)  # Exif sub-IFD
+        f35 = float(exif.get(0xA405) or 0)  # FocalLengthIn35mmFilm
+    except Exception:  # no EXIF, or EXIF a library cannot parse: simply no hint
+        return None
+    return f35 / 36.0 * max(width, height) if f35 > 0 else None
 
 
 def _usable_cores() -> int:
