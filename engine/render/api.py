@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.render import cpu_backend, gsplat_backend, reference
+from engine.render.cpu_projection import project_cpu
 from engine.render.projection import project
 from engine.scene import Camera, GaussianScene, SceneError
 
@@ -109,7 +110,10 @@ def render(
         depth = image[..., 3 + F]
         return RenderResult(rgb, alpha, torch.where(alpha > 0, depth, torch.zeros_like(depth)), feats, meta)
 
-    proj = project(scene, camera, sh_degree, features)
+    if name == "cpu":
+        proj = project_cpu(scene, camera, sh_degree, features)
+    else:
+        proj = project(scene, camera, sh_degree, features)
     parts = [proj.colors, proj.depths.unsqueeze(-1)]
     if proj.features is not None:
         parts.append(proj.features.to(dtype))
