@@ -225,7 +225,7 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
                 rec = run(False, pair, f"pair{pair[0]}-{pair[1]}")
                 if score(rec) > score(best):
                     best, best_pair = rec, pair
-                if best.num_reg_images() == len(job.names):
+                if best is not None and best.num_reg_images() == len(job.names):
                     break
         summary["init_pair"] = best_pair
         if best is not None:
