@@ -278,9 +278,8 @@ def test_a_crashing_worker_becomes_a_stage_error_and_the_caller_lives_on(tmp_pat
         estimate_poses(paths, tmp_path / "work", emit=events.append)
     assert "worker.log" in str(info.value)
     assert any(isinstance(e, Progress) and "features" in e.message for e in events)
-    # This process is still here and can solve again with the real worker.
-    monkeypatch.undo()
-    assert os.getpid() > 0
+    # Reaching this line means the abort stayed in the child; its stderr was kept for the person.
+    assert (tmp_path / "work" / "worker.log").is_file()
 
 
 def test_timeout_stops_the_worker(tmp_path, monkeypatch):
