@@ -51,6 +51,8 @@ def _choose_backend(backend: str, scene: GaussianScene) -> str:
         raise RuntimeError("the gsplat backend needs CUDA and gsplat; use backend='cpu' on this machine")
     if backend == "gsplat" and scene.device.type != "cuda":
         raise ValueError("the gsplat backend renders CUDA scenes; move the scene with scene.to('cuda')")
+    if backend == "cpu" and scene.device.type != "cpu":
+        raise ValueError("the cpu backend renders scenes in CPU memory; use scene.to('cpu') or backend='auto'")
     return backend
 
 
@@ -64,7 +66,8 @@ def _check_inputs(scene: GaussianScene, camera: Camera, sh_degree: int, features
     n = len(scene)
     tensors = list(scene.tensors().items()) + ([("features", features)] if features is not None else [])
     floats = [t.detach() for _, t in tensors if t.is_floating_point() and t.numel()]
-    if all(bool(torch.isfinite(t).all()) for t in floats):
+    # Fast path: a sum is finite when every element is (a finite overflow falls through to the exact count).
+    if all(bool(torch.isfinite(t.sum())) for t in floats):
         return
     bad = torch.zeros(n, dtype=torch.bool, device=scene.device)
     for t in floats:
@@ -75,6 +78,14 @@ def _check_inputs(scene: GaussianScene, camera: Camera, sh_degree: int, features
             f"{count} of {n} Gaussians have NaN or infinite parameters; remove them "
             "(scene.subset(mask)) or lower the learning rate if this came from training"
         )
+
+
+def _background_only(camera: Camera, bg: torch.Tensor, F: int, backend: str) -> RenderResult:
+    H, W = camera.height, camera.width
+    zeros = lambda *shape: torch.zeros(*shape, dtype=bg.dtype, device=bg.device)  # noqa: E731
+    meta = RenderMeta(zeros(0, 2), torch.zeros(0, 2, dtype=torch.int32, device=bg.device),
+                      torch.zeros(0, dtype=torch.bool, device=bg.device), zeros(0), 0, backend)
+    return RenderResult(bg.expand(H, W, 3).clone(), zeros(H, W), zeros(H, W), zeros(H, W, F) if F else None, meta)
 
 
 def render(
@@ -98,6 +109,8 @@ def render(
     if bg.shape != (3,):
         raise ValueError(f"background must be an RGB triple, got shape {tuple(bg.shape)}")
     F = 0 if features is None else int(features.shape[1])
+    if len(scene) == 0:
+        return _background_only(camera, bg, F, name)
 
     if name == "gsplat":
         image, alpha, info = gsplat_backend.render_gsplat(scene, camera, sh_degree, bg, features)
