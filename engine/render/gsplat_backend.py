@@ -64,7 +64,7 @@ def screen_gradient_holder(means2d: torch.Tensor) -> torch.Tensor:
     A view such as ``means2d[0]`` is not on the autograd path gsplat built, so its ``.grad`` would stay
     empty; a hook on the real tensor copies (and accumulates) the gradient into this holder instead.
     """
-    holder = means2d.detach()[0]
+    holder = means2d.detach()[0].clone()
     if not means2d.requires_grad:
         return holder
     holder.requires_grad_(True)
