@@ -175,6 +175,10 @@ def test_backends_and_auto():
     assert {"cpu", "reference"} <= set(available_backends())
     r = render(random_scene(20, sh_degree=0), _camera(16, 16), sh_degree=0, background=(0, 0, 0))
     assert r.meta.backend == "cpu"  # auto on a CPU scene
+    scene = random_scene(40, sh_degree=2, seed=9)
+    cam = _camera(24, 24)
+    full = render(scene, cam, background=(0, 0, 0))  # sh_degree defaults to the scene's
+    torch.testing.assert_close(full.rgb, render(scene, cam, sh_degree=2, background=(0, 0, 0)).rgb)
 
 
 def test_memory_is_bounded_for_many_gaussians():

@@ -92,16 +92,19 @@ def render(
     scene: GaussianScene,
     camera: Camera,
     *,
-    sh_degree: int,
+    sh_degree: int | None = None,
     background,
     features: torch.Tensor | None = None,
     backend: str = "auto",
 ) -> RenderResult:
     """Render ``scene`` from ``camera``; differentiable w.r.t. every scene tensor and ``features``.
 
-    ``background`` is an RGB triple (or (3,) tensor) composited behind the Gaussians; ``features``
-    (N,F) are extra per-Gaussian channels composited like colour (no background).
+    ``sh_degree`` is the number of SH bands to use (None: all the scene has); ``background`` is an RGB
+    triple (or (3,) tensor) composited behind the Gaussians; ``features`` (N,F) are extra per-Gaussian
+    channels composited like colour (no background).
     """
+    if sh_degree is None:
+        sh_degree = scene.sh_degree
     _check_inputs(scene, camera, sh_degree, features)
     name = _choose_backend(backend, scene)
     device, dtype = scene.device, scene.dtype
