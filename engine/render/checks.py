@@ -46,7 +46,8 @@ def edge_case_scene(camera: Camera, n: int = 300, sh_degree: int = 3, feature_di
     parts.append(along(k, g.uniform(-3.0, 0.02, k), 1.0))
     log_scales.append(g.uniform(-3.0, -1.0, size=(k, 3)))
     k = n - sum(len(p) for p in parts)  # off-screen to the sides (some with footprints reaching in)
-    sides = along(k, g.uniform(1.0, 5.0, k), 0.0) + (g.choice([-1, 1], size=(k, 1)) * g.uniform(3, 9, size=(k, 1))) * right
+    shift = g.choice([-1, 1], size=(k, 1)) * g.uniform(3, 9, size=(k, 1))
+    sides = along(k, g.uniform(1.0, 5.0, k), 0.0) + shift * right
     parts.append(sides)
     log_scales.append(g.uniform(-3.0, 0.0, size=(k, 3)))
     means = np.concatenate(parts)

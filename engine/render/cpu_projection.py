@@ -19,7 +19,9 @@ from engine.scene import Camera, GaussianScene
 
 C0 = 0.28209479177387814
 C1 = 0.4886025119029199
-C2_0, C2_1, C2_2, C2_3, C2_4 = 1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396
+C2_0, C2_1, C2_2, C2_3, C2_4 = (
+    1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396
+)
 C3_0, C3_1, C3_2, C3_3, C3_4, C3_5, C3_6 = (
     -0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
     1.445305721320277, -0.5900435899266435,
@@ -130,7 +132,8 @@ def project_forward(means, quats, log_scales, logits, sh, degree, Rc, tc, campos
         depths[i] = z
         if not (z >= NEAR and z <= FAR):
             continue
-        qw, qx, qy, qz = np.float64(quats[i, 0]), np.float64(quats[i, 1]), np.float64(quats[i, 2]), np.float64(quats[i, 3])
+        qw, qx = np.float64(quats[i, 0]), np.float64(quats[i, 1])
+        qy, qz = np.float64(quats[i, 2]), np.float64(quats[i, 3])
         qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
         Rq = np.empty((3, 3))
         _rotmat(qw / qn, qx / qn, qy / qn, qz / qn, Rq)
@@ -246,7 +249,8 @@ def project_backward(means, quats, log_scales, logits, sh, degree, Rc, tc, campo
             g_means[i, 1] += (vd[1] - uy * dot) / dn
             g_means[i, 2] += (vd[2] - uz * dot) / dn
         # Recompute the forward quantities.
-        qw, qx, qy, qz = np.float64(quats[i, 0]), np.float64(quats[i, 1]), np.float64(quats[i, 2]), np.float64(quats[i, 3])
+        qw, qx = np.float64(quats[i, 0]), np.float64(quats[i, 1])
+        qy, qz = np.float64(quats[i, 2]), np.float64(quats[i, 3])
         qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
         w_, x_, y_, z_ = qw / qn, qx / qn, qy / qn, qz / qn
         Rq = np.empty((3, 3))
