@@ -85,7 +85,7 @@ class RasterizeCPU(torch.autograd.Function):
 
 
 def rasterize(proj: Projection, channels: torch.Tensor, background: torch.Tensor, camera: Camera):
-    """Image (H,W,C) with ``background`` composited behind, alpha (H,W) and the tile bins."""
+    """Image (H,W,C) with ``background`` composited behind, alpha (H,W) and the number of intersections."""
     K.set_threads(torch.get_num_threads())
     bins = bin_tiles(proj, camera)
     image, alpha = RasterizeCPU.apply(

@@ -26,7 +26,8 @@ TILE = 16
 
 @dataclass
 class Projection:
-    """Screen-space Gaussians for one camera; rows are the visible Gaussians (``index`` into the scene)."""
+    """Screen-space Gaussians for one camera. Rows are the Gaussians ``index`` selects from the scene:
+    the visible ones here; all N (culled ones with radii 0) from ``cpu_projection.project_cpu``."""
 
     index: torch.Tensor  # (M,) long, visible Gaussians in scene order
     means2d: torch.Tensor  # (M,2) pixels
