@@ -1,4 +1,4 @@
-"""The ``cpu`` backend: torch projection + numba tile rasterizer wrapped in an autograd Function."""
+"""The ``cpu`` backend's rasterizer: numba tile kernels wrapped in an autograd Function."""
 
 from __future__ import annotations
 
