@@ -1,4 +1,4 @@
-"""The live Gaussian-splat viewer widget (vispy on Qt, instanced EWA splats)."""
+"""The live Gaussian-splat viewer widget (vispy on Qt, EWA splats drawn as GPU triangles)."""
 
 from .widget import SplatViewer
 

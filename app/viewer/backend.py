@@ -1,4 +1,4 @@
-"""Select vispy's PySide6 app and the full-OpenGL ("gl+", PyOpenGL) backend that instancing needs."""
+"""Select vispy's PySide6 app and the full-OpenGL ("gl+", PyOpenGL) backend (float textures, texelFetch)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SplatViewer: a Qt widget drawing a GaussianScene live with vispy (instanced EWA splats).
+"""SplatViewer: a Qt widget drawing a GaussianScene live with vispy (one EWA-shaped triangle per splat).
 
 Threads: the GUI thread only uploads buffers and draws; packing a new scene into rows, depth
 sorting and gathering rows into draw order run on a ``SortWorker``. Until a result arrives the
@@ -45,12 +45,8 @@ FRUSTUM_COLOR = (0.35, 0.8, 1.0, 1.0)
 
 
 _QUAD_CORNERS = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=np.float32)
-
-
-def _quad_indices(count: int) -> np.ndarray:
-    """Two triangles per splat over its 4 vertices (shared vertices are shaded once)."""
-    base = np.arange(count, dtype=np.uint32)[:, None] * 4
-    return (base + np.array([0, 1, 2, 2, 1, 3], dtype=np.uint32)).reshape(-1)
+# an equilateral triangle whose inscribed circle is the unit circle: one triangle bounds a splat
+_TRIANGLE_CORNERS = np.array([[0, 2], [-math.sqrt(3), -1], [math.sqrt(3), -1]], dtype=np.float32)
 
 
 def _shader(name: str) -> str:
@@ -373,9 +369,9 @@ class SplatViewer(QtWidgets.QWidget):
             self._rows_texture.set_data(texels)
         if count > self._corner_capacity:  # static corner attribute, grown by doubling
             self._corner_capacity = max(count, 2 * self._corner_capacity)
-            self._splats["a_corner"] = gloo.VertexBuffer(np.tile(_QUAD_CORNERS, (self._corner_capacity, 1)))
-        if self._index_count != count:
-            self._index_buffer = gloo.IndexBuffer(_quad_indices(count))
+            self._splats["a_corner"] = gloo.VertexBuffer(np.tile(_TRIANGLE_CORNERS, (self._corner_capacity, 1)))
+        if self._index_count != count:  # vispy draws as many vertices as the index buffer lists
+            self._index_buffer = gloo.IndexBuffer(np.arange(3 * count, dtype=np.uint32))
             self._index_count = count
 
     # ================================================================== drawing
