@@ -124,10 +124,14 @@ def _apply_focal_hints(db_path: Path, job: Job) -> None:
 
 
 def _set_focal(db_path: Path, factor: float) -> None:
+    """Shared pinhole intrinsics for a focal-search run: focal = factor x long edge, no distortion."""
     db = pycolmap.Database.open(db_path)
     try:
         for cam in db.read_all_cameras():
-            cam.params = [factor * max(cam.width, cam.height), *list(cam.params)[1:]]
+            params = [float(v) for v in cam.params]
+            params[0] = factor * max(cam.width, cam.height)
+            params[3:] = [0.0] * len(params[3:])
+            cam.params = params
             cam.has_prior_focal_length = True
             db.update_camera(cam)
     finally:
@@ -166,7 +170,9 @@ def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=N
     if fixed_focal:  # a focal-search run: cap it, a wrong focal can make mapping thrash
         opts.max_runtime_seconds = 30
         opts.ba_refine_focal_length = False
+        opts.ba_refine_extra_params = False
         opts.mapper.abs_pose_refine_focal_length = False
+        opts.mapper.abs_pose_refine_extra_params = False
     if init_pair is not None:
         opts.init_image_id1, opts.init_image_id2 = init_pair
     return opts
@@ -242,7 +248,8 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
             searched = _focal_search(db_path, run, pairs, len(job.names), report)
             summary["focal_search"] = searched["table"]
             found = searched["best"]
-            if found is not None and found.num_reg_images() >= best.num_reg_images():
+            # The refined run may have found the focal itself (then its error is the lower one).
+            if score(found) > score(best):
                 best = found
                 summary["focal_factor"] = searched["factor"]
     except Exception as exc:  # pycolmap raises RuntimeError/ValueError: record it, let the ladder go on
@@ -262,14 +269,16 @@ def _focal_search(db_path: Path, run, pairs, num_images: int, report: Report) ->
     a parabola through the best and its neighbours (in log focal)."""
     table, results = [], {}
 
-    def try_factor(factor: float):
+    def try_factor(factor: float, every_pair: bool = False):
+        """Maps at a fixed focal from each initial pair in turn: until every photo is placed on the
+        coarse grid, all of them near the best focal (the start changes the error there)."""
         _set_focal(db_path, factor)
         rec = None
-        for pair in pairs:  # the initial pair that places every photo differs between focals
+        for pair in pairs:
             found = run(True, pair, f"focal{factor:.3f}")
             if score(found) > score(rec):
                 rec = found
-            if rec is not None and rec.num_reg_images() == num_images:
+            if not every_pair and rec is not None and rec.num_reg_images() == num_images:
                 break
         results[factor] = rec
         table.append([round(factor, 4), 0 if rec is None else rec.num_reg_images(),
@@ -280,12 +289,12 @@ def _focal_search(db_path: Path, run, pairs, num_images: int, report: Report) ->
         try_factor(factor)
     coarse = max(results, key=lambda f: score(results[f]))
     step = math.sqrt(FOCAL_GRID[1] / FOCAL_GRID[0])  # half a grid step (ratio), both sides
-    for factor in (coarse / step, coarse * step):
-        try_factor(factor)
+    for factor in (coarse, coarse / step, coarse * step):
+        try_factor(factor, every_pair=True)
     factor = max(results, key=lambda f: score(results[f]))
     refined = _parabola_minimum(results, factor)
     if refined is not None:
-        try_factor(refined)
+        try_factor(refined, every_pair=True)
         factor = max(results, key=lambda f: score(results[f]))
     return {"best": results[factor], "factor": factor, "table": table}
 
