@@ -379,13 +379,26 @@ class MainWindow(QMainWindow):
         self.settings.add_recent_file(path)
         self.settings.last_folder = str(path.parent)
         self.session.set_scene(scene)
-        self.viewer.set_cameras([])
+        self.viewer.set_cameras(self._job_cameras_next_to(path))
         self.viewer.set_scene(scene, frame=True)
         self.scene_shown.emit(scene)
         self.log_panel.info(f"opened {path}: {scene.describe()}")
         self.statusBar().showMessage(f"Opened {path.name}", 5000)
         self._update_title()
         return True
+
+    def _job_cameras_next_to(self, scene_path: Path) -> list:
+        """The cameras of the job that made ``scene_path`` (its folder's sparse/ model), if any."""
+        sparse = scene_path.parent / "sparse"
+        if not (sparse / "cameras.txt").is_file() and not (sparse / "cameras.bin").is_file():
+            return []
+        try:
+            from engine.io import load_cameras
+
+            return load_cameras(sparse)
+        except HandfulError as e:
+            self.log_panel.warning(f"cameras next to the scene were not shown: {e}")
+            return []
 
     def _fill_recent_menu(self):
         self.recent_menu.clear()

@@ -43,11 +43,12 @@ def window(qtbot, tmp_path):
     settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     settings.projects_folder = tmp_path / "projects"
     w = MainWindow(settings=settings, viewer=PlaceholderViewer("tests run without OpenGL"))
-    qtbot.addWidget(w)
     w.show()
     yield w
     w.runner.cancel()
     w.runner.wait(30000)
+    w.session.set_scene(None)  # no unsaved-edits question at close
+    w.close()
 
 
 class FrameGaps:

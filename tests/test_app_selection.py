@@ -89,3 +89,17 @@ def test_deleted_splats_are_not_reselected(qtbot):
     assert session.num_selected == 15 and not session.selection[:5].any()
     session.invert_selection()
     assert session.num_selected == 0
+
+
+def test_only_deletes_count_as_unsaved_edits():
+    session = EditSession()
+    session.set_scene(random_scene(10, sh_degree=0))
+    session.select_all()
+    assert not session.modified
+    session.delete_selected()
+    assert session.modified
+    session.undo_stack.undo()
+    assert not session.modified
+    session.undo_stack.redo()
+    session.mark_saved()
+    assert not session.modified

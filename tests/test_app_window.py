@@ -24,10 +24,10 @@ def settings(tmp_path, qapp):
 @pytest.fixture
 def window(qtbot, settings):
     w = MainWindow(settings=settings, viewer=PlaceholderViewer("tests run without OpenGL"))
-    qtbot.addWidget(w)
     w.show()
     yield w
-    w.session.undo_stack.setClean()
+    w.session.set_scene(None)  # no unsaved-edits question at close
+    w.close()
 
 
 def wait_checked(qtbot, panel):

@@ -25,6 +25,7 @@ class EditSession(QObject):
         self.undo_stack = QUndoStack(self)
         self.scene: GaussianScene | None = None
         self.alive = np.zeros(0, dtype=bool)
+        self._saved_alive = self.alive
         self.selection = np.zeros(0, dtype=bool)
 
     # ----------------------------------------------------------------- scene
@@ -32,6 +33,7 @@ class EditSession(QObject):
         self.scene = scene
         n = 0 if scene is None else len(scene)
         self.alive = np.ones(n, dtype=bool)
+        self._saved_alive = self.alive.copy()
         self.selection = np.zeros(n, dtype=bool)
         self.undo_stack.clear()
         self.scene_changed.emit(scene)
@@ -50,9 +52,11 @@ class EditSession(QObject):
 
     @property
     def modified(self) -> bool:
-        return not self.undo_stack.isClean()
+        """Splats deleted (or restored) since the scene was opened or saved; selections don't count."""
+        return not np.array_equal(self.alive, self._saved_alive)
 
     def mark_saved(self) -> None:
+        self._saved_alive = self.alive.copy()
         self.undo_stack.setClean()
 
     def edited_scene(self) -> GaussianScene | None:

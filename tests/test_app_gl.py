@@ -1,0 +1,151 @@
+"""The window with the real splat viewer (OpenGL under Xvfb): box select and delete on what is drawn,
+and live snapshots streaming into the view without long stalls of the GUI thread."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+# As in tests/test_viewer.py: the GL canvas needs X (conftest defaults to offscreen); decide before Qt starts.
+_SKIP_REASON = None
+if not os.environ.get("DISPLAY"):
+    _SKIP_REASON = "GL window tests need an X display: run under xvfb-run -a"
+else:
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is None:
+        os.environ["QT_QPA_PLATFORM"] = "xcb"
+    elif QApplication.instance().platformName() != "xcb":
+        _SKIP_REASON = f"a QApplication already runs on {QApplication.instance().platformName()!r}; GL tests need xcb"
+
+pytestmark = [pytest.mark.gl, pytest.mark.filterwarnings("ignore:Function.*deprecated:DeprecationWarning"),
+              pytest.mark.skipif(_SKIP_REASON is not None, reason=_SKIP_REASON or "")]
+
+from engine import events as ev  # noqa: E402
+from engine.io import save_scene  # noqa: E402
+from engine.selection import box_select  # noqa: E402
+from tests.factories import random_scene  # noqa: E402
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from app.main_window import MainWindow, PlaceholderViewer
+    from app.settings import Settings
+
+    settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    w = MainWindow(settings=settings)
+    if isinstance(w.viewer, PlaceholderViewer):
+        pytest.skip(f"the splat viewer is unavailable: {w.viewer.reason}")
+    w.resize(1000, 700)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.runner.cancel()
+    w.runner.wait(30000)
+    w.session.set_scene(None)  # no unsaved-edits question at close
+    w.close()
+
+
+def test_box_select_and_delete_on_the_drawn_view(qtbot, window, tmp_path):
+    from PySide6.QtCore import QRect
+
+    path = tmp_path / "cube.ply"
+    save_scene(random_scene(4000, sh_degree=0, seed=5), path)
+    with qtbot.waitSignal(window.viewer.drawn, timeout=10000):
+        assert window.open_scene(path)
+    target = window.select_tool.target
+    camera = window.viewer.current_camera()
+    # the left half of the view, in widget coordinates
+    rect = QRect(0, 0, target.width() // 2, target.height())
+    count = window.select_tool.select_rect(rect)
+    sx = camera.width / target.width()
+    expected = box_select(window.session.scene, camera, (0, 0, rect.width() * sx, camera.height))
+    assert count == int(expected.sum()) and 0.2 * 4000 < count < 0.8 * 4000
+    assert np.array_equal(window.session.selection, expected)
+    window.delete_selected()
+    assert window.session.num_visible == 4000 - count
+    assert window.viewer.wait_until_sorted(10)
+    after_delete = window.viewer.grab()
+    window.undo_action.trigger()
+    assert window.viewer.wait_until_sorted(10)
+    restored = window.viewer.grab()
+    h, w = after_delete.shape[:2]
+    left = (slice(h // 4, 3 * h // 4), slice(w // 8, 3 * w // 8))
+    # the deleted half goes dark, and comes back on undo
+    assert after_delete[left].mean() < 0.5 * restored[left].mean()
+
+
+def streaming_job(inputs, out_dir, options, *, emit, cancel):
+    """Snapshots of a growing scene as fast as they can be made (module level: runs in a job process).
+    Small splats, as in a trained scene: big ones would measure Mesa's software rasteriser instead."""
+    from engine.scene import GaussianScene
+
+    emit(ev.StageStarted("train", 0, 1))
+    end = time.time() + options["seconds"]
+    step = 0
+    rng = np.random.default_rng(0)
+    while time.time() < end and not cancel.cancelled:
+        n = options["splats"] + step
+        scene = GaussianScene.from_points(rng.uniform(-1, 1, (n, 3)), rng.uniform(0, 1, (n, 3)), scale=0.01,
+                                          opacity=0.8)
+        emit(ev.Snapshot(scene, step))
+        emit(ev.Progress("train", step, 10_000))
+        step += 1
+    return None
+
+
+def test_streamed_snapshots_keep_the_gui_thread_responsive(qtbot, window):
+    """Between ticks of a 10 ms timer the GUI thread does the app's work plus GL draws. Under Xvfb the
+    draws run on Mesa's software rasteriser (100-400 ms for 30k splats on 2 shared cores; about a
+    millisecond on a GPU), so they are timed separately and the rest must stay under a frame budget."""
+    from PySide6.QtCore import QTimer
+
+    viewer = window.viewer
+    drawing = {"total": 0.0}
+    original_draw = viewer._on_draw
+
+    def timed_draw(event):
+        t0 = time.perf_counter()
+        original_draw(event)
+        drawing["total"] += time.perf_counter() - t0
+
+    viewer.canvas.events.draw.disconnect(original_draw)
+    viewer.canvas.events.draw.connect(timed_draw)
+    window.runner._job_fn = streaming_job
+    gaps, app_work = [], []
+    last = {"t": time.perf_counter(), "draw": 0.0}
+
+    def tick():
+        now = time.perf_counter()
+        gap = now - last["t"]
+        gaps.append(gap)
+        app_work.append(gap - (drawing["total"] - last["draw"]))
+        last["t"], last["draw"] = now, drawing["total"]
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    shown = []
+    window.scene_shown.connect(lambda scene: shown.append(len(scene)))
+    with qtbot.waitSignal(window.runner.snapshot, timeout=60000):
+        window.runner.start([], window.settings.projects_folder / "stream", {"seconds": 4.0, "splats": 30000})
+    timer.start()
+    last["t"], last["draw"] = time.perf_counter(), drawing["total"]
+    with qtbot.waitSignal(window.runner.running_changed, timeout=60000, check_params_cb=lambda r: r is False):
+        pass
+    timer.stop()
+    assert len(shown) >= 5
+    gaps.sort()
+    app_work.sort()
+    print(f"GUI ticks {len(gaps)}; gaps median {gaps[len(gaps) // 2] * 1000:.0f} ms, max {gaps[-1] * 1000:.0f} ms; "
+          f"without GL draws p95 {app_work[int(len(app_work) * 0.95)] * 1000:.0f} ms, "
+          f"max {app_work[-1] * 1000:.0f} ms; snapshots shown {len(shown)}")
+    # a 50 ms frame budget for the app's own work; p95 (not max) and slack because the test machine
+    # is shared (load average ~9 on 2 cores measured while writing this test: p95 61 ms, median 11 ms)
+    assert app_work[len(app_work) // 2] < 0.03
+    assert app_work[int(len(app_work) * 0.95)] < 0.15
