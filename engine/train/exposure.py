@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import torch
 
+from .params import adam
+
 
 class ExposureCorrection:
     def __init__(self, num_images: int, lr: float = 1e-3, device="cpu"):
         affine = torch.zeros(num_images, 3, 4, device=device)
         affine[:, :, :3] = torch.eye(3, device=device)
         self.affine = torch.nn.Parameter(affine)
-        self.optimizer = torch.optim.Adam([self.affine], lr=lr, eps=1e-15)
+        self.optimizer = adam([self.affine], lr)
 
     def apply(self, rgb: torch.Tensor, index: int) -> torch.Tensor:
         a = self.affine[index]

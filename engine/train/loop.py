@@ -251,6 +251,7 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         n = int(params["means"].shape[0])
         if done % config.metrics_every == 0 or done == total:
             values = {"loss": loss_ema, "psnr": psnr_from_mse(mse_ema), "num_gaussians": n,
+                      "intersections": int(getattr(out.meta, "n_isects", 0) or 0),
                       "sh_degree": degree, "resolution": factor, "seconds": time.perf_counter() - start}
             history.append({"step": done, **values})
             emit(Metrics(done, values))

@@ -43,7 +43,15 @@ def scene_from_params(params: dict[str, torch.Tensor]) -> GaussianScene:
 
 def make_optimizers(params: dict[str, torch.nn.Parameter], lrs: dict[str, float]) -> dict[str, torch.optim.Adam]:
     # eps 1e-15 as in 3DGS: gradients of individual Gaussians are tiny.
-    return {name: torch.optim.Adam([p], lr=lrs[name], eps=1e-15) for name, p in params.items()}
+    return {name: adam([p], lrs[name]) for name, p in params.items()}
+
+
+def adam(tensors, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one (several times faster per step on CPU)."""
+    try:
+        return torch.optim.Adam(tensors, lr=lr, eps=1e-15, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(tensors, lr=lr, eps=1e-15)
 
 
 def _swap_param(params, optimizers, name, new_value: torch.Tensor, state_fn: Callable[[torch.Tensor], torch.Tensor]):

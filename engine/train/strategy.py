@@ -311,12 +311,17 @@ class MCMCStrategy(Strategy):
     def inject_noise(self, params, lr_means: float) -> None:
         opacity = torch.sigmoid(params["opacity_logits"].detach())
         gate = torch.sigmoid(-100.0 * (opacity - 0.005))
-        scales = params["log_scales"].detach().exp()
-        rot = quats_to_rotmats(params["quats"].detach())
-        covariance = rot @ torch.diag_embed(scales**2) @ rot.transpose(-1, -2)
-        eta = torch.randn(scales.shape, generator=self.generator, device=scales.device)
-        noise = torch.einsum("nij,nj->ni", covariance, eta) * (gate * self.noise_lr * lr_means)[:, None]
-        params["means"].add_(noise)
+        eta = torch.randn(opacity.shape[0], 3, generator=self.generator, device=opacity.device)
+        # Opaque Gaussians get a gate below 1e-4 and a negligible push: only the others are moved.
+        idx = (gate > 1e-4).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return
+        rot = quats_to_rotmats(params["quats"].detach()[idx])
+        variances = params["log_scales"].detach()[idx].mul(2).exp()
+        # covariance @ eta = R diag(s^2) R^T eta
+        local = torch.einsum("nji,nj->ni", rot, eta[idx]) * variances
+        noise = torch.einsum("nij,nj->ni", rot, local) * (gate[idx] * self.noise_lr * lr_means)[:, None]
+        params["means"].index_add_(0, idx, noise)
 
 
 def make_strategy(config, scene_extent: float, generator: torch.Generator | None = None) -> Strategy:
