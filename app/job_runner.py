@@ -10,7 +10,6 @@ sees at most one scene snapshot and one progress update per stage each frame.
 
 from __future__ import annotations
 
-import threading
 import traceback
 from pathlib import Path
 from typing import Callable

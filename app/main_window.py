@@ -33,7 +33,7 @@ from engine.io.atomic import atomic_write_bytes
 from . import APPLICATION
 from .dialogs.about import show_about
 from .dialogs.export_dialog import ExportDialog, export_scene
-from .dialogs.messages import Banner, message_for
+from .dialogs.messages import Banner
 from .editing import BoxSelectTool, EditSession
 from .import_panel import SCENE_SUFFIXES, ImportPanel
 from .job_runner import JobRunner

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
@@ -40,4 +40,4 @@ def write_photos(folder: Path, count: int = 3, size=(64, 48), seed: int = 0) -> 
     return paths
 
 
-__all__ = ["drop_paths", "write_photos", "QPoint"]
+__all__ = ["drop_paths", "write_photos"]

@@ -2,7 +2,6 @@
 cancel mid-job leaves the app usable with the last snapshot kept."""
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

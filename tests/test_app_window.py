@@ -207,3 +207,23 @@ def test_sample_offer_adds_sample_photos_with_known_cameras(qtbot, window):
     assert window.job_cameras == SAMPLE / "transforms.json"
     window.import_panel.clear()
     assert window.job_cameras is None
+
+
+def test_video_gets_a_thumbnail_and_a_fake_video_a_warning(qtbot, window, tmp_path):
+    import cv2
+
+    video = tmp_path / "walkaround.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (80, 60))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MP4")
+    for i in range(5):
+        writer.write(np.full((60, 80, 3), 40 * i, dtype=np.uint8))
+    writer.release()
+    fake = tmp_path / "fake.mov"
+    fake.write_bytes(b"\x00" * 500)
+    window.import_panel.add_paths([video, fake])
+    wait_checked(qtbot, window.import_panel)
+    assert window.import_panel.good_inputs() == [video.resolve()]
+    assert "80×60" in window.import_panel.list.item(0).toolTip()
+    assert [b.path.name for b in window.import_panel.bad_inputs()] == ["fake.mov"]
+    assert "not a video" in window.import_panel.bad_inputs()[0].message
