@@ -29,12 +29,14 @@ def format_eta(seconds: float | None) -> str:
 
 def format_metrics(values: dict) -> str:
     parts = []
-    for key in ("loss", "psnr", "ssim", "num_gaussians"):
+    for key in ("loss", "psnr", "ssim", "test_psnr", "test_ssim", "num_gaussians"):
         if key not in values:
             continue
         v = values[key]
-        if key == "psnr":
-            parts.append(f"PSNR {float(v):.2f} dB")
+        if key in ("psnr", "test_psnr"):
+            parts.append(f"{'test ' if key.startswith('test') else ''}PSNR {float(v):.2f} dB")
+        elif key == "test_ssim":
+            parts.append(f"test SSIM {float(v):.3f}")
         elif key == "num_gaussians":
             parts.append(f"{int(v):,} splats")
         else:
@@ -61,6 +63,7 @@ class ProgressPanel(QWidget):
         self.cancel_button = QPushButton(icon("cancel"), "Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self._on_cancel)
+        self._eta_origin: tuple[str, float, float] | None = None
 
         top = QHBoxLayout()
         top.addWidget(self.stage, 1)
@@ -102,11 +105,24 @@ class ProgressPanel(QWidget):
         if event.total > 0:
             self.bar.setRange(0, BAR_STEPS)
             self.bar.setValue(int(event.fraction * BAR_STEPS))
-            done = f"{event.done:,.0f} / {event.total:,.0f}"
-        else:
-            done = ""
-        self.step.setText("  ".join(t for t in (done, event.message) if t))
-        self.eta.setText(format_eta(event.eta_seconds))
+        # the engine's message usually says the step already; otherwise show done / total
+        done = f"{event.done:,.0f} / {event.total:,.0f}" if event.total > 0 else ""
+        self.step.setText(event.message or done)
+        eta = event.eta_seconds
+        if eta is None:
+            eta = self._estimate_eta(event)
+        self.eta.setText(format_eta(eta))
+
+    def _estimate_eta(self, event: ev.Progress) -> float | None:
+        """Linear extrapolation from when the stage first reported progress (stages without an ETA)."""
+        if self._eta_origin is None or self._eta_origin[0] != event.stage:
+            self._eta_origin = (event.stage, event.time, event.fraction)
+            return None
+        _, t0, f0 = self._eta_origin
+        elapsed, gained = event.time - t0, event.fraction - f0
+        if elapsed < 2.0 or gained <= 0:
+            return None
+        return elapsed * (1.0 - event.fraction) / gained
 
     def metrics_changed(self, step: int, values: dict):
         text = format_metrics(values)

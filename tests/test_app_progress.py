@@ -1,0 +1,37 @@
+from app.progress_panel import ProgressPanel, format_eta, format_metrics
+from engine import events as ev
+
+
+def test_format_eta_and_metrics():
+    assert format_eta(None) == "" and format_eta(-1) == "" and format_eta(float("inf")) == ""
+    assert format_eta(42.4) == "42 s left"
+    assert format_eta(125) == "2 min 05 s left"
+    assert format_eta(3 * 3600 + 7 * 60) == "3 h 07 min left"
+    text = format_metrics({"loss": 0.01234, "psnr": 27.456, "num_gaussians": 123456, "resolution": 2})
+    assert text == "loss 0.01234  ·  PSNR 27.46 dB  ·  123,456 splats"
+    assert format_metrics({"test_psnr": 20.0}) == "test PSNR 20.00 dB"
+
+
+def test_panel_shows_stage_progress_eta_and_ends(qtbot):
+    panel = ProgressPanel()
+    qtbot.addWidget(panel)
+    panel.job_started()
+    assert panel.cancel_button.isEnabled()
+    panel.stage_started("train", 3, 5)
+    assert panel.stage.text() == "4/5 Train"
+    panel.progress(ev.Progress("train", 250, 1000, "step 250/1000", eta_seconds=90))
+    assert panel.bar.value() == 250 and panel.step.text() == "step 250/1000"
+    assert panel.eta.text() == "1 min 30 s left"
+    # without an ETA from the engine: extrapolated from the stage's own pace
+    panel.stage_started("evaluate", 4, 5)
+    panel.progress(ev.Progress("evaluate", 0, 10, time=100.0))
+    assert panel.eta.text() == "" and panel.step.text() == "0 / 10"
+    panel.progress(ev.Progress("evaluate", 5, 10, time=110.0))
+    assert panel.eta.text() == "10 s left"
+    panel.metrics_changed(500, {"psnr": 25.0})
+    assert "PSNR 25.00 dB" in panel.metrics.text()
+    with qtbot.waitSignal(panel.cancel_requested):
+        panel.cancel_button.click()
+    assert "cancelling" in panel.stage.text()
+    panel.job_ended("Cancelled")
+    assert not panel.cancel_button.isEnabled() and panel.stage.text() == "Cancelled"
