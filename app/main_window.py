@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QIODevice, QRect, Qt, Signal
+from PySide6.QtCore import QBuffer, QIODevice, QObject, QRect, QRunnable, Qt, QThreadPool, Signal
 from PySide6.QtGui import QAction, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -139,6 +139,9 @@ class MainWindow(QMainWindow):
         self.job_cameras: Path | None = None  # known cameras for the inputs (the bundled sample has them)
         self._last_snapshot = None
         self._snapshot_count = 0
+        self._loading: Path | None = None
+        self._load_signals = _LoadSignals(self)
+        self._load_signals.done.connect(self._on_scene_loaded)
 
         self.viewer = viewer if viewer is not None else make_viewer(self)
         self.banner = Banner()
@@ -273,7 +276,7 @@ class MainWindow(QMainWindow):
 
     def _connect(self):
         p = self.import_panel
-        p.scene_files_dropped.connect(lambda paths: self.open_scene(paths[0]))
+        p.scene_files_dropped.connect(lambda paths: self.open_scene(paths[0], background=True))
         p.reconstruct_requested.connect(self.start_reconstruction)
         p.sample_requested.connect(self.load_sample)
         p.rejected.connect(lambda text: self.show_message(text, "warning"))
@@ -348,7 +351,7 @@ class MainWindow(QMainWindow):
     def open_dialog(self):
         path, _ = QFileDialog.getOpenFileName(self, "Open scene", self.settings.last_folder, SCENE_FILTER)
         if path:
-            self.open_scene(Path(path))
+            self.open_scene(Path(path), background=True)
 
     def add_photos_dialog(self):
         paths, _ = QFileDialog.getOpenFileNames(
@@ -358,21 +361,35 @@ class MainWindow(QMainWindow):
             self.settings.last_folder = str(Path(paths[0]).parent)
             self.import_panel.add_paths([Path(p) for p in paths])
 
-    def open_scene(self, path: str | Path) -> bool:
-        """Show a scene file in the viewer; a bad file gives a message (and False), never a traceback."""
+    def open_scene(self, path: str | Path, background: bool = False) -> bool:
+        """Show a scene file in the viewer; a bad file gives a message (and False), never a traceback.
+
+        With ``background`` the file is read on a thread-pool thread (large files take seconds) and
+        the result arrives later (``scene_shown``, or a message); the return value then only says
+        whether loading started.
+        """
         path = Path(path)
         if not self.confirm_discard():
             return False
-        try:
-            from engine.io import load_scene
-
-            scene = load_scene(path)
-        except HandfulError as e:
-            self.show_message(f"Could not open the scene. {e}", "error")
+        if not background:
+            return self._show_loaded_scene(path, *_load_scene_file(path))
+        if self._loading is not None:
+            self.statusBar().showMessage("Still opening the previous file…", 3000)
             return False
-        except OSError as e:
-            self.show_message(f"{path}: could not read the file ({e.strerror or e}); check that it exists "
-                              "and that you may read it", "error")
+        self._loading = path
+        self.statusBar().showMessage(f"Opening {path.name}…")
+        task = _SceneLoadTask(path, self._load_signals)
+        QThreadPool.globalInstance().start(task)
+        return True
+
+    def _on_scene_loaded(self, path_str: str, scene, problem: str):
+        self._loading = None
+        self._show_loaded_scene(Path(path_str), scene, problem)
+
+    def _show_loaded_scene(self, path: Path, scene, problem: str) -> bool:
+        if problem:
+            self.statusBar().clearMessage()
+            self.show_message(problem, "error")
             return False
         self.current_path = path
         self.job_out_dir = None
@@ -420,7 +437,7 @@ class MainWindow(QMainWindow):
             self.show_message(f"{path}: the file is gone (moved or deleted); removed it from Open Recent",
                               "warning")
             return
-        self.open_scene(path)
+        self.open_scene(path, background=True)
 
     def load_sample(self):
         images = SAMPLE / "images"
@@ -726,6 +743,33 @@ class MainWindow(QMainWindow):
         self.log_panel.detach_logging("engine")
         self.log_panel.detach_logging("app")
         super().closeEvent(event)
+
+
+def _load_scene_file(path: Path):
+    """(scene, "") or (None, a message for a person); safe to call on any thread."""
+    try:
+        from engine.io import load_scene
+
+        return load_scene(path), ""
+    except HandfulError as e:
+        return None, f"Could not open the scene. {e}"
+    except OSError as e:
+        return None, (f"{path}: could not read the file ({e.strerror or e}); check that it exists "
+                      "and that you may read it")
+
+
+class _LoadSignals(QObject):
+    done = Signal(str, object, str)  # path, scene or None, problem
+
+
+class _SceneLoadTask(QRunnable):
+    def __init__(self, path: Path, signals: _LoadSignals):
+        super().__init__()
+        self.path, self.signals = path, signals
+
+    def run(self):
+        scene, problem = _load_scene_file(self.path)
+        self.signals.done.emit(str(self.path), scene, problem)
 
 
 def _format_for(path: Path) -> str:

@@ -85,7 +85,8 @@ def test_dropped_scene_file_opens_in_viewer_and_recent(qtbot, window, tmp_path):
     scene = random_scene(300, sh_degree=1)
     path = tmp_path / "thing.ply"
     save_scene(scene, path)
-    drop_paths(window.import_panel.drop_area, [path])
+    with qtbot.waitSignal(window.scene_shown, timeout=10000):
+        drop_paths(window.import_panel.drop_area, [path])  # read on a thread-pool thread
     assert window.session.scene is not None and len(window.session.scene) == 300
     assert window.viewer.scene is window.session.scene
     assert window.current_path == path
@@ -94,13 +95,17 @@ def test_dropped_scene_file_opens_in_viewer_and_recent(qtbot, window, tmp_path):
     assert "thing.ply" in window.windowTitle()
 
 
-def test_bad_scene_file_gives_message_not_traceback(window, tmp_path):
+def test_bad_scene_file_gives_message_not_traceback(qtbot, window, tmp_path):
     bad = tmp_path / "broken.ply"
     bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 10\nproperty float x\nend_header\n\x00")
     assert window.open_scene(bad) is False
     text = window.banner.text()
     assert "broken.ply" in text and "Traceback" not in text
     assert window.session.scene is None
+    window.banner.dismiss()
+    assert window.open_scene(bad, background=True)
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
+    assert "broken.ply" in window.banner.text() and window.session.scene is None
 
 
 def test_open_recent_of_missing_file_is_removed_with_message(window, tmp_path):
