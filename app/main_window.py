@@ -180,6 +180,12 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_state()
         self._update_actions()
+        if sample_ok and not self.settings.sample_offered:
+            # first start: offer the bundled sample once (it stays on the Inputs panel while empty)
+            self.settings.sample_offered = True
+            self.banner.show_message("New to Handful? Reconstruct the bundled sample to see how it works, "
+                                     "or drop your own photos on the Inputs panel.", "info",
+                                     ("Try the sample", "sample"), timeout_ms=0)
 
     # ----------------------------------------------------------------- construction
     def _dock(self, title, widget, area, name) -> QDockWidget:

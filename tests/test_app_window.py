@@ -232,3 +232,23 @@ def test_video_gets_a_thumbnail_and_a_fake_video_a_warning(qtbot, window, tmp_pa
     assert "80×60" in window.import_panel.list.item(0).toolTip()
     assert [b.path.name for b in window.import_panel.bad_inputs()] == ["fake.mov"]
     assert "not a video" in window.import_panel.bad_inputs()[0].message
+
+
+def test_first_start_offers_the_sample_once(qtbot, tmp_path):
+    from app.theme import SAMPLE
+
+    if not (SAMPLE / "images").is_dir():
+        pytest.skip("resources/sample is not there")
+    settings = Settings(QSettings(str(tmp_path / "first.ini"), QSettings.Format.IniFormat))
+    first = MainWindow(settings=settings, viewer=PlaceholderViewer("no GL"))
+    first.show()
+    assert "bundled sample" in first.banner.text()
+    assert first.import_panel.sample_button.isVisible()
+    first.banner.action.click()
+    wait_checked(qtbot, first.import_panel)
+    assert first.import_panel.good_inputs() and not first.import_panel.sample_button.isVisible()
+    first.close()
+    second = MainWindow(settings=settings, viewer=PlaceholderViewer("no GL"))
+    second.show()
+    assert second.banner.text() == ""
+    second.close()
