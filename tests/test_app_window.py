@@ -252,3 +252,16 @@ def test_first_start_offers_the_sample_once(qtbot, tmp_path):
     second.show()
     assert second.banner.text() == ""
     second.close()
+
+
+def test_export_button_writes_in_the_background(qtbot, tmp_path, qapp):
+    scene = random_scene(300, sh_degree=1)
+    dialog = ExportDialog(scene, tmp_path / "bg.ply")
+    qtbot.addWidget(dialog)
+    dialog.set_format("splat")
+    with qtbot.waitSignal(dialog.exported, timeout=10000) as done:
+        dialog.export_button.click()
+        assert dialog.busy and not dialog.export_button.isEnabled()
+    path, size = done.args
+    assert path == tmp_path / "bg.splat" and size == 300 * 32
+    assert len(load_scene(path)) == 300 and dialog.export_button.isEnabled()

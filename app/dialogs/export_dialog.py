@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -77,7 +77,33 @@ def export_scene(scene: GaussianScene, path: str | Path, fmt: str) -> int:
     return path.stat().st_size
 
 
+def _export_or_problem(scene: GaussianScene, path: Path, fmt: str) -> tuple[int | None, str]:
+    """(size, "") or (None, a message for a person); safe on any thread."""
+    try:
+        return export_scene(scene, path, fmt), ""
+    except HandfulError as e:
+        return None, str(e)
+    except OSError as e:
+        return None, f"{path}: could not write the file ({e.strerror or e}); choose another folder"
+
+
+class _ExportSignals(QObject):
+    done = Signal(object, object, str)  # path, size or None, problem
+
+
+class _ExportTask(QRunnable):
+    def __init__(self, scene, path, fmt, signals):
+        super().__init__()
+        self.scene, self.path, self.fmt, self.signals = scene, path, fmt, signals
+
+    def run(self):
+        size, problem = _export_or_problem(self.scene, self.path, self.fmt)
+        self.signals.done.emit(self.path, size, problem)
+
+
 class ExportDialog(QDialog):
+    exported = Signal(object, int)  # path, size in bytes
+
     def __init__(self, scene: GaussianScene, default_path: Path, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Export scene")
@@ -106,7 +132,10 @@ class ExportDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.export_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.ActionRole)
         self.export_button.setDefault(True)
-        self.export_button.clicked.connect(self.export)
+        self.export_button.clicked.connect(self.start_export)
+        self._signals = _ExportSignals(self)
+        self._signals.done.connect(self._finish_export)
+        self.busy = False
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel(f"{len(scene):,} splats, SH degree {scene.sh_degree}"))
@@ -137,24 +166,36 @@ class ExportDialog(QDialog):
             self.path_edit.setText(str(path_for_format(Path(path), fmt)))
 
     def export(self) -> bool:
-        path = Path(self.path_edit.text()).expanduser()
-        fmt = self.format()
+        """Export now, on this thread (scripts and tests); the button uses ``start_export``."""
+        path, fmt = Path(self.path_edit.text()).expanduser(), self.format()
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            size = export_scene(self.scene, path, fmt)
-        except HandfulError as e:
-            self.error = str(e)
-            self.result_label.setText(f"Not exported: {e}")
-            return False
-        except OSError as e:
-            self.error = f"{path}: could not write the file ({e.strerror or e}); choose another folder"
-            self.result_label.setText(f"Not exported: {self.error}")
-            return False
+            size, problem = _export_or_problem(self.scene, path, fmt)
         finally:
             QApplication.restoreOverrideCursor()
+        return self._finish_export(path, size, problem)
+
+    def start_export(self) -> None:
+        """Export on a thread-pool thread (compressing millions of splats takes seconds)."""
+        if self.busy:
+            return
+        self.busy = True
+        self.export_button.setEnabled(False)
+        self.result_label.setText("Exporting…")
+        path = Path(self.path_edit.text()).expanduser()
+        QThreadPool.globalInstance().start(_ExportTask(self.scene, path, self.format(), self._signals))
+
+    def _finish_export(self, path: Path, size: int | None, problem: str) -> bool:
+        self.busy = False
+        self.export_button.setEnabled(True)
+        if problem:
+            self.error = problem
+            self.result_label.setText(f"Not exported: {problem}")
+            return False
         self.written, self.written_size, self.error = path, size, ""
-        estimate = estimated_size(self.scene, fmt)
+        fmt = self.format()
         self.result_label.setText(
-            f"Wrote {path.name}: {human_size(size)} (estimated {human_size(estimate)})"
+            f"Wrote {path.name}: {human_size(size)} (estimated {human_size(estimated_size(self.scene, fmt))})"
         )
+        self.exported.emit(path, size)
         return True
