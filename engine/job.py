@@ -80,7 +80,7 @@ class JobOptions:
         keys = {
             "ingest": ("max_images", "max_long_edge"),
             "poses": ("cameras",),
-            "init": ("seed",),
+            "init": ("seed", "preset"),
             "train": ("preset", "iterations", "eval_every", "background", "device", "seed"),
             "evaluate": (),
         }[stage]
@@ -355,17 +355,19 @@ class Job:
         from .io import save_scene
         from .train import init_from_points, random_init
 
-        rig = self._read_rig()
+        rig, train_cams, _, cfg = self._train_setup()
         torch.manual_seed(self.options.seed)
         parts = []
         n_points = 0 if rig.points is None else len(rig.points)
         if n_points:
             parts.append(init_from_points(rig.points))
-        if n_points < MIN_SFM_POINTS:
-            fill = MIN_SFM_POINTS * 5 - n_points if n_points else MIN_SFM_POINTS * 10
-            parts.append(random_init(rig.cameras, fill))
+        # top up sparse SfM points with random ones in the cameras' view, within half the Gaussian budget
+        budget = max(1000, cfg.cap_max // 2)
+        if n_points < min(MIN_SFM_POINTS, budget):
+            fill = budget - n_points
+            parts.append(random_init(rig.cameras, fill, seed=self.options.seed))
             if n_points < 100:
-                self._warn(f"only {n_points} sparse points; starting from {fill} random points in the cameras' view")
+                self._warn(f"only {n_points} sparse points; starting from {fill:,} random points in the cameras' view")
         scene = GaussianScene.concatenate(parts)
         save_scene(scene, self.out / "init.ply")
 

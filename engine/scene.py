@@ -19,11 +19,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from .errors import HandfulError
+
 SH_C0 = 0.28209479177387814
 MAX_SH_DEGREE = 3
 
 
-class SceneError(ValueError):
+class SceneError(HandfulError, ValueError):
     """A scene or camera whose data cannot be valid (bad shapes, non-finite values, ...)."""
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
-from app.dialogs.export_dialog import EXPORT_FORMATS, ExportDialog, estimated_size, path_for_format
+from app.dialogs.export_dialog import EXPORT_FORMATS, ExportDialog, path_for_format
+from engine.io import estimate_size
 from app.main_window import MainWindow, PlaceholderViewer
 from app.settings import Settings
 from engine.io import FORMATS, load_scene, save_scene
@@ -131,7 +132,7 @@ def test_export_writes_a_file_that_reads_back_with_same_count(qtbot, tmp_path, q
     assert dialog.written_size == dialog.written.stat().st_size
     assert len(load_scene(dialog.written)) == 700
     assert "Wrote" in dialog.result_label.text()
-    estimate = estimated_size(scene, fmt)
+    estimate = estimate_size(scene, fmt)
     assert 0.5 * dialog.written_size < estimate < 2.0 * dialog.written_size
 
 

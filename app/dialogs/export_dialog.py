@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import HandfulError
+from engine.io import estimate_size
 from engine.scene import GaussianScene
 
 # (format name for engine.io.save_scene, label, extension)
@@ -30,26 +31,6 @@ EXPORT_FORMATS = (
     ("splat", "SPLAT (.splat): small, no view-dependent colour", ".splat"),
 )
 _EXT = {name: ext for name, _, ext in EXPORT_FORMATS}
-# Ratio of the zstd/gzip-compressed SPZ payload to its raw quantised size; measured on trained scenes
-# it lies around 0.6-0.9, so the estimate is labelled "about".
-SPZ_COMPRESSION = 0.75
-
-
-def estimated_size(scene: GaussianScene, fmt: str) -> int:
-    """Bytes a file of ``fmt`` takes for ``scene``, from each format's record layout."""
-    n = len(scene)
-    rest = 3 * (scene.sh.shape[1] - 1)  # higher-order SH values per splat
-    if fmt == "ply":  # xyz, normals, f_dc, f_rest, opacity, scale, rot: float32 each
-        return n * 4 * (17 + rest) + 1200
-    if fmt == "splat":
-        return n * 32
-    if fmt == "compressed_ply":  # four uint32 per splat, 18 floats per 256-splat chunk, uchar SH
-        return n * (16 + rest) + ((n + 255) // 256) * 18 * 4 + 1500
-    if fmt == "spz":  # 24-bit positions, u8 alpha/colour/scale, 4-byte rotation, u8 SH, then compressed
-        return int((n * (9 + 1 + 3 + 3 + 4 + rest)) * SPZ_COMPRESSION) + 32
-    raise ValueError(f"unknown export format {fmt!r}")
-
-
 def human_size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -157,7 +138,7 @@ class ExportDialog(QDialog):
     def _format_changed(self) -> None:
         fmt = self.format()
         self.path_edit.setText(str(path_for_format(Path(self.path_edit.text()), fmt)))
-        self.estimate_label.setText(f"about {human_size(estimated_size(self.scene, fmt))}")
+        self.estimate_label.setText(f"about {human_size(estimate_size(self.scene, fmt))}")
 
     def _browse(self) -> None:
         fmt = self.format()
@@ -195,7 +176,7 @@ class ExportDialog(QDialog):
         self.written, self.written_size, self.error = path, size, ""
         fmt = self.format()
         self.result_label.setText(
-            f"Wrote {path.name}: {human_size(size)} (estimated {human_size(estimated_size(self.scene, fmt))})"
+            f"Wrote {path.name}: {human_size(size)} (estimated {human_size(estimate_size(self.scene, fmt))})"
         )
         self.exported.emit(path, size)
         return True
