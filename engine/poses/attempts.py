@@ -167,8 +167,11 @@ def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=N
         m.abs_pose_min_inlier_ratio = 0.1
         m.max_reg_trials = 6
         opts.triangulation.ignore_two_view_tracks = False
-    if fixed_focal:  # a focal-search run: cap it, a wrong focal can make mapping thrash
+    if fixed_focal:  # a focal-search run: capped and lighter, a wrong focal can make mapping thrash
         opts.max_runtime_seconds = 30
+        opts.ba_global_max_refinements = 2
+        opts.ba_local_max_refinements = 1
+        opts.ba_global_max_num_iterations = 30
         opts.ba_refine_focal_length = False
         opts.ba_refine_extra_params = False
         opts.mapper.abs_pose_refine_focal_length = False
@@ -289,8 +292,9 @@ def _focal_search(db_path: Path, run, pairs, num_images: int, report: Report) ->
         try_factor(factor)
     coarse = max(results, key=lambda f: score(results[f]))
     step = math.sqrt(FOCAL_GRID[1] / FOCAL_GRID[0])  # half a grid step (ratio), both sides
-    for factor in (coarse, coarse / step, coarse * step):
-        try_factor(factor, every_pair=True)
+    try_factor(coarse, every_pair=True)
+    for factor in (coarse / step, coarse * step):
+        try_factor(factor)
     factor = max(results, key=lambda f: score(results[f]))
     refined = _parabola_minimum(results, factor)
     if refined is not None:
