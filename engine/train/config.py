@@ -110,7 +110,7 @@ def preset(name: str, num_images: int, device: str = "cpu") -> TrainConfig:
     else:
         table = {
             "preview": dict(iterations=500 + 10 * views, cap_max=10_000, max_image_side=400, sh_degree=1),
-            "standard": dict(iterations=2000 + 40 * views, cap_max=40_000, max_image_side=640, sh_degree=2),
+            "standard": dict(iterations=2000 + 40 * views, cap_max=25_000, max_image_side=640, sh_degree=2),
             "high": dict(iterations=6000 + 120 * views, cap_max=150_000, max_image_side=1000, sh_degree=3),
         }
     chosen = table[key]
@@ -127,11 +127,12 @@ def preset(name: str, num_images: int, device: str = "cpu") -> TrainConfig:
         reset_every=max(1000, iters // 3),
         start_resolution=0.5 if key != "high" else 0.25,
         # Low-resolution steps cost a quarter of the pixels: on a CPU spend half the run there.
-        full_resolution_at=0.3 if cuda else 0.5,
+        full_resolution_at=0.3 if cuda else 0.6,
         opacity_reg=0.01,
         scale_reg=0.01,
         strategy="mcmc",
         backend="gsplat" if cuda else "auto",
+        extra={"init_points": chosen["cap_max"] // 2},  # for random_init when SfM gives too few points
     )
     return cfg.validate()
 

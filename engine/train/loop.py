@@ -146,12 +146,13 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
     start = time.perf_counter()
     views = _Views(cameras, images, config.max_image_side)
     extent = float(scene_extent) if scene_extent else CameraRig(views.cameras).scene_extent()
-    generator = torch.Generator().manual_seed(config.seed)
     order_rng = np.random.default_rng(config.seed)
 
-    params = params_from_scene(init.to("cpu") if init.device.type != "cpu" and config.backend != "gsplat" else init,
-                               config.sh_degree)
-    device = params["means"].device
+    device = init.device
+    if config.backend == "gsplat" and device.type != "cuda" and torch.cuda.is_available():
+        device = torch.device("cuda")
+    params = params_from_scene(init.to(device), config.sh_degree)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
     bg = bg.to(device)
     lrs = {
         "means": config.lr_means * extent,
