@@ -3,9 +3,9 @@
 Everything here is generated (noise textures, boxes, a ball on a textured floor), so the sample is free to
 redistribute. Deterministic: running it again gives the same images.
 
-    python scripts/make_sample.py [--out resources/sample] [--views 16] [--size 400x300]
+    python scripts/make_sample.py [--out resources/sample] [--views 24] [--size 480x360]
 
-Writes ``images/view_XX.jpg`` and ``transforms.json`` (the true cameras, OpenCV world-to-camera converted to the
+Writes ``images/view_XX.jpg`` (EXIF carries the focal length) and ``transforms.json`` (the true cameras, OpenCV world-to-camera converted to the
 nerfstudio camera-to-world layout) so tests can compare estimated poses with the truth.
 """
 
@@ -166,6 +166,24 @@ def ring_cameras(views: int, width: int, height: int, radius: float = 3.4, eleva
     return cams
 
 
+def save_jpeg_with_focal(rgb: np.ndarray, cam: Camera, path: Path) -> None:
+    """A JPEG whose EXIF gives the true focal length (a virtual 4 mm lens), as a real camera's would."""
+    from PIL import Image, TiffImagePlugin
+
+    lens_mm = 4.0
+    exif = Image.Exif()
+    exif[0x010F] = "Handful"  # Make
+    exif[0x0110] = "procedural sample"  # Model
+    ifd = exif.get_ifd(0x8769)
+    ifd[0x920A] = TiffImagePlugin.IFDRational(lens_mm)  # FocalLength (mm)
+    ifd[0xA20E] = TiffImagePlugin.IFDRational(cam.fx / lens_mm)  # FocalPlaneXResolution (px per mm)
+    ifd[0xA20F] = TiffImagePlugin.IFDRational(cam.fy / lens_mm)
+    ifd[0xA210] = 4  # FocalPlaneResolutionUnit: millimetre
+    ifd[0xA002] = cam.width  # PixelXDimension
+    ifd[0xA003] = cam.height
+    Image.fromarray(rgb).save(path, quality=92, exif=exif)
+
+
 def write_transforms(cams: list[Camera], path: Path) -> None:
     flip = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV camera axes -> OpenGL camera axes
     c0 = cams[0]
@@ -183,8 +201,8 @@ def write_transforms(cams: list[Camera], path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "resources" / "sample")
-    ap.add_argument("--views", type=int, default=16)
-    ap.add_argument("--size", default="400x300")
+    ap.add_argument("--views", type=int, default=24)
+    ap.add_argument("--size", default="480x360")
     args = ap.parse_args(argv)
     w, h = (int(x) for x in args.size.lower().split("x"))
     scene = StillLife()
@@ -192,8 +210,7 @@ def main(argv=None) -> int:
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     for cam in cams:
         img = scene.render(cam)
-        bgr = cv2.cvtColor((img * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
-        cv2.imwrite(str(args.out / "images" / cam.name), bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        save_jpeg_with_focal((img * 255 + 0.5).astype(np.uint8), cam, args.out / "images" / cam.name)
     write_transforms(cams, args.out / "transforms.json")
     print(f"wrote {len(cams)} views of {w}x{h} to {args.out}")
     return 0

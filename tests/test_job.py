@@ -23,7 +23,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
 @pytest.fixture
 def sample_subset(tmp_path) -> Path:
     """Eight of the sample's photos, downscaled to keep the test quick, with their true cameras."""
-    src = sorted((SAMPLE / "images").glob("*.jpg"))[::2]
+    src = sorted((SAMPLE / "images").glob("*.jpg"))[::3]
     folder = tmp_path / "photos"
     folder.mkdir()
     for p in src:
@@ -137,8 +137,10 @@ def test_camera_file_that_matches_no_photo(sample_subset, tmp_path, capsys):
 def test_reconstruct_estimates_poses_for_the_sample(tmp_path):
     """The whole pipeline without known cameras: pycolmap poses, then a short training."""
     out = tmp_path / "out"
-    result = run_job([SAMPLE / "images"], out, JobOptions(preset="preview", iterations=100, max_long_edge=400))
+    result = run_job([SAMPLE / "images"], out, JobOptions(preset="preview", iterations=200))
     report = result.report
-    assert report["images_registered"] == 16, report
-    assert report["eval"]["psnr"] > 14.0
+    assert report["images_registered"] == 24, report
+    assert report["pose_strategy"] == "standard"  # the photos' EXIF focal length makes it easy
+    assert report["eval"]["held_out"] and len(report["eval"]["views"]) == 3
+    assert report["eval"]["psnr"] > 17.0, report["eval"]
     assert np.isfinite(report["eval"]["ssim"])
