@@ -11,9 +11,9 @@ pytestmark = pytest.mark.slow
 
 _BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "train_bench.py"
 
-# Measured on the shared 2-core development machine: 18.2 dB / SSIM 0.728 after these 300 steps
-# (about 130-170 s there while heavily loaded; the same steps ran at 10-50 it/s when it was quiet)
-# (seed 0); floors with margin for other machines and thread counts.
+# Measured on the shared 2-core development machine (seed 0): 18.2 dB / SSIM 0.728 after these 300
+# steps, 130-170 s while it was heavily loaded (the same steps ran at 10-50 it/s when it was quiet).
+# Floors with margin for other machines and thread counts.
 PSNR_FLOOR = 16.5
 SSIM_FLOOR = 0.65
 
