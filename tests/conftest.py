@@ -1,10 +1,16 @@
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# xdist runs two workers on two cores: one thread each. Oversubscribed numba parallel regions are
+# pathological (every prange waits a scheduler slice for its descheduled thread: measured 10-15x slower
+# training), so the kernels and the job/poses child processes (which inherit this) run single-threaded.
+os.environ["NUMBA_NUM_THREADS"] = "1"
+os.environ["OMP_NUM_THREADS"] = "1"
 
-torch.set_num_threads(1)  # xdist runs two workers on two cores
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 def pytest_configure(config):
