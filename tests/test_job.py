@@ -144,3 +144,38 @@ def test_reconstruct_estimates_poses_for_the_sample(tmp_path):
     assert report["eval"]["held_out"] and len(report["eval"]["views"]) == 3
     assert report["eval"]["psnr"] > 17.0, report["eval"]
     assert np.isfinite(report["eval"]["ssim"])
+
+
+def test_all_black_photos_fail_with_a_message(tmp_path, capsys):
+    folder = tmp_path / "black"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"black_{i}.jpg"), np.zeros((120, 160, 3), np.uint8))
+    code = cli(["reconstruct", str(folder), "-o", str(tmp_path / "o"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "identical" in err and "1 usable image of 4" in err  # names what is wrong and what to do
+    assert "at least 2 photos" in err
+
+
+def test_a_full_disk_during_training_keeps_the_earlier_stages(sample_subset, tmp_path, monkeypatch):
+    import errno
+
+    import engine.io as engine_io
+    from engine.errors import StageError
+
+    real_save = engine_io.save_scene
+
+    def full_disk(scene, path, *a, **k):
+        if Path(path).name == "scene.ply":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(scene, path, *a, **k)
+
+    monkeypatch.setattr(engine_io, "save_scene", full_disk)
+    out = tmp_path / "out"
+    with pytest.raises(StageError, match="disk space"):
+        run_job([sample_subset], out, JobOptions(cameras=SAMPLE / "transforms.json", preset="preview", iterations=5))
+    state = json.loads((out / "job.json").read_text())
+    assert set(state["finished"]) == {"ingest", "poses", "init"}
+    assert not (out / "scene.ply").exists()
