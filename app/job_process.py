@@ -19,26 +19,6 @@ import traceback
 SEND_INTERVAL_S = 0.05
 
 
-class ProcessCancelToken:
-    """The engine's CancelToken interface over a multiprocessing.Event set by the parent."""
-
-    def __init__(self, mp_event):
-        self._event = mp_event
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        from engine.errors import Cancelled
-
-        if self._event.is_set():
-            raise Cancelled()
-
-
 class _Sender:
     def __init__(self, conn):
         self.conn = conn
@@ -66,6 +46,7 @@ class _PipeLogHandler(logging.Handler):
 def child_main(job_fn, inputs, out_dir, options, conn, cancel_event, torch_threads=None) -> None:
     """Entry point of the job process (multiprocessing 'spawn' target)."""
     from engine.errors import Cancelled, HandfulError
+    from engine.events import CancelToken
 
     from .job_mailbox import EventMailbox
 
@@ -89,7 +70,7 @@ def child_main(job_fn, inputs, out_dir, options, conn, cancel_event, torch_threa
     pump_thread = threading.Thread(target=pump, name="job-events", daemon=True)
     pump_thread.start()
     try:
-        result = job_fn(inputs, out_dir, options, emit=mailbox.put, cancel=ProcessCancelToken(cancel_event))
+        result = job_fn(inputs, out_dir, options, emit=mailbox.put, cancel=CancelToken(cancel_event))
         outcome = ("result", result)
     except Cancelled as e:
         outcome = ("error", "cancelled", str(e), None)

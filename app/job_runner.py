@@ -17,6 +17,7 @@ from typing import Callable
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from engine import events as ev
+from engine.events import CancelToken
 from engine.errors import Cancelled, HandfulError
 
 from .job_mailbox import EventMailbox
@@ -80,7 +81,7 @@ class _ProcessJobThread(QThread):
         self.mailbox = mailbox
         self.log_line = log_line  # a thread-safe callable(level, text)
         self.cancel_event = self.ctx.Event()
-        self.cancel_token = _EventCancel(self.cancel_event)
+        self.cancel_token = CancelToken(self.cancel_event)
         self.result = None
         self.outcome: tuple[str, str, str | None] | None = None
         self.process = None
@@ -139,20 +140,6 @@ class _ProcessJobThread(QThread):
             )
         if self.process.is_alive():
             self.process.terminate()
-
-
-class _EventCancel:
-    """Cancels a job process (the CancelToken interface the runner uses)."""
-
-    def __init__(self, mp_event):
-        self._event = mp_event
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
 
 
 class JobRunner(QObject):

@@ -81,10 +81,11 @@ def null_sink(_event: Event) -> None:
 
 
 class CancelToken:
-    """Checked at iteration boundaries; ``cancel()`` may be called from any thread."""
+    """Checked at iteration boundaries; ``cancel()`` may be called from any thread, or from another
+    process when the token wraps a ``multiprocessing.Event``."""
 
-    def __init__(self):
-        self._event = threading.Event()
+    def __init__(self, event=None):
+        self._event = event if event is not None else threading.Event()
 
     def cancel(self) -> None:
         self._event.set()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import HandfulError
+from .units import human_bytes
 
 SH_C0 = 0.28209479177387814
 MAX_SH_DEGREE = 3
@@ -49,14 +50,6 @@ def rgb_to_sh_dc(rgb: torch.Tensor | np.ndarray):
 
 def sh_dc_to_rgb(dc: torch.Tensor | np.ndarray):
     return 0.5 + SH_C0 * dc
-
-
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 @dataclass
@@ -302,7 +295,7 @@ class GaussianScene:
         return (
             f"{s['num_gaussians']:,} Gaussians, SH degree {s['sh_degree']}, "
             f"bounds [{lo[0]:.3g}, {lo[1]:.3g}, {lo[2]:.3g}] .. [{hi[0]:.3g}, {hi[1]:.3g}, {hi[2]:.3g}], "
-            f"{_human_bytes(s['memory_bytes'])} in memory"
+            f"{human_bytes(s['memory_bytes'])} in memory"
         )
 
 

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from engine.errors import HandfulError
 from engine.io import estimate_size
+from engine.units import human_bytes
 from engine.scene import GaussianScene
 
 # (format name for engine.io.save_scene, label, extension)
@@ -31,14 +32,6 @@ EXPORT_FORMATS = (
     ("splat", "SPLAT (.splat): small, no view-dependent colour", ".splat"),
 )
 _EXT = {name: ext for name, _, ext in EXPORT_FORMATS}
-def human_size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
 def path_for_format(path: Path, fmt: str) -> Path:
     """``path`` with the extension of ``fmt`` (``.compressed.ply`` counts as one extension)."""
     name = path.name
@@ -138,7 +131,7 @@ class ExportDialog(QDialog):
     def _format_changed(self) -> None:
         fmt = self.format()
         self.path_edit.setText(str(path_for_format(Path(self.path_edit.text()), fmt)))
-        self.estimate_label.setText(f"about {human_size(estimate_size(self.scene, fmt))}")
+        self.estimate_label.setText(f"about {human_bytes(estimate_size(self.scene, fmt))}")
 
     def _browse(self) -> None:
         fmt = self.format()
@@ -176,7 +169,7 @@ class ExportDialog(QDialog):
         self.written, self.written_size, self.error = path, size, ""
         fmt = self.format()
         self.result_label.setText(
-            f"Wrote {path.name}: {human_size(size)} (estimated {human_size(estimate_size(self.scene, fmt))})"
+            f"Wrote {path.name}: {human_bytes(size)} (estimated {human_bytes(estimate_size(self.scene, fmt))})"
         )
         self.exported.emit(path, size)
         return True

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..units import human_bytes
 
 
 def register(subparsers) -> None:
@@ -38,14 +39,6 @@ def describe_file(path: str | Path) -> dict:
     }
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def format_text(info: dict) -> str:
     lo, hi = info["bounds_min"], info["bounds_max"]
     per = info["bytes_per_gaussian"]
@@ -56,7 +49,7 @@ def format_text(info: dict) -> str:
         f"sh degree:      {info['sh_degree']}",
         f"bounds min:     {lo[0]:.6g} {lo[1]:.6g} {lo[2]:.6g}",
         f"bounds max:     {hi[0]:.6g} {hi[1]:.6g} {hi[2]:.6g}",
-        f"size on disk:   {_human_bytes(info['size_bytes'])} ({info['size_bytes']:,} bytes)",
+        f"size on disk:   {human_bytes(info['size_bytes'])} ({info['size_bytes']:,} bytes)",
         f"bytes/gaussian: {'n/a' if per is None else f'{per:.2f}'}",
     ]
     if info["has_groups"]:

@@ -18,20 +18,8 @@ from collections import Counter
 
 import torch
 
+from ..render.projection import quat_to_rotmat
 from .params import append_rows, keep_rows, reset_state_rows, set_rows
-
-
-def quats_to_rotmats(quats: torch.Tensor) -> torch.Tensor:
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(*q.shape[:-1], 3, 3)
 
 
 def _logit(p: torch.Tensor) -> torch.Tensor:
@@ -163,7 +151,7 @@ class ClassicStrategy(Strategy):
     def _split(self, params, optimizers, mask: torch.Tensor) -> None:
         idx = mask.nonzero().squeeze(1)
         scales = params["log_scales"].detach()[idx].exp()
-        rot = quats_to_rotmats(params["quats"].detach()[idx])
+        rot = quat_to_rotmat(params["quats"].detach()[idx])
         new_log_scales = torch.log(scales / 1.6)
         samples = []
         for _ in range(2):
@@ -316,7 +304,7 @@ class MCMCStrategy(Strategy):
         idx = (gate > 1e-4).nonzero().squeeze(1)
         if idx.numel() == 0:
             return
-        rot = quats_to_rotmats(params["quats"].detach()[idx])
+        rot = quat_to_rotmat(params["quats"].detach()[idx])
         variances = params["log_scales"].detach()[idx].mul(2).exp()
         # covariance @ eta = R diag(s^2) R^T eta
         local = torch.einsum("nji,nj->ni", rot, eta[idx]) * variances
@@ -361,5 +349,5 @@ __all__ = [
     "MCMCStrategy",
     "relocation_update",
     "make_strategy",
-    "quats_to_rotmats",
+
 ]
