@@ -4,8 +4,12 @@ Run under X (Xvfb + Mesa llvmpipe here):  xvfb-run -a .venv/bin/python benchmark
 
 Views: "framed" (the whole scene in view) and "close" (zoomed in: most splats culled). The camera
 turns ~1 degree every frame so a re-sort is due at every frame. Columns:
-- fps moving: the viewer as used: sort on the worker, and while the view moves frames slower than
-  25 fps are drawn at a lower resolution (``scale``) and scaled up;
+- fps LOD: the viewer as used: sort on the worker, and while the view moves it draws the reduced
+  order of the most important splats the worker also gathers (``LOD splats`` of them, a budget from
+  the measured full-frame cost), and frames still slower than 25 fps are drawn at a lower
+  resolution (``scale``) and scaled up;
+- fps no-LOD: the same moving frames with the level of detail off (every splat drawn, the
+  resolution drop still on); LOD x = fps LOD / fps no-LOD;
 - fps worker: the same at full resolution, the sort on the worker thread while frames keep drawing
   the last order (frames include Qt compositing the GL widget);
 - fps sort-in-frame: every frame first sorts and uploads, then draws (sort on the render thread);
@@ -58,7 +62,7 @@ def surface_scene(n: int, sh_degree: int = 0, seed: int = 0) -> GaussianScene:
     return GaussianScene.from_numpy(means, g.normal(size=(n, 4)), log_scales, g.normal(1.0, 1.5, n), sh)
 
 
-def run_frames(app, viewer, frames: int, sort_on_render_thread: bool, adaptive: bool = False) -> float:
+def run_frames(app, viewer, frames: int, sort_on_render_thread: bool, adaptive: bool = False, lod: bool = False) -> float:
     from app.viewer.depth_sort import sort_and_gather
 
     drawn = []
@@ -67,7 +71,8 @@ def run_frames(app, viewer, frames: int, sort_on_render_thread: bool, adaptive: 
     for _ in range(frames):
         viewer._view.orbit(2.0, 0.0)  # ~0.9 degrees: a new order is due every frame
         viewer.adaptive_resolution = adaptive
-        if adaptive:
+        viewer.level_of_detail = lod
+        if adaptive or lod:
             viewer._note_motion()  # as a mouse drag does
         if sort_on_render_thread:
             viewer._awaiting_result = True  # keep the worker out of it
@@ -79,6 +84,7 @@ def run_frames(app, viewer, frames: int, sort_on_render_thread: bool, adaptive: 
     viewer.drawn.disconnect()
     viewer._awaiting_result = False
     viewer.adaptive_resolution = True
+    viewer.level_of_detail = True
     return len(drawn) / elapsed
 
 
@@ -166,7 +172,11 @@ def main() -> None:
             frames = args.frames if n < 1_000_000 else max(3, args.frames // 4)
             viewer.canvas.native.repaint()  # a still frame: measures the full-resolution cost
             app.processEvents()
-            adaptive_fps = run_frames(app, viewer, frames, sort_on_render_thread=False, adaptive=True)
+            lod_fps = run_frames(app, viewer, frames, sort_on_render_thread=False, adaptive=True, lod=True)
+            lod_splats, lod_scale = viewer._lod_count, viewer._draw_scale_when_moving()
+            viewer.wait_until_sorted(120)
+            no_lod_fps = run_frames(app, viewer, frames, sort_on_render_thread=False, adaptive=True, lod=False)
+            viewer.wait_until_sorted(120)
             worker_fps = run_frames(app, viewer, frames, sort_on_render_thread=False)
             viewer.wait_until_sorted(120)
             in_frame_fps = run_frames(app, viewer, frames, sort_on_render_thread=True)
@@ -176,7 +186,8 @@ def main() -> None:
             plain_ms = plain_quads_ms(viewer, scene, repeats)
             job = viewer._last_job_ms
             rows.append([
-                f"{n:,}", view, args.sh_degree, round(adaptive_fps, 1), round(viewer._draw_scale_when_moving(), 2),
+                f"{n:,}", view, args.sh_degree, round(lod_fps, 1), round(no_lod_fps, 1), round(lod_fps / no_lod_fps, 2),
+                f"{lod_splats:,}" if lod_splats else "all", round(lod_scale, 2),
                 round(worker_fps, 1), round(in_frame_fps, 1), round(draw_ms, 1),
                 round(plain_ms, 1), round(plain_ms / draw_ms, 2), round(viewer._last_sort_ms, 1), round(job, 1),
             ])
@@ -184,7 +195,7 @@ def main() -> None:
     renderer = gl.glGetParameter(gl.GL_RENDERER)
     print_table(
         f"splat viewer {WIDTH}x{HEIGHT} ({renderer}), load average {os.getloadavg()[0]:.1f}",
-        ["splats", "view", "sh", "fps moving", "scale", "fps worker", "fps sort-in-frame", "draw ms", "plain ms", "ratio", "sort ms", "job ms"],
+        ["splats", "view", "sh", "fps LOD", "fps no-LOD", "LOD x", "LOD splats", "scale", "fps worker", "fps sort-in-frame", "draw ms", "plain ms", "ratio", "sort ms", "job ms"],
         rows,
     )
     viewer.close()

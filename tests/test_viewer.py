@@ -299,3 +299,64 @@ def test_moving_frames_drop_resolution_and_the_still_frame_is_full(viewer, qtbot
     viewer._last_motion = -1e9
     assert viewer._draw_scale() == 1.0
     np.testing.assert_array_equal(viewer.grab(), full)
+
+
+def test_level_of_detail_while_moving_and_full_quality_when_still(viewer, qtbot):
+    n, budget = 4000, 600
+    scene = moderate_scene(n, seed=4)
+    viewer.lod_min_splats = 1000  # small enough for this scene
+    viewer.lod_budget = budget  # fixed, instead of chosen from this machine's frame times
+    viewer.set_scene(scene)
+    full = viewer.grab()
+    assert viewer._last_drawn_splats == n  # a still view draws every splat
+    assert viewer._lod_count == budget  # and the worker made the reduced order meanwhile
+
+    # the reduced order: the most important splats (opacity x projected area), back to front
+    cam = viewer.current_camera()
+    chosen = viewer._lod_rows[:budget, 14].astype(np.int64)
+    means = scene.means.numpy().astype(np.float64)
+    z = means @ cam.R[2] + cam.t[2]
+    rows = viewer._source.rows()
+    importance = rows[:, 3] * (rows[:, 4] + rows[:, 7] + rows[:, 9]) / z**2
+    assert importance[chosen].min() >= np.sort(importance)[-budget] * 0.999
+    step = (z.max() - z.min()) / 65535
+    assert (np.diff(z[chosen]) <= step * 1.01).all()
+
+    viewer._note_motion()  # as a drag does
+    moving = viewer.canvas.render(alpha=False)[..., :3]
+    assert viewer._last_drawn_splats == budget
+    assert 15 < psnr(moving / 255, full / 255) < 60  # fewer splats: close to, but not, the full frame
+
+    # motion stops: the settle timer draws a full-quality frame without any further input
+    qtbot.waitUntil(lambda: viewer._last_drawn_splats == n, timeout=3000)
+    np.testing.assert_array_equal(viewer.canvas.render(alpha=False)[..., :3], full)
+
+
+def test_grab_is_full_quality_while_moving(viewer):
+    n = 4000
+    viewer.lod_min_splats = 1000
+    viewer.lod_budget = 500
+    viewer.set_scene(moderate_scene(n, seed=5))
+    full = viewer.grab()
+    viewer._note_motion()
+    assert viewer._draws_lod()
+    np.testing.assert_array_equal(viewer.grab(), full)
+    assert viewer._last_drawn_splats == n
+
+
+def test_level_of_detail_budget_follows_the_measured_frame_cost(viewer):
+    n = 4000
+    viewer.lod_min_splats = 1000
+    viewer.set_scene(moderate_scene(n, seed=6))
+    viewer.grab()
+    from app.viewer.widget import LOD_FRAME_MS, LOD_MIN_FRACTION
+
+    viewer._ms_per_splat = 4 * LOD_FRAME_MS / n  # every splat: 4x the moving-frame target
+    assert viewer._lod_budget() == n // 4
+    viewer._ms_per_splat = 100 * LOD_FRAME_MS / n  # very slow: never below the floor
+    assert viewer._lod_budget() == int(LOD_MIN_FRACTION * n)
+    viewer._ms_per_splat = 0.5 * LOD_FRAME_MS / n  # fast enough: every splat while moving too
+    assert viewer._lod_budget() == 0
+    viewer.level_of_detail = False
+    viewer._ms_per_splat = 4 * LOD_FRAME_MS / n
+    assert viewer._lod_budget() == 0

@@ -80,6 +80,57 @@ def test_sort_and_gather_rows_and_highlight():
     np.testing.assert_array_equal(gather_rows(rows, order)[:, :13], result.rows[:, :13])
 
 
+def _importance_by_numpy(rows: np.ndarray, cam: Camera, near: float) -> np.ndarray:
+    """Opacity x projected-area estimate (covariance trace / depth^2); splats nearer than ``near`` -1."""
+    z = rows[:, :3].astype(np.float64) @ cam.R[2] + cam.t[2]
+    score = rows[:, 3] * (rows[:, 4] + rows[:, 7] + rows[:, 9]) / np.maximum(z, 1e-9) ** 2
+    return np.where(z > near, score, -1.0)
+
+
+def test_level_of_detail_order_keeps_the_most_important_splats_back_to_front():
+    scene = random_scene(3000, sh_degree=0, seed=5)
+    rows = splat_data.pack_rows(scene)
+    rows[:, 0:3] *= 3.0  # spread out so that some splats sit behind the near plane
+    highlight = (np.arange(3000) % 5 == 0).astype(np.float32)
+    cam = orbit_cameras(1, radius=4.0)[0]
+    near = 1.0
+    job = SortJob(1, rows, cam.R, cam.t, highlight=highlight, highlight_column=splat_data.COL_HIGHLIGHT,
+                  pad_multiple=64, lod_budget=400, near=near)
+    result = sort_and_gather(job)
+    full = sort_and_gather(SortJob(1, rows, cam.R, cam.t, pad_multiple=64))
+    assert result.count == 3000 and result.lod_count == 400
+    assert result.lod_rows.shape == (448, splat_data.ROW_WIDTH) and not result.lod_rows[400:].any()
+    np.testing.assert_array_equal(result.rows[:, :13], full.rows[:, :13])  # the full order is unchanged
+    chosen = result.lod_rows[:400, 14].astype(np.int64)
+    importance = _importance_by_numpy(rows, cam, near)
+    expected = np.argsort(-importance, kind="stable")[:400]
+    # the same splats (up to float ties at the cut) as ranking every splat in float64
+    assert len(np.intersect1d(chosen, expected)) >= 398
+    assert importance[chosen].min() >= np.sort(importance)[-400] * 0.999 > 0
+    # still back to front: the reduced order is the full order with the others left out
+    position = np.empty(3000, np.int64)
+    position[result.rows[:3000, 14].astype(np.int64)] = np.arange(3000)
+    assert (np.diff(position[chosen]) > 0).all()
+    np.testing.assert_array_equal(result.lod_rows[:400, splat_data.COL_HIGHLIGHT], highlight[chosen])
+
+
+def test_level_of_detail_budget_at_or_above_the_count_gives_no_reduced_order():
+    rows = splat_data.pack_rows(random_scene(200, sh_degree=0, seed=6))
+    for budget in (0, 200, 500):
+        result = sort_and_gather(SortJob(1, rows, np.eye(3), np.array([0, 0, 5.0]), lod_budget=budget))
+        assert result.lod_rows is None and result.lod_count == 0 and result.count == 200
+
+
+def test_most_important_slots_are_ascending_and_exact():
+    from app.viewer.depth_sort import most_important_slots
+
+    importance = np.random.default_rng(4).permutation(1000).astype(np.float32)
+    slots = most_important_slots(importance, 10)
+    np.testing.assert_array_equal(slots, np.sort(np.argsort(-importance)[:10]))
+    assert most_important_slots(importance, 0).shape == (0,)
+    np.testing.assert_array_equal(most_important_slots(importance, 5000), np.arange(1000))
+
+
 def test_sort_worker_never_blocks_the_caller_and_runs_the_latest_job():
     started, release = threading.Event(), threading.Event()
     done: list[int] = []

@@ -76,6 +76,34 @@ def gather_rows(src: np.ndarray, rows: np.ndarray, padded_length: int = 0) -> np
     return out
 
 
+@numba.njit(nogil=True, cache=True)
+def splat_importance(packed: np.ndarray, order: np.ndarray, axis: np.ndarray, offset: float, near: float) -> np.ndarray:
+    """How much each splat of ``order`` shows on screen: opacity x its projected area, the area
+    estimated as trace(world covariance) / depth^2 (no intrinsics needed; the ranking is what
+    matters). Splats nearer than ``near`` (culled by the shader) score -1."""
+    out = np.empty(order.shape[0], dtype=np.float32)
+    for j in range(order.shape[0]):
+        i = order[j]
+        z = packed[i, 0] * axis[0] + packed[i, 1] * axis[1] + packed[i, 2] * axis[2] + offset
+        if z <= near:
+            out[j] = -1.0
+        else:
+            out[j] = packed[i, 3] * (packed[i, 4] + packed[i, 7] + packed[i, 9]) / (z * z)
+    return out
+
+
+def most_important_slots(importance: np.ndarray, budget: int) -> np.ndarray:
+    """Ascending slots of the ``budget`` largest ``importance`` values: indexing a back-to-front
+    order with them gives a reduced order that is still back to front."""
+    n = importance.shape[0]
+    if budget >= n:
+        return np.arange(n)
+    if budget <= 0:
+        return np.zeros(0, dtype=np.int64)
+    chosen = np.argpartition(-importance, budget - 1)[:budget]
+    return np.sort(chosen)
+
+
 def back_to_front_order(means: np.ndarray, R: np.ndarray, t: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
     """Indices of the visible splats sorted far to near along the optical axis of world-to-camera (R, t)."""
     means = np.ascontiguousarray(means, dtype=np.float32)
@@ -96,6 +124,8 @@ class SortJob:
     highlight: np.ndarray | None = None  # (N,) float written into ``highlight_column`` of the rows
     highlight_column: int = -1
     pad_multiple: int = 1  # zero rows appended up to a multiple of this (whole texture rows)
+    lod_budget: int = 0  # > 0: also make a reduced order of at most this many splats (level of detail)
+    near: float = 0.0  # splats nearer than this along the view axis are never chosen for the reduced order
     extra: object = None  # carried to the result untouched
 
 
@@ -109,6 +139,9 @@ class SortResult:
     sort_ms: float  # depth keys + counting sort
     total_ms: float  # including packing and gathering the rows
     extra: object = None
+    lod_rows: np.ndarray | None = None  # rows of the reduced order (back to front, padded), when a budget was given
+    lod_count: int = 0
+    lod_ms: float = 0.0  # ranking and gathering the reduced order
 
 
 def sort_and_gather(job: SortJob) -> SortResult:
@@ -121,7 +154,18 @@ def sort_and_gather(job: SortJob) -> SortResult:
     rows = gather_rows(packed, order, -(-m // job.pad_multiple) * job.pad_multiple)
     if job.highlight is not None:
         rows[:m, job.highlight_column] = np.asarray(job.highlight, dtype=rows.dtype)[order]
-    return SortResult(job.generation, rows, m, job.R, job.t, sort_ms, (time.perf_counter() - start) * 1000, job.extra)
+    lod_rows, lod_count, lod_ms = None, 0, 0.0
+    if 0 < job.lod_budget < m:
+        lod_start = time.perf_counter()
+        importance = splat_importance(packed, order, np.asarray(job.R[2], dtype=np.float32), float(job.t[2]), float(job.near))
+        slots = most_important_slots(importance, job.lod_budget)
+        lod_count = len(slots)
+        lod_rows = gather_rows(rows, slots, -(-lod_count // job.pad_multiple) * job.pad_multiple)
+        lod_ms = (time.perf_counter() - lod_start) * 1000
+    return SortResult(
+        job.generation, rows, m, job.R, job.t, sort_ms, (time.perf_counter() - start) * 1000, job.extra,
+        lod_rows, lod_count, lod_ms,
+    )
 
 
 class SortWorker:

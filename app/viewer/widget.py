@@ -40,6 +40,13 @@ CLICK_SLOP_PX = 4
 FRAME_BUDGET_MS = 40.0  # moving frames aim at 25 fps
 MOTION_SETTLE_S = 0.25  # the view counts as moving this long after the last input
 MIN_DRAW_SCALE = 0.35
+# Level of detail while moving: the worker also gathers the most important splats into a reduced
+# back-to-front order, sized so that a moving frame costs about LOD_FRAME_MS (vertex work, per splat,
+# dominates under llvmpipe); the still view and grab() always draw every splat.
+LOD_FRAME_MS = 25.0
+LOD_MIN_FRACTION = 0.1  # never fewer than this share of the splats
+LOD_MIN_SPLATS = 20_000  # smaller scenes draw fast enough whole
+LOD_RESORT_MOVE = 0.05  # re-rank when the eye moved this share of the scene radius
 FLY_KEYS = {"W": (1, 0, 0), "S": (-1, 0, 0), "D": (0, 1, 0), "A": (0, -1, 0), "Q": (0, 0, 1), "E": (0, 0, -1)}
 FRUSTUM_COLOR = (0.35, 0.8, 1.0, 1.0)
 
@@ -113,11 +120,22 @@ class SplatViewer(QtWidgets.QWidget):
         self._corner_capacity = 0
         self._index_buffer: gloo.IndexBuffer | None = None
         self._index_count = 0
+        self.level_of_detail = True
+        self.lod_min_splats = LOD_MIN_SPLATS
+        self.lod_budget: int | None = None  # splats drawn while moving; None: chosen from measured frame times
+        self._lod_rows: np.ndarray | None = None  # the uploaded reduced order's rows (kept for inspection)
+        self._lod_texture: gloo.Texture2D | None = None
+        self._lod_index_buffer: gloo.IndexBuffer | None = None
+        self._lod_count = 0  # splats in the uploaded reduced order; 0: none (draw every splat)
+        self._pending_full: tuple[np.ndarray, int] | None = None  # full rows uploaded on the next full frame
+        self._last_drawn_splats = 0
+        self._ms_per_splat = 0.0  # smoothed cost of a full-resolution frame per splat drawn (full or reduced)
         self._splats["u_sh"] = gloo.Texture2D(np.zeros((1, 1, 3), np.float32), internalformat="rgb32f", interpolation="nearest")
         self._splats["u_sh_degree"] = 0
         self._drawn_count = 0
         self._drawn_generation = -1
         self._sorted_axis: np.ndarray | None = None
+        self._sorted_eye: np.ndarray | None = None
         self._sh_generation = -1
         self._lines = gloo.Program(_shader("lines.vert"), _shader("lines.frag"))
         self._blit = gloo.Program(_shader("blit.vert"), _shader("blit.frag"))
@@ -177,6 +195,8 @@ class SplatViewer(QtWidgets.QWidget):
         self._generation += 1
         self._visible = self._highlight = None
         self._drawn_count = 0
+        self._lod_count = 0
+        self._lod_rows = self._pending_full = None
         self._drawn_generation = self._generation
         self._update_overlay()
         self._canvas.update()
@@ -299,7 +319,13 @@ class SplatViewer(QtWidgets.QWidget):
         if self._drawn_generation != self._generation or self._sorted_axis is None:
             return True
         cos = float(np.clip(self._sorted_axis @ self._view.R[2], -1, 1))
-        return math.degrees(math.acos(cos)) > RESORT_ANGLE_DEG
+        if math.degrees(math.acos(cos)) > RESORT_ANGLE_DEG:
+            return True
+        # the order only depends on the axis, but the reduced order ranks by distance too
+        if self._lod_count and self._sorted_eye is not None:
+            moved = float(np.linalg.norm(self._view.center - self._sorted_eye))
+            return moved > LOD_RESORT_MOVE * self._view.scene_radius
+        return False
 
     def _request_sort_if_needed(self) -> None:
         if self._awaiting_result or not self._needs_sort():
@@ -320,7 +346,23 @@ class SplatViewer(QtWidgets.QWidget):
             highlight_column=splat_data.COL_HIGHLIGHT,
             pad_multiple=splat_data.SPLATS_PER_TEXTURE_ROW,
             extra=src,
+            lod_budget=self._lod_budget(),
+            near=max(self._view.near_far()[0], 0.01),
         )
+
+    def _lod_budget(self) -> int:
+        """Splats a moving frame can afford, from the measured cost of the last full frames (0: all)."""
+        src = self._source
+        if not self.level_of_detail or src is None or src.count < self.lod_min_splats:
+            return 0
+        if self.lod_budget is not None:
+            return self.lod_budget if 0 < self.lod_budget < src.count else 0
+        # the reduced orders favour large splats, so their frames measure their own cost per splat
+        per_splat = self._ms_per_splat or self._full_frame_ms / src.count
+        if per_splat * src.count <= LOD_FRAME_MS:
+            return 0
+        budget = max(int(LOD_FRAME_MS / per_splat), int(LOD_MIN_FRACTION * src.count))
+        return budget if budget < src.count else 0
 
     def _sort_on_worker(self, job: SortJob) -> SortResult | None:
         try:
@@ -348,9 +390,21 @@ class SplatViewer(QtWidgets.QWidget):
                 self._splats["u_sh"] = gloo.Texture2D(tex, internalformat="rgb32f", interpolation="nearest")
                 self._splats["u_sh_degree"] = src.sh_degree
             self._sh_generation = src.generation
-        self._upload_rows(result.rows, result.count)
+        if result.lod_rows is not None:
+            # moving frames draw the reduced order at once; the full rows wait for a full frame
+            self._lod_texture = self._upload_texture(self._lod_texture, result.lod_rows)
+            self._lod_index_buffer = self._index_buffer_for(self._lod_index_buffer, result.lod_count)
+            self._lod_count = result.lod_count
+            self._lod_rows = result.lod_rows
+            self._drawn_count = result.count
+            self._pending_full = (result.rows, result.count)
+        else:
+            self._lod_count = 0
+            self._lod_rows = self._pending_full = None
+            self._upload_rows(result.rows, result.count)
         self._drawn_generation = result.generation
         self._sorted_axis = np.asarray(result.R[2], dtype=np.float64)
+        self._sorted_eye = -np.asarray(result.R, dtype=np.float64).T @ np.asarray(result.t, dtype=np.float64)
         self._last_sort_ms = result.sort_ms
         self._last_job_ms = result.total_ms
         self._update_overlay()
@@ -360,19 +414,24 @@ class SplatViewer(QtWidgets.QWidget):
         self._drawn_count = count
         if not count:
             return
-        width = 4 * splat_data.SPLATS_PER_TEXTURE_ROW
-        texels = np.ascontiguousarray(rows).reshape(-1, width, 4)
-        if self._rows_texture is None:
-            self._rows_texture = gloo.Texture2D(texels, internalformat="rgba32f", interpolation="nearest")
-            self._splats["u_rows"] = self._rows_texture
-        else:
-            self._rows_texture.set_data(texels)
+        self._rows_texture = self._upload_texture(self._rows_texture, rows)
+        self._index_buffer = self._index_buffer_for(self._index_buffer, count)
+
+    @staticmethod
+    def _upload_texture(texture: gloo.Texture2D | None, rows: np.ndarray) -> gloo.Texture2D:
+        texels = np.ascontiguousarray(rows).reshape(-1, 4 * splat_data.SPLATS_PER_TEXTURE_ROW, 4)
+        if texture is None:
+            return gloo.Texture2D(texels, internalformat="rgba32f", interpolation="nearest")
+        texture.set_data(texels)
+        return texture
+
+    def _index_buffer_for(self, buffer: gloo.IndexBuffer | None, count: int) -> gloo.IndexBuffer:
         if count > self._corner_capacity:  # static corner attribute, grown by doubling
             self._corner_capacity = max(count, 2 * self._corner_capacity)
             self._splats["a_corner"] = gloo.VertexBuffer(np.tile(_TRIANGLE_CORNERS, (self._corner_capacity, 1)))
-        if self._index_count != count:  # vispy draws as many vertices as the index buffer lists
-            self._index_buffer = gloo.IndexBuffer(np.arange(3 * count, dtype=np.uint32))
-            self._index_count = count
+        if buffer is None or buffer.size != 3 * count:  # vispy draws as many vertices as the index buffer lists
+            buffer = gloo.IndexBuffer(np.arange(3 * count, dtype=np.uint32))
+        return buffer
 
     # ================================================================== drawing
     def _size(self) -> tuple[int, int]:
@@ -386,37 +445,51 @@ class SplatViewer(QtWidgets.QWidget):
         w, h = self._size()
         cam = self.current_camera()
         near, far = self._view.near_far()
+        lod = self._draws_lod()
         scale = self._draw_scale()
         gloo.set_state(depth_test=False, blend=True, blend_func=("one", "one_minus_src_alpha"), cull_face=False)
         if scale < 1.0:
             small = cam.resized(max(1, round(w * scale)), max(1, round(h * scale)))
             fbo = self._low_res_target(small.width, small.height)
             with fbo:
-                self._draw_splats(small, near, far)
+                self._draw_splats(small, near, far, lod)
             gloo.set_viewport(0, 0, w, h)
             gloo.set_state(blend=False)
             self._blit.draw("triangle_strip")
         else:
-            self._draw_splats(cam, near, far)
+            self._draw_splats(cam, near, far, lod)
         if self._line_count:
             gloo.set_state(blend=False)
             self._lines["u_viewmat"] = gl_uniform(cam.world_to_camera)
             self._lines["u_cam_to_clip"] = gl_uniform(opencv_to_gl_clip(cam, near, far))
             self._lines.draw("lines")
-        if scale == 1.0 and self.adaptive_resolution:
-            gl.glFinish()  # llvmpipe draws asynchronously: finish to learn what a full frame costs
-            self._full_frame_ms = 0.7 * self._full_frame_ms + 0.3 * (time.perf_counter() - start) * 1000
+        if scale == 1.0 and (self.adaptive_resolution or self.level_of_detail):
+            gl.glFinish()  # llvmpipe draws asynchronously: finish to learn what a frame costs
+            frame_ms = (time.perf_counter() - start) * 1000
+            if not lod:
+                self._full_frame_ms = 0.7 * self._full_frame_ms + 0.3 * frame_ms
+            if self._last_drawn_splats:
+                per_splat = frame_ms / self._last_drawn_splats
+                self._ms_per_splat = 0.7 * self._ms_per_splat + 0.3 * per_splat if self._ms_per_splat else per_splat
         self._frame_times.append(time.perf_counter())
         self._request_sort_if_needed()
         self._emit_stats()
         self.drawn.emit()
 
-    def _draw_splats(self, cam: Camera, near: float, far: float) -> None:
+    def _draw_splats(self, cam: Camera, near: float, far: float, lod: bool = False) -> None:
         gloo.set_viewport(0, 0, cam.width, cam.height)
         gloo.clear(color=self.background + (1.0,))
+        self._last_drawn_splats = 0
         if self._source is None or not self._drawn_count:
             return
         p = self._splats
+        if lod:
+            p["u_rows"], indices, self._last_drawn_splats = self._lod_texture, self._lod_index_buffer, self._lod_count
+        else:
+            if self._pending_full is not None:
+                self._upload_rows(*self._pending_full)
+                self._pending_full = None
+            p["u_rows"], indices, self._last_drawn_splats = self._rows_texture, self._index_buffer, self._drawn_count
         p["u_viewmat"] = gl_uniform(cam.world_to_camera)
         p["u_cam_to_clip"] = gl_uniform(opencv_to_gl_clip(cam, near, far))
         p["u_side_planes"] = gl_uniform(side_planes(cam))
@@ -424,16 +497,26 @@ class SplatViewer(QtWidgets.QWidget):
         p["u_size"] = (float(cam.width), float(cam.height))
         p["u_eye"] = tuple(cam.center)
         p["u_near"] = max(near, 0.01)
-        p.draw("triangles", self._index_buffer)
+        p.draw("triangles", indices)
 
     # While the view moves, frames slower than the target are drawn at a lower resolution and
     # scaled up (fragment work falls with the pixel count); the still view is always full size.
     def _draw_scale(self) -> float:
-        if not self.adaptive_resolution or self._full_frame_ms <= FRAME_BUDGET_MS:
+        if not self.adaptive_resolution or not self._is_moving():
             return 1.0
-        if time.perf_counter() - self._last_motion > MOTION_SETTLE_S:
+        expected_ms = self._full_frame_ms
+        if self._draws_lod():
+            expected_ms = (self._ms_per_splat * self._lod_count) or expected_ms * self._lod_count / max(self._drawn_count, 1)
+        if expected_ms <= FRAME_BUDGET_MS:
             return 1.0
-        return float(np.clip(math.sqrt(FRAME_BUDGET_MS / self._full_frame_ms), MIN_DRAW_SCALE, 1.0))
+        return float(np.clip(math.sqrt(FRAME_BUDGET_MS / expected_ms), MIN_DRAW_SCALE, 1.0))
+
+    def _is_moving(self) -> bool:
+        return time.perf_counter() - self._last_motion <= MOTION_SETTLE_S
+
+    def _draws_lod(self) -> bool:
+        """A moving view with a reduced order ready draws that instead of every splat."""
+        return self.level_of_detail and self._lod_count > 0 and self._is_moving()
 
     def _draw_scale_when_moving(self) -> float:
         last, self._last_motion = self._last_motion, time.perf_counter()
@@ -467,7 +550,9 @@ class SplatViewer(QtWidgets.QWidget):
             return
         self._last_stats = now
         self._update_overlay()
-        self.stats_changed.emit({"fps": self.fps(), "splats": self.splat_count, "sort_ms": self._last_sort_ms})
+        self.stats_changed.emit(
+            {"fps": self.fps(), "splats": self.splat_count, "drawn": self._last_drawn_splats, "sort_ms": self._last_sort_ms}
+        )
 
     def _update_overlay(self) -> None:
         self._overlay.setText(f"{self.splat_count:,} splats   {self.fps():.1f} fps   sort {self._last_sort_ms:.1f} ms")
