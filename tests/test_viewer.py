@@ -307,6 +307,7 @@ def test_level_of_detail_while_moving_and_full_quality_when_still(viewer, qtbot)
     viewer.lod_min_splats = 1000  # small enough for this scene
     viewer.lod_budget = budget  # fixed, instead of chosen from this machine's frame times
     viewer.set_scene(scene)
+    viewer._view.zoom(4)  # closer than framed: some splats lie outside the view
     full = viewer.grab()
     assert viewer._last_drawn_splats == n  # a still view draws every splat
     assert viewer._lod_count == budget  # and the worker made the reduced order meanwhile
@@ -317,7 +318,14 @@ def test_level_of_detail_while_moving_and_full_quality_when_still(viewer, qtbot)
     means = scene.means.numpy().astype(np.float64)
     z = means @ cam.R[2] + cam.t[2]
     rows = viewer._source.rows()
-    importance = rows[:, 3] * (rows[:, 4] + rows[:, 7] + rows[:, 9]) / z**2
+    trace = rows[:, 4] + rows[:, 7] + rows[:, 9]
+    importance = rows[:, 3] * trace / z**2
+    from app.viewer.gl_camera import side_planes
+
+    inside = (((means @ cam.R.T + cam.t) @ side_planes(cam)[:, :3].T) >= -3.33 * np.sqrt(trace)[:, None]).all(axis=1)
+    assert 0 < (~inside).sum() and inside.sum() > budget  # some splats lie outside the view: never chosen
+    importance[~inside] = -1
+    assert inside[chosen].all()
     assert importance[chosen].min() >= np.sort(importance)[-budget] * 0.999
     step = (z.max() - z.min()) / 65535
     assert (np.diff(z[chosen]) <= step * 1.01).all()

@@ -114,6 +114,16 @@ def test_level_of_detail_order_keeps_the_most_important_splats_back_to_front():
     np.testing.assert_array_equal(result.lod_rows[:400, splat_data.COL_HIGHLIGHT], highlight[chosen])
 
 
+def test_level_of_detail_never_chooses_splats_outside_the_side_planes():
+    rows = splat_data.pack_rows(random_scene(2000, sh_degree=0, seed=7))
+    planes = np.array([[1.0, 0.0, 0.0, 0.0]])  # keep x >= 0 (less a splat's 3.33-sigma radius)
+    result = sort_and_gather(SortJob(1, rows, np.eye(3), np.array([0, 0, 10.0]), lod_budget=300, planes=planes))
+    chosen = result.lod_rows[:300, 14].astype(np.int64)
+    radius = 3.33 * np.sqrt(rows[:, 4] + rows[:, 7] + rows[:, 9])
+    assert (rows[chosen, 0] >= -radius[chosen]).all()
+    assert (rows[:, 0] < -radius).sum() > 500  # many were out
+
+
 def test_level_of_detail_budget_at_or_above_the_count_gives_no_reduced_order():
     rows = splat_data.pack_rows(random_scene(200, sh_degree=0, seed=6))
     for budget in (0, 200, 500):

@@ -77,18 +77,30 @@ def gather_rows(src: np.ndarray, rows: np.ndarray, padded_length: int = 0) -> np
 
 
 @numba.njit(nogil=True, cache=True)
-def splat_importance(packed: np.ndarray, order: np.ndarray, axis: np.ndarray, offset: float, near: float) -> np.ndarray:
+def splat_importance(
+    packed: np.ndarray, order: np.ndarray, axis: np.ndarray, offset: float, near: float, planes: np.ndarray
+) -> np.ndarray:
     """How much each splat of ``order`` shows on screen: opacity x its projected area, the area
     estimated as trace(world covariance) / depth^2 (no intrinsics needed; the ranking is what
-    matters). Splats nearer than ``near`` (culled by the shader) score -1."""
+    matters). Splats the shader culls score -1: nearer than ``near``, or (with ``planes``, rows
+    (nx, ny, nz, d) of inward world-space side planes) a sphere of 3.33 x their largest std dev
+    wholly outside one side plane, as in the shader."""
     out = np.empty(order.shape[0], dtype=np.float32)
     for j in range(order.shape[0]):
         i = order[j]
-        z = packed[i, 0] * axis[0] + packed[i, 1] * axis[1] + packed[i, 2] * axis[2] + offset
+        x, y, w = packed[i, 0], packed[i, 1], packed[i, 2]
+        z = x * axis[0] + y * axis[1] + w * axis[2] + offset
+        trace = packed[i, 4] + packed[i, 7] + packed[i, 9]
+        score = packed[i, 3] * trace / (z * z)
         if z <= near:
-            out[j] = -1.0
+            score = -1.0
         else:
-            out[j] = packed[i, 3] * (packed[i, 4] + packed[i, 7] + packed[i, 9]) / (z * z)
+            radius = 3.33 * np.sqrt(trace)
+            for k in range(planes.shape[0]):
+                if x * planes[k, 0] + y * planes[k, 1] + w * planes[k, 2] + planes[k, 3] < -radius:
+                    score = -1.0
+                    break
+        out[j] = score
     return out
 
 
@@ -126,6 +138,7 @@ class SortJob:
     pad_multiple: int = 1  # zero rows appended up to a multiple of this (whole texture rows)
     lod_budget: int = 0  # > 0: also make a reduced order of at most this many splats (level of detail)
     near: float = 0.0  # splats nearer than this along the view axis are never chosen for the reduced order
+    planes: np.ndarray | None = None  # (K, 4) inward world side planes (n, d): splats outside are never chosen
     extra: object = None  # carried to the result untouched
 
 
@@ -157,7 +170,9 @@ def sort_and_gather(job: SortJob) -> SortResult:
     lod_rows, lod_count, lod_ms = None, 0, 0.0
     if 0 < job.lod_budget < m:
         lod_start = time.perf_counter()
-        importance = splat_importance(packed, order, np.asarray(job.R[2], dtype=np.float32), float(job.t[2]), float(job.near))
+        planes = np.zeros((0, 4), np.float32) if job.planes is None else np.asarray(job.planes, dtype=np.float32)
+        axis = np.asarray(job.R[2], dtype=np.float32)
+        importance = splat_importance(packed, order, axis, float(job.t[2]), float(job.near), planes)
         slots = most_important_slots(importance, job.lod_budget)
         lod_count = len(slots)
         lod_rows = gather_rows(rows, slots, -(-lod_count // job.pad_multiple) * job.pad_multiple)

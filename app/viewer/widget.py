@@ -44,7 +44,7 @@ MIN_DRAW_SCALE = 0.35
 # back-to-front order, sized so that a moving frame costs about LOD_FRAME_MS (vertex work, per splat,
 # dominates under llvmpipe); the still view and grab() always draw every splat.
 LOD_FRAME_MS = 25.0
-LOD_MIN_FRACTION = 0.1  # never fewer than this share of the splats
+LOD_MIN_FRACTION = 0.05  # never fewer than this share of the splats
 LOD_MIN_SPLATS = 20_000  # smaller scenes draw fast enough whole
 LOD_RESORT_MOVE = 0.05  # re-rank when the eye moved this share of the scene radius
 FLY_KEYS = {"W": (1, 0, 0), "S": (-1, 0, 0), "D": (0, 1, 0), "A": (0, -1, 0), "Q": (0, 0, 1), "E": (0, 0, -1)}
@@ -348,7 +348,14 @@ class SplatViewer(QtWidgets.QWidget):
             extra=src,
             lod_budget=self._lod_budget(),
             near=max(self._view.near_far()[0], 0.01),
+            planes=self._world_side_planes(),
         )
+
+    def _world_side_planes(self) -> np.ndarray:
+        """The view's four image-border planes in world space, rows (n, d) with n . x + d >= 0 inside."""
+        cam = self.current_camera()
+        normals = side_planes(cam)[:, :3]  # OpenCV camera space: n . (R x + t)
+        return np.column_stack([normals @ cam.R, normals @ cam.t])
 
     def _lod_budget(self) -> int:
         """Splats a moving frame can afford, from the measured cost of the last full frames (0: all)."""
