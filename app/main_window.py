@@ -402,8 +402,13 @@ class MainWindow(QMainWindow):
         self.settings.add_recent_file(path)
         self.settings.last_folder = str(path.parent)
         self.session.set_scene(scene)
-        self.viewer.set_cameras(self._job_cameras_next_to(path))
+        cameras = self._job_cameras_next_to(path)
+        self.viewer.set_cameras(cameras)
         self.viewer.set_scene(scene, frame=True)
+        if cameras:
+            # start where the first photo was taken: framing by bounds is fooled by far-away
+            # background Gaussians (sky), a photo's viewpoint never is
+            self.viewer.view_camera(cameras[0])
         self.scene_shown.emit(scene)
         self.log_panel.info(f"opened {path}: {scene.describe()}")
         self.statusBar().showMessage(f"Opened {path.name}", 5000)

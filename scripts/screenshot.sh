@@ -2,7 +2,7 @@
 # The README screenshot: reconstruct the bundled sample (once; reused afterwards) with the command
 # line, then open the result in the Handful window under Xvfb and save docs/screenshot.png.
 #   scripts/screenshot.sh [OUT.png] [WxH]       (defaults: docs/screenshot.png 1600x1000)
-#   ITERATIONS=N shortens training (the Preview preset takes ~25 min on a 2-core CPU, seconds on a GPU)
+#   PRESET (default standard) and ITERATIONS (default 1500) set the training; about 6 minutes on 2 CPU cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-docs/screenshot.png}
@@ -14,9 +14,9 @@ export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$PWD/.venv/numba-cache}"
 export HANDFUL_SETTINGS_DIR="${HANDFUL_SETTINGS_DIR:-$PWD/$JOB/settings}"
 
 if [ ! -f "$JOB/scene.ply" ]; then
-  echo "screenshot: reconstructing the bundled sample into $JOB (known cameras, Preview preset)"
-  "$PY" -m engine reconstruct resources/sample/images --cameras resources/sample/transforms.json \
-    -o "$JOB" --preset preview --until train ${ITERATIONS:+--iterations "$ITERATIONS"}
+  echo "screenshot: reconstructing the bundled sample into $JOB (estimated cameras, ${PRESET:-standard} preset)"
+  "$PY" -m engine reconstruct resources/sample/images -o "$JOB" --preset "${PRESET:-standard}" \
+    --iterations "${ITERATIONS:-1500}"
 fi
 
 mkdir -p "$(dirname "$OUT")"
