@@ -3,6 +3,11 @@
 Threads: the GUI thread only uploads buffers and draws; packing a new scene into rows, depth
 sorting and gathering rows into draw order run on a ``SortWorker``. Until a result arrives the
 previous order keeps being drawn, so navigation never waits for a sort.
+
+Level of detail: when drawing every splat costs more than LOD_FRAME_MS, each sort job also ranks
+the splats in view by opacity x projected area and gathers the best ``budget`` of them, still back
+to front; frames drawn while the view moves use that reduced order, the still view (the settle
+timer draws one MOTION_SETTLE_S after the last input) and ``grab()`` always draw every splat.
 """
 
 from __future__ import annotations
@@ -562,7 +567,9 @@ class SplatViewer(QtWidgets.QWidget):
         )
 
     def _update_overlay(self) -> None:
-        self._overlay.setText(f"{self.splat_count:,} splats   {self.fps():.1f} fps   sort {self._last_sort_ms:.1f} ms")
+        drawn = self._last_drawn_splats
+        reduced = f" (moving: {drawn:,} drawn)" if 0 < drawn < self.splat_count else ""
+        self._overlay.setText(f"{self.splat_count:,} splats{reduced}   {self.fps():.1f} fps   sort {self._last_sort_ms:.1f} ms")
         self._overlay.adjustSize()
         self._overlay.raise_()
 
