@@ -124,7 +124,6 @@ class SplatViewer(QtWidgets.QWidget):
         self._rows_texture: gloo.Texture2D | None = None
         self._corner_capacity = 0
         self._index_buffer: gloo.IndexBuffer | None = None
-        self._index_count = 0
         self.level_of_detail = True
         self.lod_min_splats = LOD_MIN_SPLATS
         self.lod_budget: int | None = None  # splats drawn while moving; None: chosen from measured frame times
