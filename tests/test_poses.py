@@ -21,6 +21,7 @@ from engine.errors import Cancelled, HandfulError, InputError, StageError
 from engine.events import CancelToken, Progress, Warning
 from engine.poses import align_similarity, estimate_poses, pose_errors
 from engine.poses import estimate as estimate_module
+from engine.poses.attempts import verification_max_error
 from engine.scene import Camera, CameraRig
 
 WIDTH, HEIGHT, FOCAL = 640, 480, 560.0
@@ -143,6 +144,13 @@ def test_pose_errors_zero_for_a_similar_rig_and_sees_a_rotation():
 
 
 # ----------------------------------------------------------------------------- solving
+
+
+def test_match_verification_threshold_is_a_fixed_fraction_of_the_frame():
+    assert verification_max_error(1600) == pytest.approx(4.0)  # COLMAP's default at the working size
+    assert verification_max_error(640) == pytest.approx(1.6)
+    assert verification_max_error(3200) == pytest.approx(4.0)  # never looser than COLMAP's default
+    assert verification_max_error(200) == pytest.approx(1.0)  # never tighter than keypoints are located
 
 
 def test_synthetic_corner_all_views_placed_accurately(tmp_path):

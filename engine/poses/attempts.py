@@ -29,6 +29,14 @@ FOCAL_GRID = (0.6, 0.85, 1.2, 1.7, 2.4, 3.4)  # x long edge, steps of sqrt(2): f
 # Reprojection error can only judge a focal when enough points are seen in three or more photos.
 MIN_MULTIVIEW_POINTS = 50
 MIN_MULTIVIEW_FRACTION = 0.1
+# Match verification accepts matches within COLMAP's 4 px of the epipolar geometry at the working
+# size (1600 px long edge), and the same fraction of the frame on smaller photos: at 640 px a 4 px
+# band lets through matches off by 0.6% of the frame, and with a handful of photos (mostly
+# two-view tracks) they bend the relative rotations by degrees. Not below 1 px, about what SIFT
+# keypoints are located to.
+VERIFY_MAX_ERROR_PX = 4.0
+VERIFY_REFERENCE_LONG_EDGE = 1600
+VERIFY_MIN_ERROR_PX = 1.0
 
 
 @dataclass
@@ -82,6 +90,7 @@ def _database(job: Job, attempt: Attempt, report: Report) -> Path:
         extraction.sift.peak_threshold = 0.004
         matching.guided_matching = True
     sizes = {_image_size(Path(job.image_dir) / n) for n in job.names}
+    verification.ransac.max_error = verification_max_error(max(max(size) for size in sizes))
     camera_mode = pycolmap.CameraMode.SINGLE if len(sizes) == 1 else pycolmap.CameraMode.PER_IMAGE
     report({"type": "step", "message": f"finding features ({key})"})
     pycolmap.extract_features(
@@ -97,6 +106,12 @@ def _database(job: Job, attempt: Attempt, report: Report) -> Path:
     else:
         pycolmap.match_exhaustive(db_path, matching_options=matching, verification_options=verification)
     return db_path
+
+
+def verification_max_error(long_edge: int) -> float:
+    """RANSAC threshold (px) for match verification on photos with this long edge."""
+    scaled = VERIFY_MAX_ERROR_PX * long_edge / VERIFY_REFERENCE_LONG_EDGE
+    return float(min(VERIFY_MAX_ERROR_PX, max(VERIFY_MIN_ERROR_PX, scaled)))
 
 
 def _image_size(path: Path) -> tuple[int, int]:
