@@ -8,4 +8,4 @@ if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   exec .venv/bin/python -m app "$@"
 fi
 echo "No display found: reconstructing the bundled sample into out/sample with the command line."
-exec .venv/bin/python -m engine reconstruct resources/sample -o out/sample --preset preview "$@"
+exec .venv/bin/python -m engine reconstruct resources/sample/images -o out/sample --preset preview "$@"
