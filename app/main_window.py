@@ -136,7 +136,7 @@ class MainWindow(QMainWindow):
         self.resize(1400, 860)
         self.current_path: Path | None = None
         self.job_out_dir: Path | None = None
-        self.job_cameras: Path | None = None  # known cameras for the inputs (the bundled sample has them)
+        self.job_cameras: Path | None = None  # known cameras for the inputs: pose estimation is skipped
         self._last_snapshot = None
         self._snapshot_count = 0
         self._loading: Path | None = None
@@ -456,11 +456,12 @@ class MainWindow(QMainWindow):
             self.show_message("The bundled sample is missing from this installation; reinstall Handful "
                               "or drop your own photos", "warning")
             return
-        transforms = SAMPLE / "transforms.json"
         self.import_panel.add_paths([images])
-        self.job_cameras = transforms if transforms.is_file() else None
+        # the sample goes through the real pipeline (its photos carry their focal length in EXIF, so
+        # pose estimation takes seconds); its transforms.json holds the true cameras for tests only
+        self.job_cameras = None
         self.settings.sample_offered = True
-        self.show_message("Sample photos added: press Reconstruct (Preview takes about a minute on a CPU).",
+        self.show_message("Sample photos added: press Reconstruct (Preview takes about two minutes on a CPU).",
                           "info")
 
     # ----------------------------------------------------------------- saving
