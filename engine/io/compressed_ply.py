@@ -26,6 +26,7 @@ import numpy as np
 
 from engine.errors import FormatError
 from engine.io.atomic import atomic_write_bytes
+from engine.io.reading import read_bytes
 from engine.scene import SH_C0, GaussianScene
 
 FORMAT_NAME = "compressed_ply"
@@ -99,16 +100,7 @@ def sniff(head: bytes) -> bool:
 
 def read(path: str | Path) -> GaussianScene:
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FormatError("file not found", path, "check the path") from None
-    except IsADirectoryError:
-        raise FormatError("is a folder, not a .ply file", path) from None
-    except OSError as e:
-        raise FormatError(f"cannot be read ({e.strerror})", path) from None
-    if not data:
-        raise FormatError("is empty (0 bytes)", path, "the file was not written completely; export it again")
+    data = read_bytes(path, "a .ply file")
     arrays = _element_arrays(path, data)
     return _decode(path, arrays)
 

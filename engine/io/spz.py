@@ -33,6 +33,7 @@ import zstandard
 
 from engine.errors import FormatError, InputError
 from engine.io.atomic import atomic_write_bytes
+from engine.io.reading import read_bytes
 from engine.scene import MAX_SH_DEGREE, GaussianScene, sh_coeffs_for_degree
 
 FORMAT_NAME = "spz"
@@ -120,18 +121,7 @@ def read_info(path: str | Path) -> SpzInfo:
 
 
 def _read_bytes(path: Path, limit: int = -1) -> bytes:
-    try:
-        with path.open("rb") as f:
-            data = f.read(limit)
-    except FileNotFoundError:
-        raise FormatError("file not found", path, "check the path") from None
-    except IsADirectoryError:
-        raise FormatError("is a folder, not an .spz file", path) from None
-    except OSError as e:
-        raise FormatError(f"cannot be read ({e.strerror})", path) from None
-    if not data:
-        raise FormatError("is empty (0 bytes)", path, "the file was not written completely; export it again")
-    return data
+    return read_bytes(path, "an .spz file", limit)
 
 
 def _gunzip(path: Path, data: bytes, limit: int = -1) -> bytes:

@@ -113,3 +113,14 @@ def compare_backends(scene: GaussianScene, camera: Camera, a: str, b: str, sh_de
     report["n_isects"] = (ra.meta.n_isects, rb.meta.n_isects)
     report["visible"] = (int(ra.meta.visible.sum()), int(rb.meta.visible.sum()))
     return report
+
+
+def assert_agreement(report: dict, forward_tol: float, grad_tol: float) -> None:
+    """Every forward output within ``forward_tol`` (depth, in scene units of a few, gets 10x) and every
+    parameter's gradient within ``grad_tol`` relative error, for a ``compare_backends`` report."""
+    for key, value in report.items():
+        if key.startswith("max_abs_"):
+            assert value < forward_tol * (10 if key == "max_abs_depth" else 1), (key, value)
+        elif key.startswith("rel_grad_"):
+            assert value < grad_tol, (key, value)
+    assert {f"rel_grad_{p}" for p in PARAMETERS} <= report.keys()
