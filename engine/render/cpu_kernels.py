@@ -173,6 +173,8 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
     n_tiles = tile_offsets.shape[0] - 1
     C = channels.shape[1]
     for tile in prange(n_tiles):
+        # Same tile set-up as the forward kernel, written out on purpose: moved into an inlined helper
+        # returning a tuple, numba's parfor lowering gave wrong images (tests caught it).
         start, end = tile_offsets[tile], tile_offsets[tile + 1]
         x0 = (tile % tiles_x) * TILE
         y0 = (tile // tiles_x) * TILE
