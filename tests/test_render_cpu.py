@@ -64,8 +64,9 @@ def test_gradients_match_finite_differences(backend):
     scene, cam = _tiny_scene()
     background = (0.3, 0.1, 0.7)
 
-    def loss_of(s):
-        r = render(s, cam, sh_degree=1, background=background, features=s.features, backend=backend)
+    def loss_of(s, viewmat=None):
+        r = render(s, cam, sh_degree=1, background=background, features=s.features, backend=backend,
+                   viewmat=viewmat)
         gen = torch.Generator().manual_seed(1)
         outs = (r.rgb, r.alpha, r.depth, r.features)
         return sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs)
@@ -85,6 +86,15 @@ def test_gradients_match_finite_differences(backend):
             fd = (loss_of(replace(scene, **{name: plus})) - loss_of(replace(scene, **{name: minus}))) / (2 * eps)
             analytic = grads[name][idx]
             assert float(abs(fd - analytic)) <= 1e-5 + 1e-4 * float(abs(fd)), (name, idx, float(fd), float(analytic))
+    # The camera pose: every entry of the rotation and translation (the matrix need not stay a rotation).
+    viewmat = cam.viewmat("cpu", torch.float64)
+    for idx in [(r, c) for r in range(3) for c in range(4)]:
+        plus, minus = viewmat.clone(), viewmat.clone()
+        plus[idx] += eps
+        minus[idx] -= eps
+        fd = (loss_of(scene, plus) - loss_of(scene, minus)) / (2 * eps)
+        analytic = grads["viewmat"][idx]
+        assert float(abs(fd - analytic)) <= 1e-5 + 1e-4 * float(abs(fd)), ("viewmat", idx, float(fd), float(analytic))
 
 
 def test_outputs_and_meta():
@@ -164,6 +174,27 @@ def test_camera_inside_a_gaussian_is_defined():
     assert torch.isfinite(r.rgb).all() and float(r.alpha.min()) > 0.5
     ref = render(scene, cam, sh_degree=0, background=(0, 0, 0), backend="reference")
     torch.testing.assert_close(r.rgb, ref.rgb, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_viewmat_replaces_the_camera_pose(backend):
+    scene = random_scene(120, sh_degree=1, seed=11)
+    cams = orbit_cameras(8, width=40, image_height=30)
+    moved = render(scene, cams[0], sh_degree=1, background=(0, 0, 0), backend=backend,
+                   viewmat=cams[3].viewmat())
+    direct = render(scene, cams[3], sh_degree=1, background=(0, 0, 0), backend=backend)
+    torch.testing.assert_close(moved.rgb, direct.rgb, atol=1e-6, rtol=0)
+    torch.testing.assert_close(moved.depth, direct.depth, atol=1e-5, rtol=0)
+
+
+def test_bad_viewmat_is_an_error():
+    scene, cam = random_scene(5, sh_degree=0), _camera()
+    with pytest.raises(SceneError, match=r"viewmat has shape \(3, 4\)"):
+        render(scene, cam, sh_degree=0, background=(0, 0, 0), viewmat=torch.zeros(3, 4))
+    bad = cam.viewmat()
+    bad[0, 3] = float("nan")
+    with pytest.raises(SceneError, match="NaN"):
+        render(scene, cam, sh_degree=0, background=(0, 0, 0), viewmat=bad)
 
 
 def test_backends_and_auto():

@@ -80,6 +80,17 @@ def _check_inputs(scene: GaussianScene, camera: Camera, sh_degree: int, features
         )
 
 
+def _check_viewmat(viewmat: torch.Tensor | None, camera: Camera, device) -> None:
+    if viewmat is None:
+        return
+    if tuple(viewmat.shape) != (4, 4):
+        raise SceneError(f"camera {camera.name!r}: viewmat has shape {tuple(viewmat.shape)}, expected (4, 4)")
+    if viewmat.device.type != torch.device(device).type:
+        raise SceneError(f"camera {camera.name!r}: viewmat is on {viewmat.device}, the scene on {device}")
+    if not bool(torch.isfinite(viewmat.detach()).all()):
+        raise SceneError(f"camera {camera.name!r}: viewmat has NaN or infinite entries")
+
+
 def _background_only(camera: Camera, bg: torch.Tensor, F: int, backend: str) -> RenderResult:
     H, W = camera.height, camera.width
     zeros = lambda *shape: torch.zeros(*shape, dtype=bg.dtype, device=bg.device)  # noqa: E731
@@ -96,18 +107,22 @@ def render(
     background,
     features: torch.Tensor | None = None,
     backend: str = "auto",
+    viewmat: torch.Tensor | None = None,
 ) -> RenderResult:
-    """Render ``scene`` from ``camera``; differentiable w.r.t. every scene tensor and ``features``.
+    """Render ``scene`` from ``camera``; differentiable w.r.t. every scene tensor, ``features`` and ``viewmat``.
 
     ``sh_degree`` is the number of SH bands to use (None: all the scene has); ``background`` is an RGB
     triple (or (3,) tensor) composited behind the Gaussians; ``features`` (N,F) are extra per-Gaussian
-    channels composited like colour (no background).
+    channels composited like colour (no background). ``viewmat`` (4,4), when given, is the world->camera
+    pose used instead of ``camera.R`` and ``camera.t`` (intrinsics and size still come from ``camera``);
+    gradients reach it, which is how camera poses are refined.
     """
     if sh_degree is None:
         sh_degree = scene.sh_degree
     _check_inputs(scene, camera, sh_degree, features)
     name = _choose_backend(backend, scene)
     device, dtype = scene.device, scene.dtype
+    _check_viewmat(viewmat, camera, device)
     bg = torch.as_tensor(background, device=device, dtype=dtype).reshape(-1)
     if bg.shape != (3,):
         raise ValueError(f"background must be an RGB triple, got shape {tuple(bg.shape)}")
@@ -116,7 +131,7 @@ def render(
         return _background_only(camera, bg, F, name)
 
     if name == "gsplat":
-        image, alpha, info = gsplat_backend.render_gsplat(scene, camera, sh_degree, bg, features)
+        image, alpha, info = gsplat_backend.render_gsplat(scene, camera, sh_degree, bg, features, viewmat)
         means2d = gsplat_backend.screen_gradient_holder(info["means2d"])
         radii = info["radii"][0].to(torch.int32)
         meta = RenderMeta(means2d, radii, (radii > 0).all(-1), info["depths"][0].detach(),
@@ -127,9 +142,9 @@ def render(
         return RenderResult(rgb, alpha, torch.where(alpha > 0, depth, torch.zeros_like(depth)), feats, meta)
 
     if name == "cpu":
-        proj = project_cpu(scene, camera, sh_degree, features)
+        proj = project_cpu(scene, camera, sh_degree, features, viewmat)
     else:
-        proj = project(scene, camera, sh_degree, features)
+        proj = project(scene, camera, sh_degree, features, viewmat)
     parts = [proj.colors, proj.depths.unsqueeze(-1)]
     if proj.features is not None:
         parts.append(proj.features.to(dtype))

@@ -71,8 +71,8 @@ def edge_case_scene(camera: Camera, n: int = 300, sh_degree: int = 3, feature_di
 
 def render_with_grads(scene: GaussianScene, camera: Camera, backend: str, sh_degree: int, background,
                       seed: int = 0):
-    """Render with leaf copies of the scene tensors and back-propagate a fixed random weighting of
-    every output. Returns (result, {name: grad})."""
+    """Render with leaf copies of the scene tensors and of the camera pose (``viewmat``), and
+    back-propagate a fixed random weighting of every output. Returns (result, {name: grad})."""
     from engine.render import render
 
     leaves = {name: getattr(scene, name).detach().clone().requires_grad_(True) for name in PARAMETERS}
@@ -80,8 +80,9 @@ def render_with_grads(scene: GaussianScene, camera: Camera, backend: str, sh_deg
     if scene.features is not None:
         features = scene.features.detach().clone().requires_grad_(True)
     leaf_scene = replace(scene, **leaves, features=features)
+    viewmat = camera.viewmat(scene.device, scene.dtype).requires_grad_(True)
     result = render(leaf_scene, camera, sh_degree=sh_degree, background=background, features=features,
-                    backend=backend)
+                    backend=backend, viewmat=viewmat)
     outputs = [result.rgb, result.alpha, result.depth] + ([result.features] if features is not None else [])
     gen = torch.Generator().manual_seed(seed)
     loss = 0.0
@@ -93,6 +94,7 @@ def render_with_grads(scene: GaussianScene, camera: Camera, backend: str, sh_deg
     if features is not None:
         grads["features"] = features.grad
     grads["means2d"] = result.meta.means2d.grad
+    grads["viewmat"] = viewmat.grad
     return result, grads
 
 
@@ -123,4 +125,4 @@ def assert_agreement(report: dict, forward_tol: float, grad_tol: float) -> None:
             assert value < forward_tol * (10 if key == "max_abs_depth" else 1), (key, value)
         elif key.startswith("rel_grad_"):
             assert value < grad_tol, (key, value)
-    assert {f"rel_grad_{p}" for p in PARAMETERS} <= report.keys()
+    assert {f"rel_grad_{p}" for p in (*PARAMETERS, "viewmat")} <= report.keys()

@@ -193,8 +193,15 @@ def project_forward(means, quats, log_scales, logits, sh, degree, Rc, tc, campos
 @njit(parallel=True, fastmath=False, cache=True)
 def project_backward(means, quats, log_scales, logits, sh, degree, Rc, tc, campos, fx, fy, cx, cy, width, height,
                      radii, opacities, conics, colors, v_means2d, v_conics, v_opacities, v_colors, v_depths,
-                     g_means, g_quats, g_log_scales, g_logits, g_sh):
+                     g_means, g_quats, g_log_scales, g_logits, g_sh, pose_terms):
+    """Gradients for every Gaussian; with ``pose_terms`` of shape (n, 15) also each Gaussian's share of
+    the pose gradient: [v_cam p^T + vP Rq^T (9, row-major), v_cam (3), SH direction gradient (3)],
+    which ``pose_gradient`` sums. Pass a (0, 15) array to skip them.
+
+    Scalars are written out rather than indexed from tuples: a runtime-indexed tuple inside this prange
+    loop compiled to wrong gradients (numba 0.6x), with no error."""
     n = means.shape[0]
+    want_pose = pose_terms.shape[0] == n
     K = (degree + 1) * (degree + 1)
     lim_x_pos = (width - cx) / fx + 0.3 * (0.5 * width / fx)
     lim_x_neg = cx / fx + 0.3 * (0.5 * width / fx)
@@ -210,6 +217,9 @@ def project_backward(means, quats, log_scales, logits, sh, degree, Rc, tc, campo
         for k in range(sh.shape[1]):
             for c in range(3):
                 g_sh[i, k, c] = 0.0
+        if want_pose:
+            for a in range(15):
+                pose_terms[i, a] = 0.0
         mx, my, mz = np.float64(means[i, 0]), np.float64(means[i, 1]), np.float64(means[i, 2])
         x = Rc[0, 0] * mx + Rc[0, 1] * my + Rc[0, 2] * mz + tc[0]
         y = Rc[1, 0] * mx + Rc[1, 1] * my + Rc[1, 2] * mz + tc[1]
@@ -220,6 +230,11 @@ def project_backward(means, quats, log_scales, logits, sh, degree, Rc, tc, campo
         if radii[i, 0] <= 0 or radii[i, 1] <= 0:
             for a in range(3):
                 g_means[i, a] = Rc[2, a] * v_z
+            if want_pose:
+                pose_terms[i, 6] = v_z * mx
+                pose_terms[i, 7] = v_z * my
+                pose_terms[i, 8] = v_z * mz
+                pose_terms[i, 11] = v_z
             continue
         # Opacity.
         op = np.float64(opacities[i])
@@ -245,9 +260,16 @@ def project_backward(means, quats, log_scales, logits, sh, degree, Rc, tc, campo
             vd = np.empty(3)
             _sh_basis_grad(degree, ux, uy, uz, gk, vd)
             dot = ux * vd[0] + uy * vd[1] + uz * vd[2]
-            g_means[i, 0] += (vd[0] - ux * dot) / dn
-            g_means[i, 1] += (vd[1] - uy * dot) / dn
-            g_means[i, 2] += (vd[2] - uz * dot) / dn
+            gdx = (vd[0] - ux * dot) / dn
+            gdy = (vd[1] - uy * dot) / dn
+            gdz = (vd[2] - uz * dot) / dn
+            g_means[i, 0] += gdx
+            g_means[i, 1] += gdy
+            g_means[i, 2] += gdz
+            if want_pose:
+                pose_terms[i, 12] = gdx
+                pose_terms[i, 13] = gdy
+                pose_terms[i, 14] = gdz
         # Recompute the forward quantities.
         qw, qx = np.float64(quats[i, 0]), np.float64(quats[i, 1])
         qy, qz = np.float64(quats[i, 2]), np.float64(quats[i, 3])
@@ -292,6 +314,10 @@ def project_backward(means, quats, log_scales, logits, sh, degree, Rc, tc, campo
             vP[0, b] = vt0 * j00 * s[b]
             vP[1, b] = vt1 * j11 * s[b]
             vP[2, b] = (vt0 * j02 + vt1 * j12) * s[b]
+        if want_pose:  # P = Rc Rq: d loss / d Rc = vP Rq^T
+            for a in range(3):
+                for c in range(3):
+                    pose_terms[i, 3 * a + c] = vP[a, 0] * Rq[c, 0] + vP[a, 1] * Rq[c, 1] + vP[a, 2] * Rq[c, 2]
         G = np.empty((3, 3))  # d loss / d Rq = Rc^T vP
         for a in range(3):
             for b in range(3):
@@ -327,16 +353,47 @@ def project_backward(means, quats, log_scales, logits, sh, degree, Rc, tc, campo
         v_z += -(vu * fx * x + vv * fy * y) * rz * rz
         for a in range(3):
             g_means[i, a] += Rc[0, a] * v_x + Rc[1, a] * v_y + Rc[2, a] * v_z
+        if want_pose:  # camera-space mean = Rc p + tc
+            pose_terms[i, 0] += v_x * mx
+            pose_terms[i, 1] += v_x * my
+            pose_terms[i, 2] += v_x * mz
+            pose_terms[i, 3] += v_y * mx
+            pose_terms[i, 4] += v_y * my
+            pose_terms[i, 5] += v_y * mz
+            pose_terms[i, 6] += v_z * mx
+            pose_terms[i, 7] += v_z * my
+            pose_terms[i, 8] += v_z * mz
+            pose_terms[i, 9] = v_x
+            pose_terms[i, 10] = v_y
+            pose_terms[i, 11] = v_z
+
+
+def pose_gradient(pose_terms: np.ndarray, Rc: np.ndarray, tc: np.ndarray) -> np.ndarray:
+    """(4,4) gradient of the loss w.r.t. the world->camera matrix from ``project_backward``'s pose terms.
+
+    The SH colours see the camera centre c = -Rc^T tc; its gradient is minus the summed direction
+    gradient, which reaches Rc and tc through that formula."""
+    total = pose_terms.sum(axis=0)
+    g_dir = total[12:15]
+    grad = np.zeros((4, 4))
+    grad[:3, :3] = total[:9].reshape(3, 3) + np.outer(tc, g_dir)
+    grad[:3, 3] = total[9:12] + Rc @ g_dir
+    return grad
 
 
 class ProjectCPU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means, quats, log_scales, logits, sh, degree: int, camera: Camera):
+    def forward(ctx, means, quats, log_scales, logits, sh, viewmat, degree: int, camera: Camera):
         n = means.shape[0]
         dtype = means.dtype
-        Rc = np.ascontiguousarray(camera.R, dtype=np.float64)
-        tc = np.ascontiguousarray(camera.t, dtype=np.float64)
-        campos = np.ascontiguousarray(camera.center, dtype=np.float64)
+        if viewmat is None:
+            Rc, tc = camera.R, camera.t
+        else:
+            pose = viewmat.detach().cpu().to(torch.float64).numpy()
+            Rc, tc = pose[:3, :3], pose[:3, 3]
+        Rc = np.ascontiguousarray(Rc, dtype=np.float64)
+        tc = np.ascontiguousarray(tc, dtype=np.float64)
+        campos = -Rc.T @ tc
         arrays = [t.detach().contiguous().numpy() for t in (means, quats, log_scales, logits, sh)]
         np_dtype = arrays[0].dtype
         means2d = np.empty((n, 2), np_dtype)
@@ -371,17 +428,21 @@ class ProjectCPU(torch.autograd.Function):
         g_log_scales = np.empty((n, 3))
         g_logits = np.empty(n)
         g_sh = np.empty(sh.shape)
+        want_pose = ctx.needs_input_grad[5]
+        pose_terms = np.empty((n if want_pose else 0, 15))
         project_backward(*arrays, degree, *cam, radii, opacities, conics, colors, *grads_in,
-                         g_means, g_quats, g_log_scales, g_logits, g_sh)
+                         g_means, g_quats, g_log_scales, g_logits, g_sh, pose_terms)
         dtype = torch.float64 if means.dtype == np.float64 else torch.float32
         outs = [torch.from_numpy(g).to(dtype) for g in (g_means, g_quats, g_log_scales, g_logits, g_sh)]
-        return (*outs, None, None)
+        g_pose = torch.from_numpy(pose_gradient(pose_terms, cam[0], cam[1])).to(dtype) if want_pose else None
+        return (*outs, g_pose, None, None)
 
 
-def project_cpu(scene: GaussianScene, camera: Camera, sh_degree: int, features: torch.Tensor | None) -> Projection:
+def project_cpu(scene: GaussianScene, camera: Camera, sh_degree: int, features: torch.Tensor | None,
+                viewmat: torch.Tensor | None = None) -> Projection:
     """Like ``projection.project`` but rows are all N Gaussians (culled ones have radii 0)."""
     means2d, conics, opacities, colors, depths, radii = ProjectCPU.apply(
-        scene.means, scene.quats, scene.log_scales, scene.opacity_logits, scene.sh, sh_degree, camera
+        scene.means, scene.quats, scene.log_scales, scene.opacity_logits, scene.sh, viewmat, sh_degree, camera
     )
     if means2d.requires_grad:
         means2d.retain_grad()

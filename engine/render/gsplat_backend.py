@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.render.projection import EPS2D, FAR, NEAR
+from engine.render.projection import EPS2D, FAR, NEAR, camera_tensors
 from engine.render.sh import sh_to_rgb
 from engine.scene import Camera, GaussianScene
 
@@ -20,12 +20,16 @@ def is_available() -> bool:
 
 
 def render_gsplat(scene: GaussianScene, camera: Camera, sh_degree: int, background: torch.Tensor,
-                  features: torch.Tensor | None):
-    """(image (H,W,C) with [rgb, depth, features], alpha (H,W), info dict from gsplat)."""
+                  features: torch.Tensor | None, viewmat: torch.Tensor | None = None):
+    """(image (H,W,C) with [rgb, features, depth], alpha (H,W), info dict from gsplat).
+
+    ``viewmat`` (4,4) overrides the camera's pose; gsplat back-propagates into it."""
     from gsplat import rasterization
 
     device, dtype = scene.device, scene.dtype
-    center = torch.as_tensor(camera.center, device=device, dtype=dtype)
+    _, _, center = camera_tensors(camera, device, dtype, viewmat)
+    if viewmat is None:
+        viewmat = camera.viewmat(device, dtype)
     # Colours are evaluated here (same formula as gsplat's SH path) so that features can ride along as
     # extra colour channels in the same pass.
     colors = sh_to_rgb(scene.sh, scene.means, center, sh_degree)
@@ -39,7 +43,7 @@ def render_gsplat(scene: GaussianScene, camera: Camera, sh_degree: int, backgrou
         scales=torch.exp(scene.log_scales),
         opacities=torch.sigmoid(scene.opacity_logits),
         colors=colors,
-        viewmats=camera.viewmat(device, dtype)[None],
+        viewmats=viewmat[None],
         Ks=camera.K_tensor(device, dtype)[None],
         width=camera.width,
         height=camera.height,

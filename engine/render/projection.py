@@ -55,7 +55,15 @@ def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     ).reshape(q.shape[:-1] + (3, 3))
 
 
-def camera_tensors(camera: Camera, device, dtype):
+def camera_tensors(camera: Camera, device, dtype, viewmat: torch.Tensor | None = None):
+    """World->camera rotation R, translation t and the camera centre, as tensors.
+
+    ``viewmat`` (4,4), when given, replaces the camera's pose and stays on the autograd graph, so the
+    render is differentiable with respect to it.
+    """
+    if viewmat is not None:
+        R, t = viewmat[:3, :3], viewmat[:3, 3]
+        return R, t, -(R.T @ t)
     R = torch.as_tensor(camera.R, device=device, dtype=dtype)
     t = torch.as_tensor(camera.t, device=device, dtype=dtype)
     center = torch.as_tensor(camera.center, device=device, dtype=dtype)
@@ -110,10 +118,13 @@ def _radii_and_mask(z, means2d, c00, c01, c11, opac, camera: Camera):
     return valid, radii
 
 
-def project(scene: GaussianScene, camera: Camera, sh_degree: int, features: torch.Tensor | None = None) -> Projection:
-    """Project every Gaussian, cull, and return differentiable screen-space data for the visible ones."""
+def project(scene: GaussianScene, camera: Camera, sh_degree: int, features: torch.Tensor | None = None,
+            viewmat: torch.Tensor | None = None) -> Projection:
+    """Project every Gaussian, cull, and return differentiable screen-space data for the visible ones.
+
+    ``viewmat`` (4,4) overrides the camera's pose (see ``camera_tensors``)."""
     device, dtype = scene.device, scene.dtype
-    R, t, center = camera_tensors(camera, device, dtype)
+    R, t, center = camera_tensors(camera, device, dtype, viewmat)
     N = len(scene)
 
     # Culling decides which rows exist, so it runs without autograd; the differentiable pass then
@@ -126,8 +137,9 @@ def project(scene: GaussianScene, camera: Camera, sh_degree: int, features: torc
     index = torch.nonzero(valid).squeeze(1)
 
     means = scene.means[index]
-    tracked = torch.is_grad_enabled() and any(
-        getattr(scene, name).requires_grad for name in ("means", "quats", "log_scales")
+    tracked = torch.is_grad_enabled() and (
+        any(getattr(scene, name).requires_grad for name in ("means", "quats", "log_scales"))
+        or (viewmat is not None and viewmat.requires_grad)
     )
     if tracked:
         mc_v, m2d_v, c00, c01, c11 = _screen_space(means, scene.quats[index], scene.log_scales[index], R, t, camera)
