@@ -64,6 +64,9 @@ def run_case(name: str, photos: list[Path], reference, options: JobOptions) -> d
             return {"case": name, "photos": len(photos), "error": str(e)[:80], "total_s": time.perf_counter() - t0}
         report = result.report
         errors = pose_errors(read_rig_named(out), reference) if reference is not None else {}
+        refined = {}
+        if reference is not None and (out / "refined" / "images.txt").is_file():
+            refined = pose_errors(read_rig_named(out, "refined"), reference)
         t = report["timings"]
         train = report.get("training", {})
         return {
@@ -72,6 +75,7 @@ def run_case(name: str, photos: list[Path], reference, options: JobOptions) -> d
             "placed": report["images_registered"],
             "rot_med_deg": errors.get("median_rot_deg"),
             "centre_max_rel": errors.get("max_center_rel"),
+            "rot_med_refined": refined.get("median_rot_deg"),
             "poses_s": t.get("poses"),
             "train_s": t.get("train"),
             "it_per_s": train.get("iterations", 0) / max(train.get("seconds", 0) or 1e-9, 1e-9),
@@ -84,10 +88,10 @@ def run_case(name: str, photos: list[Path], reference, options: JobOptions) -> d
         }
 
 
-def read_rig_named(out: Path):
+def read_rig_named(out: Path, model: str = "sparse"):
     from engine.io import colmap
 
-    return colmap.read(out / "sparse")
+    return colmap.read(out / model)
 
 
 def main(argv=None) -> int:
@@ -96,9 +100,12 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="preview")
     ap.add_argument("--iterations", type=int, default=None)
     ap.add_argument("--sample", action="store_true", help="also run the bundled sample (24 photos)")
+    ap.add_argument("--refine-poses", action=argparse.BooleanOptionalAction, default=None,
+                    help="force camera pose refinement on or off (default: the preset's choice)")
     args = ap.parse_args(argv)
 
-    options = JobOptions(preset=args.preset, iterations=args.iterations, eval_every=0, max_long_edge=1000)
+    options = JobOptions(preset=args.preset, iterations=args.iterations, eval_every=0, max_long_edge=1000,
+                         refine_poses=args.refine_poses)
     rows = []
     if args.sample:
         from engine.io import transforms
@@ -119,7 +126,7 @@ def main(argv=None) -> int:
         rows.append(run_case(name, choose(d), read_reference_rig(d / "gt_colmap_text", d / "images"), options))
         print(rows[-1], flush=True)
 
-    header = ["case", "photos", "placed", "rot_med_deg", "centre_max_rel", "poses_s", "train_s", "it_per_s",
+    header = ["case", "photos", "placed", "rot_med_deg", "centre_max_rel", "rot_med_refined", "poses_s", "train_s", "it_per_s",
               "psnr_init", "psnr", "ssim", "gaussians", "total_s", "peak_mb", "error"]
     print_table(f"reconstruct ({args.preset}; PSNR/SSIM on the training views; psnr_init = untrained baseline)",
                 header, [[r.get(h) for h in header] for r in rows])

@@ -83,15 +83,19 @@ def measure(scene: GaussianScene, camera: Camera, backend: str, threads: int, re
         with torch.no_grad():
             return render(scene, camera, sh_degree=3, background=(0, 0, 0), backend=backend)
 
-    def step():
+    def step(viewmat=None):
         for t in leaves.values():
             t.grad = None
-        r = render(trainable, camera, sh_degree=3, background=(0, 0, 0), backend=backend)
+        r = render(trainable, camera, sh_degree=3, background=(0, 0, 0), backend=backend, viewmat=viewmat)
         (r.rgb.sum() + r.depth.sum() * 0.01).backward()
+
+    def step_with_pose():  # a training step that also refines the camera pose
+        step(camera.viewmat().requires_grad_(True))
 
     n_isects = forward().meta.n_isects
     cpu_step = time_it(step, repeats, cpu_time=True) if threads == 1 else None
-    return time_it(forward, repeats), time_it(step, repeats), n_isects, cpu_step
+    pose_step = time_it(step_with_pose, repeats) if threads == 2 and backend == "cpu" else None
+    return time_it(forward, repeats), time_it(step, repeats), n_isects, cpu_step, pose_step
 
 
 def main(argv=None) -> None:
@@ -123,15 +127,15 @@ def main(argv=None) -> None:
             scenes[n] = bench_scene(n)
         cam = bench_camera(*RESOLUTIONS[res])
         reps = 1 if n >= 1_000_000 or res == "1080p" else repeats
-        fwd1, step1, n_isects, cpu_step1 = measure(scenes[n], cam, "cpu", 1, reps)
-        fwd2, step2, _, _ = measure(scenes[n], cam, "cpu", 2, reps)
+        fwd1, step1, n_isects, cpu_step1, _ = measure(scenes[n], cam, "cpu", 1, reps)
+        fwd2, step2, _, _, pose_step2 = measure(scenes[n], cam, "cpu", 2, reps)
         ref_fwd = ref_step = None
         if (n, res) in reference_cases:
-            ref_fwd, ref_step, _, _ = measure(scenes[n], cam, "reference", 2, 1)
+            ref_fwd, ref_step, _, _, _ = measure(scenes[n], cam, "reference", 2, 1)
         rows.append([
             f"{n:,}", res, f"{n_isects:,}",
             round(fwd1 * 1e3, 1), round(fwd2 * 1e3, 1), round(step1 * 1e3, 1), round(cpu_step1 * 1e3, 1),
-            round(step2 * 1e3, 1),
+            round(step2 * 1e3, 1), round(pose_step2 * 1e3, 1),
             "" if ref_fwd is None else round(ref_fwd * 1e3, 1),
             "" if ref_step is None else round(ref_step * 1e3, 1),
             "" if ref_fwd is None else f"{ref_fwd / fwd2:.1f}x",
@@ -143,7 +147,7 @@ def main(argv=None) -> None:
         "render_bench: ms (median wall; 'cpu-ms' = process CPU time); cpu backend at 1 and 2 threads, "
         f"reference at 2; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
         ["gaussians", "res", "isects", "cpu fwd 1t", "cpu fwd 2t", "cpu f+b 1t", "f+b 1t cpu-ms", "cpu f+b 2t",
-         "ref fwd",
+         "+pose 2t", "ref fwd",
          "ref f+b", "ref/cpu fwd", "ref/cpu f+b", "2t speedup"],
         rows,
     )

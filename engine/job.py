@@ -7,7 +7,7 @@ everything before it, and running the same job again resumes after the last fini
     ingest   images/ (working copies), ingest.json
     poses    sparse/ (COLMAP text model: cameras.txt, images.txt, points3D.txt), poses.json
     init     init.ply
-    train    scene.ply
+    train    scene.ply, refined/ (the training cameras with refined poses, when pose refinement ran)
     evaluate report.json, previews/
 
 Events (``engine.events``) report progress to the CLI and the GUI alike.
@@ -55,6 +55,7 @@ class JobOptions:
     max_long_edge: int = 1600  # working resolution for pose estimation
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     seed: int = 0
+    refine_poses: bool | None = None  # learn pose corrections while training (None: the preset decides)
 
     def validate(self) -> "JobOptions":
         if self.preset not in PRESETS:
@@ -81,7 +82,7 @@ class JobOptions:
             "ingest": ("max_images", "max_long_edge"),
             "poses": ("cameras",),
             "init": ("seed", "preset"),
-            "train": ("preset", "iterations", "eval_every", "background", "device", "seed"),
+            "train": ("preset", "iterations", "eval_every", "background", "device", "seed", "refine_poses"),
             "evaluate": (),
         }[stage]
         return {k: _jsonable(getattr(self, k)) for k in keys}
@@ -225,7 +226,7 @@ class Job:
             result.scene_path = scene_path
             result.scene = load_scene(scene_path)
         if (self.out / "sparse" / "cameras.txt").is_file():
-            result.cameras = self._read_rig().cameras
+            result.cameras = self._rig_after_training().cameras
         report = self.out / "report.json"
         if report.is_file():
             result.report = json.loads(report.read_text())
@@ -351,6 +352,30 @@ class Job:
                 cam.image_path = self.out / "images" / cam.name
         return rig
 
+    def _rig_after_training(self) -> CameraRig:
+        """The estimated cameras, with the refined poses of the training cameras where training refined them."""
+        rig = self._read_rig()
+        if (self.out / "refined" / "images.txt").is_file():
+            from .io import colmap
+
+            refined = colmap.read(self.out / "refined").by_name()
+            rig.cameras = [dataclasses.replace(c, R=refined[c.name].R, t=refined[c.name].t) if c.name in refined
+                           else c for c in rig.cameras]
+        return rig
+
+    def _save_refined_cameras(self, rig: CameraRig, refined: list[Camera] | None) -> None:
+        import shutil
+
+        from .io import colmap
+
+        folder = self.out / "refined"
+        if refined is None:
+            shutil.rmtree(folder, ignore_errors=True)  # stale poses from an earlier run must not be read
+            return
+        by_name = rig.by_name()
+        full_size = [dataclasses.replace(by_name[c.name], R=c.R, t=c.t) for c in refined]
+        colmap.write_text(CameraRig(full_size), folder)
+
     def _stage_init(self) -> None:
         from .io import save_scene
         from .train import init_from_points, random_init
@@ -392,14 +417,17 @@ class Job:
             out.append(img)
         return out
 
-    def _train_setup(self):
+    def _train_setup(self, refined: bool = False):
+        """(rig, training cameras, held-out cameras, config); ``refined``: with the poses training refined."""
         from .train import preset
 
-        rig = self._read_rig()
+        rig = self._rig_after_training() if refined else self._read_rig()
         train_cams, test_cams = self._split_views(rig.cameras)
         cfg = preset(self.options.preset, num_images=len(train_cams), device=self.options.torch_device)
         if self.options.iterations is not None:
             cfg = dataclasses.replace(cfg, iterations=int(self.options.iterations))
+        if self.options.refine_poses is not None:
+            cfg = dataclasses.replace(cfg, pose_refinement=bool(self.options.refine_poses))
         scale = _train_scale(cfg, rig.cameras)
         if scale != 1.0:
             train_cams = [c.scaled(scale) for c in train_cams]
@@ -422,8 +450,14 @@ class Job:
         )
         # a cancelled training still leaves a usable scene: keep it, then report the cancel
         save_scene(res.scene.detach().to("cpu"), self.out / "scene.ply")
+        self._save_refined_cameras(rig, res.cameras)
         self.state["train"] = {"iterations": int(res.iterations), "seconds": float(res.seconds),
                                "cancelled": bool(getattr(res, "cancelled", False))}
+        if res.pose_corrections_deg:
+            corrections = np.array(res.pose_corrections_deg)
+            self.state["train"]["pose_refinement"] = {
+                "cameras": len(corrections), "median_correction_deg": round(float(np.median(corrections)), 4),
+                "max_correction_deg": round(float(corrections.max()), 4)}
         if getattr(res, "cancelled", False):
             self._save_state()
             raise Cancelled("cancelled during training; the scene so far is saved as scene.ply")
@@ -440,7 +474,7 @@ class Job:
         from .io import load_scene
         from .metrics import evaluate
 
-        rig, train_cams, test_cams, cfg = self._train_setup()
+        rig, train_cams, test_cams, cfg = self._train_setup(refined=True)
         scene = load_scene(self.out / "scene.ply").to(self.options.torch_device)
         eval_cams = test_cams or train_cams
         images = self._load_images(eval_cams)

@@ -84,6 +84,29 @@ def test_until_stops_after_a_stage_and_the_next_run_resumes(sample_subset, tmp_p
     assert [e.stage for e in seen if isinstance(e, ev.StageStarted)] == ["train", "evaluate"]
 
 
+def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(sample_subset, tmp_path):
+    out = tmp_path / "out"
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=120)
+    result = run_job([sample_subset], out, JobOptions(refine_poses=True, **opts))
+    estimated = colmap.read(out / "sparse").by_name()
+    refined = colmap.read(out / "refined")
+    assert sorted(c.name for c in refined) == sorted(estimated)
+    for cam in refined:  # full-size intrinsics, poses moved by a fraction of a degree at most
+        est = estimated[cam.name]
+        assert (cam.width, cam.height, cam.fx) == (est.width, est.height, est.fx)
+        angle = np.degrees(np.arccos(np.clip((np.trace(cam.R @ est.R.T) - 1) / 2, -1, 1)))
+        assert angle < 1.0
+    moved = [c for c in result.cameras if not np.allclose(c.R, estimated[c.name].R, atol=1e-9)]
+    assert 0 < len(moved) == len(result.cameras) - 1  # all but the anchor were corrected
+    info = result.report["training"]["pose_refinement"]
+    assert info["cameras"] == 8 and 0 < info["max_correction_deg"] < 1.0
+
+    result = run_job([sample_subset], out, JobOptions(refine_poses=False, **opts))
+    assert not (out / "refined").exists() and "pose_refinement" not in result.report["training"]
+    for cam in result.cameras:
+        np.testing.assert_array_equal(cam.R, estimated[cam.name].R)
+
+
 def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
     out = tmp_path / "out"
     token = ev.CancelToken()

@@ -337,3 +337,67 @@ def test_bad_inputs_are_reported(tiny_views):
         train(init, cams, [np.zeros((10, 10, 3), np.uint8)] * len(cams), small_config())
     with pytest.raises(InputError, match="no Gaussians"):
         train(GaussianScene.empty(), cams, images, small_config())
+
+
+# ----------------------------------------------------------------------------- camera pose refinement
+
+
+def _rotation_error_deg(a, b) -> float:
+    cos = (np.trace(a.R @ b.R.T) - 1) / 2
+    return math.degrees(math.acos(float(np.clip(cos, -1, 1))))
+
+
+def _perturbed(cams, degrees, shift, seed=0):
+    """Each camera turned by ``degrees`` about a random axis and moved by about ``shift``."""
+    import cv2
+    from dataclasses import replace
+
+    g = np.random.default_rng(seed)
+    out = []
+    for cam in cams:
+        axis = g.normal(size=3)
+        turn, _ = cv2.Rodrigues(axis / np.linalg.norm(axis) * math.radians(degrees))
+        out.append(replace(cam, R=turn @ cam.R, t=turn @ cam.t + g.normal(size=3) * shift))
+    return out
+
+
+def test_pose_refinement_recovers_cameras_of_a_known_scene():
+    from engine.train.pose_refine import PoseRefinement
+
+    truth = random_scene(600, sh_degree=0, seed=5, extent=0.8)
+    truth.opacity_logits = truth.opacity_logits.abs() + 1.0
+    cams = orbit_cameras(4, radius=3.0, width=96, image_height=72)
+    images = [render(truth, c, sh_degree=0, background=(0, 0, 0)).rgb for c in cams]
+    noisy = _perturbed(cams, degrees=2.0, shift=0.05)
+    poses = PoseRefinement(noisy, lr_rotation=3e-3, lr_translation=3e-3, device="cpu", anchor=None)
+    steps = 600
+    for step in range(steps):
+        i = step % len(cams)
+        poses.set_lr_scale(0.02 ** (step / steps))
+        out = render(truth, noisy[i], sh_degree=0, background=(0, 0, 0), viewmat=poses.viewmat(i))
+        (out.rgb - images[i]).abs().mean().backward()
+        poses.step()
+    refined = poses.refined(noisy)
+    errors = [_rotation_error_deg(a, b) for a, b in zip(refined, cams)]
+    shifts = [float(np.linalg.norm(a.center - b.center)) for a, b in zip(refined, cams)]
+    assert max(errors) < 0.3 and max(shifts) < 0.015, (errors, shifts)
+    assert np.allclose(refined[0].R @ refined[0].R.T, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(poses.correction_degrees(), [2.0] * 4, atol=0.3)
+
+
+def test_training_with_pose_refinement_moves_cameras_towards_the_truth():
+    truth = random_scene(600, sh_degree=0, seed=5, extent=0.8)
+    truth.opacity_logits = truth.opacity_logits.abs() + 1.0
+    cams = orbit_cameras(8, radius=3.0, width=96, image_height=72)
+    images = [render(truth, c, sh_degree=0, background=(0, 0, 0)).rgb.clamp(0, 1).numpy() for c in cams]
+    noisy = [cams[0]] + _perturbed(cams[1:], degrees=1.0, shift=0.02)
+    init = random_init(noisy, 600, sh_degree=0, seed=0)
+    cfg = TrainConfig(iterations=1200, sh_degree=0, cap_max=2000, refine_start=100, refine_every=100,
+                      start_resolution=1.0, seed=3, pose_refinement=True, lr_pose_rotation=3e-4,
+                      pose_refine_start=0.3)
+    result = train(init, noisy, images, cfg)
+    assert result.cameras is not None and len(result.pose_corrections_deg) == 8
+    np.testing.assert_array_equal(result.cameras[0].R, cams[0].R)  # the anchor stays where it was
+    assert result.pose_corrections_deg[0] == 0.0
+    errors = [_rotation_error_deg(a, b) for a, b in zip(result.cameras[1:], cams[1:])]
+    assert np.mean(errors) < 0.75, errors  # every camera started 1 degree off

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .. import events as ev
@@ -33,6 +34,8 @@ def register(sub) -> None:
     p.add_argument("--background", choices=("black", "white"), default="black",
                    help="background colour the scene is trained against")
     p.add_argument("--max-long-edge", type=int, default=1600, help="working resolution for pose estimation")
+    p.add_argument("--refine-poses", action=argparse.BooleanOptionalAction, default=None,
+                   help="learn small corrections to the camera poses while training (default: the preset's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -50,6 +53,7 @@ def run(args) -> int:
         max_long_edge=args.max_long_edge,
         background=(1.0, 1.0, 1.0) if args.background == "white" else (0.0, 0.0, 0.0),
         seed=args.seed,
+        refine_poses=args.refine_poses,
     )
     bar = ProgressBar()
     sink = (lambda e: bar(e) if isinstance(e, ev.Warning) else None) if args.quiet else bar

@@ -19,6 +19,7 @@ from engine.scene import Camera, CameraRig, GaussianScene
 from .config import TrainConfig
 from .exposure import ExposureCorrection
 from .params import make_optimizers, params_from_scene, scene_from_params
+from .pose_refine import PoseRefinement
 from .schedules import exponential_lr, resolution_at, sh_degree_at
 from .strategy import make_strategy
 
@@ -34,6 +35,8 @@ class TrainResult:
     cancelled: bool = False
     eval: dict | None = None  # engine.metrics.evaluate on the eval views, when given
     exposure: torch.Tensor | None = None  # (num_images, 3, 4) colour corrections, when learned
+    cameras: list[Camera] | None = None  # the training cameras with refined poses, when refinement ran
+    pose_corrections_deg: list[float] | None = None  # each camera's learned rotation correction
 
 
 def _image_tensor(image, cam: Camera, index: int) -> torch.Tensor:
@@ -165,6 +168,10 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
     optimizers = make_optimizers(params, lrs)
     strategy = make_strategy(config, extent, generator)
     exposure = ExposureCorrection(len(views.cameras), config.lr_exposure, device) if config.exposure_compensation else None
+    poses = None
+    if config.pose_refinement and len(views.cameras) > 1:
+        poses = PoseRefinement(views.cameras, config.lr_pose_rotation, config.lr_pose_translation * extent, device)
+    pose_start = int(config.pose_refine_start * config.iterations)
 
     total = config.iterations
     history: list[dict] = []
@@ -183,6 +190,9 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
             history=history,
             cancelled=cancelled,
             exposure=None if exposure is None else exposure.affine.detach().clone(),
+            # refined at the (full-size) training cameras, whatever resolution the last step used
+            cameras=None if poses is None else poses.refined(views.cameras),
+            pose_corrections_deg=None if poses is None else [float(d) for d in poses.correction_degrees()],
         )
 
     for step in range(total):
@@ -204,7 +214,13 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         target, cam = views.get(index, factor)
         target = target.to(device)
 
-        out = render(scene_from_params(params), cam, sh_degree=degree, background=bg, backend=config.backend)
+        refining_poses = poses is not None and step >= pose_start
+        viewmat = None
+        if refining_poses:
+            poses.set_lr_scale(exponential_lr(step - pose_start, max(total - pose_start, 1), 1.0, 0.01))
+            viewmat = poses.viewmat(index)
+        out = render(scene_from_params(params), cam, sh_degree=degree, background=bg, backend=config.backend,
+                     viewmat=viewmat)
         rgb = out.rgb
         if exposure is not None:
             rgb = exposure.apply(rgb, index)
@@ -243,6 +259,8 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
             opt.zero_grad(set_to_none=True)
         if exposure is not None:
             exposure.step()
+        if refining_poses:
+            poses.step()
         strategy.step_post_backward(params, optimizers, meta, step, lr_means)
 
         mse = float(torch.mean((rgb.detach() - target) ** 2))
