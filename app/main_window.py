@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         self.import_panel = ImportPanel(sample_available=sample_ok)
         self.import_panel.set_preset(self.settings.preset)
         self.import_panel.set_device(self.settings.device)
+        self.import_panel.set_refine_poses(self.settings.refine_poses)
         self.progress_panel = ProgressPanel()
         self.log_panel = LogPanel()
         self.log_panel.attach_logging("engine")
@@ -289,6 +290,7 @@ class MainWindow(QMainWindow):
         p.inputs_changed.connect(self._on_inputs_changed)
         p.preset_box.currentIndexChanged.connect(lambda: setattr(self.settings, "preset", p.preset()))
         p.device_box.currentIndexChanged.connect(lambda: setattr(self.settings, "device", p.device()))
+        p.refine_poses_box.toggled.connect(lambda on: setattr(self.settings, "refine_poses", on))
 
         r = self.runner
         r.started.connect(self.progress_panel.job_started)
@@ -609,7 +611,7 @@ class MainWindow(QMainWindow):
         from engine.job import JobOptions
 
         return JobOptions(preset=self.import_panel.preset(), device=self.import_panel.device(),
-                          cameras=self.job_cameras)
+                          cameras=self.job_cameras, refine_poses=self.import_panel.refine_poses())
 
     def new_job_folder(self) -> Path:
         inputs = self.import_panel.good_inputs()

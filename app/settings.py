@@ -62,6 +62,14 @@ class Settings:
         self.store.setValue("job/device", value)
 
     @property
+    def refine_poses(self) -> bool:
+        return str(self.store.value("job/refine_poses", "false")).lower() == "true"
+
+    @refine_poses.setter
+    def refine_poses(self, value: bool) -> None:
+        self.store.setValue("job/refine_poses", "true" if value else "false")
+
+    @property
     def projects_folder(self) -> Path:
         value = self.store.value("paths/projects")
         if value:

@@ -14,12 +14,15 @@ def test_values_persist_across_instances(tmp_path, qapp):
     s = make(ini)
     assert s.preset == "standard" and s.device == "auto"
     s.preset, s.device = "high", "cpu"
+    assert s.refine_poses is False
+    s.refine_poses = True
     s.projects_folder = tmp_path / "projects"
     s.save_window_state(QByteArray(b"geom"), QByteArray(b"state"))
     s.sync()
     again = make(ini)
     assert again.preset == "high"
     assert again.device == "cpu"
+    assert again.refine_poses is True
     assert again.projects_folder == tmp_path / "projects"
     assert again.window_state() == (QByteArray(b"geom"), QByteArray(b"state"))
 

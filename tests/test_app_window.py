@@ -198,8 +198,12 @@ def test_screenshot_of_window_is_a_png_of_its_size(window, tmp_path):
 def test_settings_follow_the_controls(window, settings):
     window.import_panel.set_preset("high")
     window.import_panel.set_device("cpu")
+    assert settings.refine_poses is False and window.job_options().refine_poses is False
+    window.import_panel.set_refine_poses(True)
     settings.sync()
-    assert settings.preset == "high" and settings.device == "cpu"
+    assert settings.preset == "high" and settings.device == "cpu" and settings.refine_poses is True
+    options = window.job_options()
+    assert (options.preset, options.device, options.refine_poses) == ("high", "cpu", True)
 
 
 def test_sample_offer_adds_the_sample_photos(qtbot, window):

@@ -65,9 +65,9 @@ class TrainConfig:
     # Camera pose refinement (engine.train.pose_refine): a learned rotation and translation per training
     # photo, from ``pose_refine_start`` (a fraction of the iterations); learning rates decay to 1% by the end.
     pose_refinement: bool = False
-    lr_pose_rotation: float = 1e-4  # radians
-    lr_pose_translation: float = 1e-4  # times the scene extent
-    pose_refine_start: float = 0.0
+    lr_pose_rotation: float = 3e-3  # radians
+    lr_pose_translation: float = 3e-4  # times the scene extent
+    pose_refine_start: float = 0.1
 
     # Reporting.
     progress_every_s: float = 0.5

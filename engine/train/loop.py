@@ -260,7 +260,7 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         if exposure is not None:
             exposure.step()
         if refining_poses:
-            poses.step()
+            poses.step(index)
         strategy.step_post_backward(params, optimizers, meta, step, lr_means)
 
         mse = float(torch.mean((rgb.detach() - target) ** 2))

@@ -7,6 +7,9 @@ blurs and doubles edges, worst with few photos. Each camera gets a correction ap
 
 learned by Adam from the renderer's pose gradient. One camera (the anchor) stays fixed so the scene
 cannot drift as a whole with every camera following it.
+
+Each camera has its own Adam: a step renders one photo, and one shared Adam would keep moving every other
+camera on its stale momentum (about ten steps' worth after each visit) without any gradient of its own.
 """
 
 from __future__ import annotations
@@ -36,14 +39,14 @@ class PoseRefinement:
                  anchor: int | None = 0):
         self.base = torch.stack([c.viewmat(device, torch.float32) for c in cameras])  # (n,4,4)
         n = len(cameras)
-        self.rotation = torch.zeros(n, 3, device=device, requires_grad=True)  # axis * angle, radians
-        self.translation = torch.zeros(n, 3, device=device, requires_grad=True)  # camera frame, scene units
+        self.rotations = [torch.zeros(3, device=device, requires_grad=True) for _ in range(n)]  # axis*angle, rad
+        self.translations = [torch.zeros(3, device=device, requires_grad=True) for _ in range(n)]  # camera frame
         self.anchor = anchor
         self.base_lrs = (float(lr_rotation), float(lr_translation))
-        self.optimizer = torch.optim.Adam(
-            [{"params": [self.rotation], "lr": lr_rotation}, {"params": [self.translation], "lr": lr_translation}],
-            eps=1e-15,
-        )
+        self.optimizers = [
+            torch.optim.Adam([{"params": [r], "lr": lr_rotation}, {"params": [t], "lr": lr_translation}], eps=1e-15)
+            for r, t in zip(self.rotations, self.translations)
+        ]
 
     def __len__(self) -> int:
         return self.base.shape[0]
@@ -52,22 +55,25 @@ class PoseRefinement:
         """The corrected world->camera matrix of camera ``index``, on the autograd graph."""
         if index == self.anchor:
             return self.base[index]
-        rotation = torch.linalg.matrix_exp(_skew(self.rotation[index]))
-        top = torch.cat([rotation, self.translation[index].unsqueeze(1)], dim=1)
+        rotation = torch.linalg.matrix_exp(_skew(self.rotations[index]))
+        top = torch.cat([rotation, self.translations[index].unsqueeze(1)], dim=1)
         bottom = torch.tensor([[0.0, 0.0, 0.0, 1.0]], device=top.device, dtype=top.dtype)
         return torch.cat([top, bottom]) @ self.base[index]
 
     def set_lr_scale(self, scale: float) -> None:
-        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = lr * scale
+        for optimizer in self.optimizers:
+            for group, lr in zip(optimizer.param_groups, self.base_lrs):
+                group["lr"] = lr * scale
 
-    def step(self) -> None:
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+    def step(self, index: int) -> None:
+        """Apply the gradient the last render of camera ``index`` produced."""
+        if index != self.anchor:
+            self.optimizers[index].step()
+        self.optimizers[index].zero_grad(set_to_none=True)
 
     def correction_degrees(self) -> np.ndarray:
         """(n,) rotation of each correction, in degrees."""
-        return np.degrees(self.rotation.detach().norm(dim=1).cpu().numpy())
+        return np.degrees(np.array([float(r.detach().norm()) for r in self.rotations]))
 
     def refined(self, cameras: Sequence[Camera]) -> list[Camera]:
         """``cameras`` with the learned corrections applied (composed in float64, the rotation
@@ -79,8 +85,8 @@ class PoseRefinement:
                     out.append(cam)
                     continue
                 correction = np.eye(4)
-                correction[:3, :3] = torch.linalg.matrix_exp(_skew(self.rotation[i].double())).cpu().numpy()
-                correction[:3, 3] = self.translation[i].double().cpu().numpy()
+                correction[:3, :3] = torch.linalg.matrix_exp(_skew(self.rotations[i].double())).cpu().numpy()
+                correction[:3, 3] = self.translations[i].double().cpu().numpy()
                 m = correction @ cam.world_to_camera
                 u, _, vt = np.linalg.svd(m[:3, :3])
                 out.append(replace(cam, R=u @ vt, t=m[:3, 3].copy()))
