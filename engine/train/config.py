@@ -66,7 +66,7 @@ class TrainConfig:
     # photo, from ``pose_refine_start`` (a fraction of the iterations); learning rates decay to 1% by the end.
     pose_refinement: bool = False
     lr_pose_rotation: float = 3e-3  # radians
-    lr_pose_translation: float = 3e-4  # times the scene extent
+    lr_pose_translation: float = 1e-3  # times the scene extent
     pose_refine_start: float = 0.1
 
     # Reporting.
