@@ -2,7 +2,8 @@
 on files that cannot be used, the quality preset and device choice, and the Reconstruct button.
 
 Thumbnails are decoded on a thread pool (QImageReader with a scaled size, so a 50 MP photo costs a
-thumbnail's worth of memory), never on the GUI thread.
+thumbnail's worth of memory; formats Qt has no plugin for, such as HEIC, through the engine's decoder),
+never on the GUI thread.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QIcon, QImage, QImageReader, QPixmap
 from PySide6.QtWidgets import (
@@ -26,10 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.ingest import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
+from engine.ingest import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
+
 from .theme import icon
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 SCENE_SUFFIXES = {".ply", ".spz", ".splat"}
 THUMB_SIZE = 96
 MAX_THUMB_SOURCE_PIXELS = 200_000_000  # refuse to decode absurd images even for a thumbnail
@@ -85,8 +88,8 @@ class _ThumbnailTask(QRunnable):
 def _image_thumbnail(path: Path):
     reader = QImageReader(str(path))
     reader.setAutoTransform(True)
-    if not reader.canRead():
-        return None, "is not an image Handful can read (JPEG, PNG, TIFF, WebP or BMP)", None
+    if not reader.canRead():  # no Qt plugin for it (HEIC, AVIF): the engine's decoder reads it
+        return _engine_thumbnail(path)
     size = reader.size()
     if size.isValid():
         if size.width() * size.height() > MAX_THUMB_SOURCE_PIXELS:
@@ -96,6 +99,21 @@ def _image_thumbnail(path: Path):
     if image.isNull():
         return None, f"cannot be decoded ({reader.errorString()}); the file may be damaged", None
     return image, "", (size.width(), size.height()) if size.isValid() else None
+
+
+def _engine_thumbnail(path: Path):
+    from engine.errors import HandfulError
+    from engine.ingest import composite, decode_image
+
+    try:
+        decoded = decode_image(path, max_long_edge=4 * THUMB_SIZE)
+    except HandfulError as e:
+        return None, f"cannot be read: {e.message}" + (f" ({e.hint})" if e.hint else ""), None
+    rgb = np.ascontiguousarray(composite(decoded.pixels))
+    h, w = rgb.shape[:2]
+    image = QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888).scaled(
+        THUMB_SIZE, THUMB_SIZE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+    return image, "", decoded.original_size
 
 
 def _video_thumbnail(path: Path):
@@ -296,12 +314,12 @@ class ImportPanel(QWidget):
             elif kind == "folder":
                 found = expand_folder(path)
                 if not found:
-                    problems.append(f"{path}: holds no photos or videos (JPEG, PNG, TIFF, WebP, BMP, MP4, MOV)")
+                    problems.append(f"{path}: holds no photos or videos (JPEG, HEIC, PNG, TIFF, WebP, MP4, MOV)")
                 for p in found:
                     self._add_file(p, classify(p))
             elif kind == "unknown":
                 problems.append(
-                    f"{path.name}: is not a photo, video or scene file; drop JPEG/PNG/TIFF photos, "
+                    f"{path.name}: is not a photo, video or scene file; drop JPEG/HEIC/PNG/TIFF photos, "
                     "a video (MP4, MOV) or a .ply/.spz/.splat scene"
                 )
             else:

@@ -77,6 +77,21 @@ def test_bad_files_are_rejected_with_a_message(qtbot, window, tmp_path):
     assert "Traceback" not in window.banner.text()
 
 
+def test_heic_photos_from_a_phone_are_accepted_with_thumbnails(qtbot, window, tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    path = tmp_path / "IMG_0042.HEIC"
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:, :32] = (200, 40, 40)
+    pillow_heif.from_pillow(Image.fromarray(pixels)).save(path, quality=90)
+    window.import_panel.add_paths([path])
+    wait_checked(qtbot, window.import_panel)
+    assert window.import_panel.good_inputs() == [path.resolve()]
+    item = window.import_panel.list.item(0)
+    assert not item.icon().isNull() and "64×48" in item.toolTip()
+
+
 def test_reconstruct_without_photos_says_what_to_do(window):
     assert window.start_reconstruction() is False
     assert "Add photos first" in window.banner.text()

@@ -146,11 +146,27 @@ def test_focal_absent_or_absurd_is_none(tmp_path):
     assert focal_px_from_exif(tmp_path / "missing.jpg", 64, 48) is None
 
 
-def test_heic_without_the_optional_decoder_says_what_to_install(tmp_path):
+def test_heic_photo_from_a_phone_decodes_upright_with_its_focal_length(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
     from engine.ingest.images import heif_available
 
-    if heif_available():
-        pytest.skip("pillow-heif is installed here")
+    assert heif_available()
+    rgb = texture(40, 60)
+    exif = exif_with(orientation=6, **{"0xA405": 36})  # held upright; a 36 mm-equivalent lens
+    path = tmp_path / "IMG_0001.HEIC"
+    pillow_heif.from_pillow(Image.fromarray(rgb)).save(path, quality=95, exif=exif.tobytes())
+    out = load_image(path)
+    # HEIF keeps the turn as a transform the decoder applies (and resets EXIF orientation): turned once
+    assert out.shape == (60, 40, 3)
+    assert np.abs(out.astype(int) - np.rot90(rgb, -1)).mean() < 6
+    assert image_size(path) == (40, 60)
+    assert focal_px_from_exif(path, 40, 60) == pytest.approx(60.0)
+
+
+def test_heic_without_the_decoder_says_what_to_install(tmp_path, monkeypatch):
+    from engine.ingest import images
+
+    monkeypatch.setattr(images, "heif_available", lambda: False)
     path = tmp_path / "phone.heic"
     path.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
     with pytest.raises(FormatError, match="pillow-heif") as info:

@@ -1,6 +1,6 @@
 """Decoding photos into numpy arrays: EXIF orientation applied, alpha kept or composited.
 
-Pillow does the decoding (JPEG, PNG, WebP, TIFF, AVIF; HEIC when ``pillow_heif`` is installed): it
+Pillow does the decoding (JPEG, PNG, WebP, TIFF, AVIF; HEIC/HEIF through ``pillow_heif``): it
 reads EXIF and can decode JPEGs at a reduced size directly, which makes ingesting large photos fast.
 OpenCV is the fallback for files Pillow cannot identify (e.g. some 16-bit TIFFs).
 """
@@ -30,7 +30,7 @@ _SWAPS_AXES = {5, 6, 7, 8}
 @functools.cache
 def heif_available() -> bool:
     try:
-        import pillow_heif  # optional: HEIC photos from phones
+        import pillow_heif  # HEIC photos from phones (a dependency; still guarded for trimmed installs)
     except ImportError:
         return False
     pillow_heif.register_heif_opener()
@@ -53,7 +53,7 @@ def _cannot_read(path: Path, reason: str) -> FormatError:
     ext = path.suffix.lower()
     hint = "re-export or re-copy the file, or leave it out"
     if ext in (".heic", ".heif") and not heif_available():
-        hint = "HEIC needs the optional package pillow-heif (pip install pillow-heif), or convert to JPEG"
+        hint = "HEIC needs the package pillow-heif, which this installation lacks (pip install pillow-heif), or convert to JPEG"
     return FormatError(f"cannot read this image: {reason}", path, hint)
 
 
