@@ -89,11 +89,13 @@ def test_shows_a_scene_and_grabs_the_framebuffer(viewer, qtbot):
     assert stats.args[0]["splats"] == 1000 and set(stats.args[0]) >= {"fps", "splats", "sort_ms"}
 
 
-@pytest.mark.parametrize("sh_degree", [0, 3])
-def test_matches_the_engine_reference_render(viewer, sh_degree):
+@pytest.mark.parametrize("sh_degree,bright", [(0, False), (3, False), (3, True)], ids=["sh0", "sh3", "sh3-bright"])
+def test_matches_the_engine_reference_render(viewer, sh_degree, bright):
     from engine.render import render
 
     scene = moderate_scene(3000, sh_degree=sh_degree, seed=sh_degree)
+    if bright:  # splat colours well above 1, which only the final pixel may clamp (as gsplat does)
+        scene.sh[:, 0] += 1.5
     viewer.set_scene(scene, frame=False)
     viewer.view_camera(test_camera())
     cam = viewer.current_camera()
@@ -102,7 +104,8 @@ def test_matches_the_engine_reference_render(viewer, sh_degree):
     ref = render(scene, cam, sh_degree=sh_degree, background=BACKGROUND, backend="reference").rgb
     ref = ref.clamp(0, 1).numpy()
     score = psnr(image, ref)
-    assert score >= 30, f"viewer vs reference PSNR {score:.1f} dB"
+    # measured 54.8 / 54.8 / 53.7 dB with llvmpipe; an 8-bit blend buffer gave 48.2 / 42.7 / 32.0
+    assert score >= 45, f"viewer vs reference PSNR {score:.1f} dB"
 
 
 def test_view_camera_scales_intrinsics_to_the_widget(viewer):

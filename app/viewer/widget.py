@@ -144,8 +144,8 @@ class SplatViewer(QtWidgets.QWidget):
         self._lines = gloo.Program(_shader("lines.vert"), _shader("lines.frag"))
         self._blit = gloo.Program(_shader("blit.vert"), _shader("blit.frag"))
         self._blit["a_position"] = _QUAD_CORNERS
-        self._low_res_fbo: gloo.FrameBuffer | None = None
-        self._low_res_shape = (0, 0)
+        self._target_fbo: gloo.FrameBuffer | None = None
+        self._target_shape = (0, 0)
         self.adaptive_resolution = True
         self._full_frame_ms = 0.0  # smoothed cost of a full-resolution frame
         self._last_motion = -1e9
@@ -459,16 +459,12 @@ class SplatViewer(QtWidgets.QWidget):
         lod = self._draws_lod()
         scale = self._draw_scale()
         gloo.set_state(depth_test=False, blend=True, blend_func=("one", "one_minus_src_alpha"), cull_face=False)
-        if scale < 1.0:
-            small = cam.resized(max(1, round(w * scale)), max(1, round(h * scale)))
-            fbo = self._low_res_target(small.width, small.height)
-            with fbo:
-                self._draw_splats(small, near, far, lod)
-            gloo.set_viewport(0, 0, w, h)
-            gloo.set_state(blend=False)
-            self._blit.draw("triangle_strip")
-        else:
-            self._draw_splats(cam, near, far, lod)
+        drawn = cam if scale >= 1.0 else cam.resized(max(1, round(w * scale)), max(1, round(h * scale)))
+        with self._draw_target(drawn.width, drawn.height):
+            self._draw_splats(drawn, near, far, lod)
+        gloo.set_viewport(0, 0, w, h)
+        gloo.set_state(blend=False)
+        self._blit.draw("triangle_strip")
         if self._line_count:
             gloo.set_state(blend=False)
             self._lines["u_viewmat"] = gl_uniform(cam.world_to_camera)
@@ -540,13 +536,18 @@ class SplatViewer(QtWidgets.QWidget):
         self._last_motion = time.perf_counter()
         self._settle_timer.start()
 
-    def _low_res_target(self, width: int, height: int) -> gloo.FrameBuffer:
-        if self._low_res_fbo is None or self._low_res_shape != (height, width):
-            color = gloo.Texture2D((height, width, 4), interpolation="linear")
-            self._low_res_fbo = gloo.FrameBuffer(color)
+    def _draw_target(self, width: int, height: int) -> gloo.FrameBuffer:
+        """A half-float colour buffer the splats blend into, then copied to the window (scaled up when
+        drawn small). An 8-bit window buffer would clamp every splat's colour to 1 before blending,
+        where the reference renderer (and gsplat) only clamp the final pixel: bright view-dependent
+        colours came out too dark."""
+        if self._target_fbo is None or self._target_shape != (height, width):
+            color = gloo.Texture2D((height, width, 4), format="rgba", internalformat="rgba16f",
+                                   interpolation="linear")
+            self._target_fbo = gloo.FrameBuffer(color)
             self._blit["u_image"] = color
-            self._low_res_shape = (height, width)
-        return self._low_res_fbo
+            self._target_shape = (height, width)
+        return self._target_fbo
 
     def fps(self) -> float:
         now = time.perf_counter()
