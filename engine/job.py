@@ -458,6 +458,9 @@ class Job:
             self.state["train"]["pose_refinement"] = {
                 "cameras": len(corrections), "median_correction_deg": round(float(np.median(corrections)), 4),
                 "max_correction_deg": round(float(corrections.max()), 4)}
+            self.emit(ev.Progress("train", res.iterations, res.iterations,
+                                  f"refined {len(corrections) - 1} camera poses: median turn {np.median(corrections):.2f}°, "
+                                  f"largest {corrections.max():.2f}° (saved in refined/)"))
         if getattr(res, "cancelled", False):
             self._save_state()
             raise Cancelled("cancelled during training; the scene so far is saved as scene.ply")

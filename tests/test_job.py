@@ -87,7 +87,9 @@ def test_until_stops_after_a_stage_and_the_next_run_resumes(sample_subset, tmp_p
 def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(sample_subset, tmp_path):
     out = tmp_path / "out"
     opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=120)
-    result = run_job([sample_subset], out, JobOptions(refine_poses=True, **opts))
+    seen, sink = _events()
+    result = run_job([sample_subset], out, JobOptions(refine_poses=True, **opts), emit=sink)
+    assert any(isinstance(e, ev.Progress) and "refined 7 camera poses" in e.message for e in seen)
     estimated = colmap.read(out / "sparse").by_name()
     refined = colmap.read(out / "refined")
     assert sorted(c.name for c in refined) == sorted(estimated)
