@@ -219,7 +219,7 @@ def test_mcmc_relocates_dead_and_grows_to_cap():
     counts = strat.step_post_backward(params, opts, {}, step=1)
     assert counts == {"relocated": 5, "added": 2}
     assert params["means"].shape[0] == 22 and opts_state_rows(opts, params) == 22
-    assert float(torch.sigmoid(params["opacity_logits"]).min()) > 0.005
+    assert float(torch.sigmoid(params["opacity_logits"].detach()).min()) > 0.005
     # Dead rows now sit exactly on live Gaussians.
     live = params["means"].detach()[5:20]
     for row in params["means"].detach()[:5]:

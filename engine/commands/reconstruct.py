@@ -35,7 +35,7 @@ def register(sub) -> None:
                    help="background colour the scene is trained against")
     p.add_argument("--max-long-edge", type=int, default=1600, help="working resolution for pose estimation")
     p.add_argument("--refine-poses", action=argparse.BooleanOptionalAction, default=None,
-                   help="learn small corrections to the camera poses while training (default: the preset's choice)")
+                   help="learn small corrections to the camera poses while training (off by default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

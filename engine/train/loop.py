@@ -190,7 +190,7 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
             history=history,
             cancelled=cancelled,
             exposure=None if exposure is None else exposure.affine.detach().clone(),
-            # refined at the (full-size) training cameras, whatever resolution the last step used
+            # the training cameras at full training size, whichever resolution level the last step used
             cameras=None if poses is None else poses.refined(views.cameras),
             pose_corrections_deg=None if poses is None else [float(d) for d in poses.correction_degrees()],
         )
