@@ -16,6 +16,7 @@ Events (``engine.events``) report progress to the CLI and the GUI alike.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -69,12 +70,6 @@ class JobOptions:
         if self.eval_every is not None and self.eval_every < 0:
             raise InputError("--eval-every must be 0 (no hold-out) or a positive number")
         return self
-
-    @property
-    def torch_device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
 
     def fingerprint(self, stage: str) -> dict:
         """The options a stage's output depends on: a change invalidates it (and every later stage)."""
@@ -135,6 +130,27 @@ class Job:
         self.timings: dict[str, float] = dict(self.state.get("timings", {}))
         self.warnings: list[str] = []
         self._emit_warning = lambda msg, path=None: self._warn(msg, path)
+        self._stage: str | None = None
+
+    @functools.cached_property
+    def device(self) -> str:
+        """The torch device training runs on: CUDA only where gsplat's kernels load (on a machine's first
+        run that means compiling them, here)."""
+        from .render import gsplat_backend
+
+        wanted = self.options.device
+        if wanted == "cpu" or not torch.cuda.is_available():
+            return "cpu"
+        self.emit(ev.Progress(self._stage or "init", 0, 1,
+                              "loading gsplat's CUDA kernels (the first run on this machine compiles them: minutes)"))
+        usable, why = gsplat_backend.kernel_status()
+        if usable:
+            return "cuda"
+        if wanted == "cuda":
+            raise InputError(f"cannot train on the GPU: {why}",
+                             hint="choose the CPU (--device cpu), or install the CUDA toolkit so gsplat can build its kernels")
+        self._warn(f"a CUDA GPU is present but cannot be used for training: {why}; training on the CPU instead")
+        return "cpu"
 
     # ------------------------------------------------------------------ state
     def _load_state(self) -> dict:
@@ -182,6 +198,7 @@ class Job:
             if self._is_done(stage):
                 self.emit(ev.Progress(stage, 1, 1, "already done (resumed)"))
                 continue
+            self._stage = stage
             self.emit(ev.StageStarted(stage, i, len(stages)))
             t0 = time.perf_counter()
             try:
@@ -423,7 +440,7 @@ class Job:
 
         rig = self._rig_after_training() if refined else self._read_rig()
         train_cams, test_cams = self._split_views(rig.cameras)
-        cfg = preset(self.options.preset, num_images=len(train_cams), device=self.options.torch_device)
+        cfg = preset(self.options.preset, num_images=len(train_cams), device=self.device)
         if self.options.iterations is not None:
             cfg = dataclasses.replace(cfg, iterations=int(self.options.iterations))
         if self.options.refine_poses is not None:
@@ -439,7 +456,7 @@ class Job:
         from .train import train
 
         rig, train_cams, test_cams, cfg = self._train_setup()
-        init = load_scene(self.out / "init.ply").to(self.options.torch_device)
+        init = load_scene(self.out / "init.ply").to(self.device)
         images = self._load_images(train_cams)
         self.cancel.raise_if_cancelled()
         emit_snap = self._snapshot_forwarder(rig.cameras)
@@ -478,7 +495,7 @@ class Job:
         from .metrics import evaluate
 
         rig, train_cams, test_cams, cfg = self._train_setup(refined=True)
-        scene = load_scene(self.out / "scene.ply").to(self.options.torch_device)
+        scene = load_scene(self.out / "scene.ply").to(self.device)
         eval_cams = test_cams or train_cams
         images = self._load_images(eval_cams)
         self.emit(ev.Progress("evaluate", 0, len(eval_cams), "rendering hold-out views"))
@@ -504,7 +521,7 @@ class Job:
             "training": self.state.get("train", {}),
             "preset": self.options.preset,
             "timings": {**self.timings},
-            "device": _device_description(self.options.torch_device),
+            "device": _device_description(self.device),
             "warnings": ingested.get("warnings", []) + self.warnings,
             "skipped": ingested.get("skipped", []),
         }

@@ -204,3 +204,29 @@ def test_a_full_disk_during_training_keeps_the_earlier_stages(sample_subset, tmp
     state = json.loads((out / "job.json").read_text())
     assert set(state["finished"]) == {"ingest", "poses", "init"}
     assert not (out / "scene.ply").exists()
+
+
+def test_a_gpu_without_working_gsplat_kernels_falls_back_to_the_cpu_or_says_why(tmp_path, monkeypatch):
+    import torch
+
+    from engine.job import Job
+    from engine.render import gsplat_backend
+
+    assert gsplat_backend.kernel_status() == (False, "no CUDA device") or torch.cuda.is_available()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    why = "gsplat's CUDA kernels are not built and could not be compiled (is the CUDA toolkit installed?)"
+    monkeypatch.setattr(gsplat_backend, "kernel_status", lambda: (False, why))
+
+    seen, sink = _events()
+    job = Job([tmp_path], tmp_path / "auto", JobOptions(device="auto"), emit=sink)
+    assert job.device == "cpu"
+    warnings = [e for e in seen if isinstance(e, ev.Warning)]
+    assert len(warnings) == 1 and "training on the CPU" in warnings[0].message and "CUDA toolkit" in warnings[0].message
+
+    with pytest.raises(InputError, match="cannot train on the GPU") as info:
+        Job([tmp_path], tmp_path / "cuda", JobOptions(device="cuda")).device
+    assert "--device cpu" in info.value.hint
+    assert Job([tmp_path], tmp_path / "cpu", JobOptions(device="cpu")).device == "cpu"
+
+    monkeypatch.setattr(gsplat_backend, "kernel_status", lambda: (True, ""))
+    assert Job([tmp_path], tmp_path / "gpu", JobOptions(device="auto")).device == "cuda"

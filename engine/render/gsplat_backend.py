@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from engine.render.projection import EPS2D, FAR, NEAR, camera_tensors
@@ -9,14 +11,29 @@ from engine.render.sh import sh_to_rgb
 from engine.scene import Camera, GaussianScene
 
 
-def is_available() -> bool:
+@functools.cache
+def kernel_status() -> tuple[bool, str]:
+    """(usable, why not): a CUDA device, gsplat, and gsplat's CUDA kernels loaded.
+
+    gsplat compiles its kernels the first time they are loaded on a machine (minutes, and only where
+    the CUDA toolkit is installed), so the first call can take that long; the answer is kept."""
     if not torch.cuda.is_available():
-        return False
+        return False, "no CUDA device"
     try:
         import gsplat  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as e:
+        return False, f"gsplat is not installed ({e})"
+    try:
+        from gsplat.cuda._backend import _C
+    except Exception as e:  # a failed compile surfaces as any kind of error
+        return False, f"gsplat's CUDA kernels failed to build or load ({type(e).__name__}: {e})"
+    if _C is None:
+        return False, "gsplat's CUDA kernels are not built and could not be compiled (is the CUDA toolkit installed?)"
+    return True, ""
+
+
+def is_available() -> bool:
+    return kernel_status()[0]
 
 
 def render_gsplat(scene: GaussianScene, camera: Camera, sh_degree: int, background: torch.Tensor,
