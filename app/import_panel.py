@@ -240,7 +240,8 @@ class ImportPanel(QWidget):
         self.refine_poses_box = QCheckBox("Refine camera poses")
         self.refine_poses_box.setToolTip(
             "Learn a small correction to each photo's camera while training. Helps when the estimated "
-            "cameras are off (blurred or doubled edges); with well-estimated cameras it changes little."
+            "cameras are off (blurred or doubled edges); with well-estimated cameras it changes little. "
+            "Needs at least 6 photos."
         )
         form = QFormLayout()
         form.addRow("Quality", self.preset_box)

@@ -403,3 +403,15 @@ def test_training_with_pose_refinement_moves_cameras_towards_the_truth():
     # Every camera started 1 degree off; this toy scene of random blobs leaves some ambiguity (the
     # benchmark on Lego shows the gain on a real scene).
     assert np.mean(errors) < 0.8 and sum(e < 1.0 for e in errors) >= 5, errors
+
+
+def test_pose_refinement_is_skipped_with_a_warning_for_too_few_photos(tiny_views):
+    from engine.events import Warning as WarningEvent
+
+    _, cams, images = tiny_views
+    events = []
+    result = train(random_init(cams[:3], 60, sh_degree=0, seed=0), cams[:3], images[:3],
+                   small_config(iterations=20, pose_refinement=True), emit=events.append)
+    assert result.cameras is None and result.pose_corrections_deg is None
+    warnings = [e for e in events if isinstance(e, WarningEvent)]
+    assert len(warnings) == 1 and "at least 6 training photos" in warnings[0].message

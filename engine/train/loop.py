@@ -13,13 +13,14 @@ import torch
 
 from engine.errors import Cancelled, InputError, StageError
 from engine.events import CancelToken, EventSink, Metrics, Progress, Snapshot, null_sink
+from engine.events import Warning as WarningEvent
 from engine.metrics import psnr_from_mse, ssim_loss_value
 from engine.scene import Camera, CameraRig, GaussianScene
 
 from .config import TrainConfig
 from .exposure import ExposureCorrection
 from .params import make_optimizers, params_from_scene, scene_from_params
-from .pose_refine import PoseRefinement
+from .pose_refine import MIN_VIEWS, PoseRefinement
 from .schedules import exponential_lr, resolution_at, sh_degree_at
 from .strategy import make_strategy
 
@@ -169,7 +170,10 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
     strategy = make_strategy(config, extent, generator)
     exposure = ExposureCorrection(len(views.cameras), config.lr_exposure, device) if config.exposure_compensation else None
     poses = None
-    if config.pose_refinement and len(views.cameras) > 1:
+    if config.pose_refinement and len(views.cameras) < MIN_VIEWS:
+        emit(WarningEvent(f"camera pose refinement needs at least {MIN_VIEWS} training photos, this job has "
+                     f"{len(views.cameras)}; the cameras are kept as estimated"))
+    elif config.pose_refinement:
         poses = PoseRefinement(views.cameras, config.lr_pose_rotation, config.lr_pose_translation * extent, device)
     pose_start = int(config.pose_refine_start * config.iterations)
 

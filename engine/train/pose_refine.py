@@ -8,6 +8,9 @@ blurs and doubles edges, worst with few photos. Each camera gets a correction ap
 learned by Adam from the renderer's pose gradient. One camera (the anchor) stays fixed so the scene
 cannot drift as a whole with every camera following it.
 
+With very few photos the scene can explain any small camera move, so the poses drift instead of
+improving (3 photos of fern: median rotation error 0.73 -> 1.50 degrees); refinement needs ``MIN_VIEWS``.
+
 Each camera has its own Adam: a step renders one photo, and one shared Adam would keep moving every other
 camera on its stale momentum (about ten steps' worth after each visit) without any gradient of its own.
 """
@@ -21,6 +24,8 @@ import numpy as np
 import torch
 
 from engine.scene import Camera
+
+MIN_VIEWS = 6
 
 
 def _skew(w: torch.Tensor) -> torch.Tensor:
