@@ -203,6 +203,8 @@ def project_backward(means, quats, log_scales, logits, sh, degree, Rc, tc, campo
     n = means.shape[0]
     want_pose = pose_terms.shape[0] == n
     K = (degree + 1) * (degree + 1)
+    # The same limits as project_forward, written out: a helper returning the four as a tuple (even
+    # called outside the prange loop) compiled to wrong images.
     lim_x_pos = (width - cx) / fx + 0.3 * (0.5 * width / fx)
     lim_x_neg = cx / fx + 0.3 * (0.5 * width / fx)
     lim_y_pos = (height - cy) / fy + 0.3 * (0.5 * height / fy)

@@ -53,9 +53,6 @@ class PoseRefinement:
             for r, t in zip(self.rotations, self.translations)
         ]
 
-    def __len__(self) -> int:
-        return self.base.shape[0]
-
     def viewmat(self, index: int) -> torch.Tensor:
         """The corrected world->camera matrix of camera ``index``, on the autograd graph."""
         if index == self.anchor:
