@@ -32,11 +32,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _machine import print_table  # noqa: E402
 from train_bench import lego_setup  # noqa: E402
 
+from engine.poses.alignment import relative_rotation_deg  # noqa: E402
 from engine.train import preset, random_init, train  # noqa: E402
-
-
-def rotation_error_deg(a, b) -> float:
-    return math.degrees(math.acos(float(np.clip((np.trace(a.R @ b.R.T) - 1) / 2, -1, 1))))
 
 
 def centre_error_pct(a, b) -> float:

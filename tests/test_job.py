@@ -16,6 +16,7 @@ from engine.errors import Cancelled, InputError
 from engine.io import load_scene
 from engine.io import colmap
 from engine.job import JobOptions, run_job
+from engine.poses.alignment import relative_rotation_deg
 
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
 
@@ -96,8 +97,7 @@ def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(
     for cam in refined:  # full-size intrinsics, poses moved by a fraction of a degree at most
         est = estimated[cam.name]
         assert (cam.width, cam.height, cam.fx) == (est.width, est.height, est.fx)
-        angle = np.degrees(np.arccos(np.clip((np.trace(cam.R @ est.R.T) - 1) / 2, -1, 1)))
-        assert angle < 1.0
+        assert relative_rotation_deg(cam, est) < 1.0
     moved = [c for c in result.cameras if not np.allclose(c.R, estimated[c.name].R, atol=1e-9)]
     assert 0 < len(moved) == len(result.cameras) - 1  # all but the anchor were corrected
     info = result.report["training"]["pose_refinement"]

@@ -21,6 +21,7 @@ from engine.errors import Cancelled, HandfulError, InputError, StageError
 from engine.events import CancelToken, Progress, Warning
 from engine.poses import align_similarity, estimate_poses, pose_errors
 from engine.poses import estimate as estimate_module
+from engine.poses.alignment import rotation_angle_deg
 from engine.poses.attempts import verification_max_error
 from engine.scene import Camera, CameraRig
 
@@ -117,6 +118,15 @@ def test_align_similarity_recovers_a_known_transform():
 def test_align_similarity_needs_two_pairs():
     with pytest.raises(InputError):
         align_similarity(np.zeros((1, 3)), np.zeros((1, 3)))
+
+
+@pytest.mark.parametrize("degrees", [1e-7, 1e-4, 0.5, 3.0, 90.0, 179.5])
+def test_rotation_angle_is_accurate_from_tiny_to_half_turn_angles(degrees):
+    # arccos of (trace - 1) / 2 reads a 1e-7 degree turn as 0 or as 1e-6 (float rounding of the cosine).
+    axis = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
+    R = cv2.Rodrigues(axis * np.radians(degrees))[0]
+    assert rotation_angle_deg(R) == pytest.approx(degrees, rel=1e-9)
+    assert rotation_angle_deg(R.T) == pytest.approx(degrees, rel=1e-9)
 
 
 def test_pose_errors_zero_for_a_similar_rig_and_sees_a_rotation():

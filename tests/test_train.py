@@ -7,6 +7,7 @@ import torch
 from engine.errors import InputError, StageError
 from engine.events import CancelToken, Metrics, Progress, Snapshot
 from engine.metrics import evaluate
+from engine.poses.alignment import relative_rotation_deg
 from engine.render import render
 from engine.scene import GaussianScene, PointCloud
 from engine.train import (
@@ -342,11 +343,6 @@ def test_bad_inputs_are_reported(tiny_views):
 # ----------------------------------------------------------------------------- camera pose refinement
 
 
-def _rotation_error_deg(a, b) -> float:
-    cos = (np.trace(a.R @ b.R.T) - 1) / 2
-    return math.degrees(math.acos(float(np.clip(cos, -1, 1))))
-
-
 def _perturbed(cams, degrees, shift, seed=0):
     """Each camera turned by ``degrees`` about a random axis and moved by about ``shift``."""
     import cv2
@@ -378,7 +374,7 @@ def test_pose_refinement_recovers_cameras_of_a_known_scene():
         (out.rgb - images[i]).abs().mean().backward()
         poses.step(i)
     refined = poses.refined(noisy)
-    errors = [_rotation_error_deg(a, b) for a, b in zip(refined, cams)]
+    errors = [relative_rotation_deg(a, b) for a, b in zip(refined, cams)]
     shifts = [float(np.linalg.norm(a.center - b.center)) for a, b in zip(refined, cams)]
     assert max(errors) < 0.3 and max(shifts) < 0.015, (errors, shifts)
     assert np.allclose(refined[0].R @ refined[0].R.T, np.eye(3), atol=1e-9)
@@ -399,7 +395,7 @@ def test_training_with_pose_refinement_moves_cameras_towards_the_truth():
     assert result.cameras is not None and len(result.pose_corrections_deg) == 8
     np.testing.assert_array_equal(result.cameras[0].R, cams[0].R)  # the anchor stays where it was
     assert result.pose_corrections_deg[0] == 0.0
-    errors = [_rotation_error_deg(a, b) for a, b in zip(result.cameras[1:], cams[1:])]
+    errors = [relative_rotation_deg(a, b) for a, b in zip(result.cameras[1:], cams[1:])]
     # Every camera started 1 degree off; this toy scene of random blobs leaves some ambiguity (the
     # benchmark on Lego shows the gain on a real scene).
     assert np.mean(errors) < 0.8 and sum(e < 1.0 for e in errors) >= 5, errors

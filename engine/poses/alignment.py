@@ -36,9 +36,21 @@ def align_similarity(src_centers, dst_centers) -> tuple[float, np.ndarray, np.nd
     return s, R, t
 
 
-def _rotation_angle_deg(R: np.ndarray) -> float:
+def rotation_angle_deg(R: np.ndarray) -> float:
+    """Angle of rotation matrix ``R`` in degrees, accurate down to float rounding at any angle.
+
+    ``arccos((trace - 1) / 2)`` loses half the digits near 0 (a 1e-8 rounding of the cosine reads
+    as 0.01 degrees), so the angle comes from atan2 of its sine (the skew part) and cosine.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    sin = np.linalg.norm([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]]) / 2
     cos = (np.trace(R) - 1) / 2
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    return float(np.degrees(np.arctan2(sin, cos)))
+
+
+def relative_rotation_deg(a, b) -> float:
+    """Angle in degrees between two cameras' orientations (world-to-camera ``R``)."""
+    return rotation_angle_deg(a.R @ b.R.T)
 
 
 def pose_errors(estimated: CameraRig, reference: CameraRig) -> dict:
@@ -70,7 +82,7 @@ def pose_errors(estimated: CameraRig, reference: CameraRig) -> dict:
     spread = float(np.linalg.norm(ref_c - ref_c.mean(0), axis=1).max()) or 1.0
     center_rel = np.linalg.norm(aligned - ref_c, axis=1) / spread
     # World change x_ref = s R_a x_est + t: the estimated camera rotation becomes R_est @ R_a^T.
-    rot = np.array([_rotation_angle_deg(r.R @ (e.R @ R_align.T).T) for e, r in pairs])
+    rot = np.array([rotation_angle_deg(r.R @ (e.R @ R_align.T).T) for e, r in pairs])
     return {
         "count": len(pairs),
         "median_rot_deg": float(np.median(rot)),
