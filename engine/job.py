@@ -121,9 +121,13 @@ class Job:
         emit: ev.EventSink = ev.null_sink,
         cancel: ev.CancelToken | None = None,
     ):
-        self.inputs = [Path(p) for p in inputs]
-        self.out = Path(out_dir)
+        # Absolute from here on: stage workers run in other folders, and a resumed job must not depend
+        # on where it was started from.
+        self.inputs = [Path(p).expanduser().absolute() for p in inputs]
+        self.out = Path(out_dir).expanduser().absolute()
         self.options = (options or JobOptions()).validate()
+        if self.options.cameras is not None:
+            self.options = dataclasses.replace(self.options, cameras=Path(self.options.cameras).expanduser().absolute())
         self.emit = emit
         self.cancel = cancel or ev.CancelToken()
         self.state = self._load_state()

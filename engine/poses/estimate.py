@@ -55,8 +55,8 @@ def estimate_poses(
     timeout_s: float | None = None,
     max_long_edge: int = MAX_LONG_EDGE,
 ) -> PoseResult:
-    image_paths = [Path(p) for p in image_paths]
-    work_dir = Path(work_dir)
+    image_paths = [Path(p).absolute() for p in image_paths]
+    work_dir = Path(work_dir).absolute()  # the worker runs in the repository folder, not the caller's
     if matching not in ("auto", "exhaustive", "sequential"):
         raise InputError(f"unknown matching {matching!r}", hint="use 'auto', 'exhaustive' or 'sequential'")
     if len(image_paths) < 2:
