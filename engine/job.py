@@ -32,7 +32,7 @@ import torch
 
 from . import events as ev
 from .errors import Cancelled, HandfulError, InputError, StageError
-from .io.atomic import atomic_write_text
+from .io.atomic import atomic_write_text, ensure_writable_folder
 from .scene import Camera, CameraRig, GaussianScene
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,14 @@ class Job:
         self.state["timings"] = self.timings
         atomic_write_text(self.out / STATE_FILE, json.dumps(self.state, indent=1))
 
+    def _save_state_after_failure(self) -> None:
+        """Keep the finished stages on record; a folder that has stopped taking writes must not turn the
+        stage's own error into a second one."""
+        try:
+            self._save_state()
+        except OSError as e:
+            log.warning("could not record the job state in %s: %s", self.out, e)
+
     def _is_done(self, stage: str) -> bool:
         rec = self.state.get("finished", {}).get(stage)
         return rec is not None and rec.get("options") == self.options.fingerprint(stage)
@@ -190,7 +198,7 @@ class Job:
 
     # ------------------------------------------------------------------ run
     def run(self) -> JobResult:
-        self.out.mkdir(parents=True, exist_ok=True)
+        ensure_writable_folder(self.out, hint="choose an output folder you can write to")
         stages = STAGES if self.options.until is None else STAGES[: STAGES.index(self.options.until) + 1]
         for s in stages:
             if not self._is_done(s):
@@ -208,18 +216,18 @@ class Job:
             try:
                 getattr(self, f"_stage_{stage}")()
             except (HandfulError, KeyboardInterrupt):
-                self._save_state()
+                self._save_state_after_failure()
                 raise
             except MemoryError as e:
-                self._save_state()
+                self._save_state_after_failure()
                 raise StageError(
                     f"ran out of memory during {stage}", hint="use the Preview preset or fewer/smaller photos"
                 ) from e
             except torch.cuda.OutOfMemoryError as e:  # type: ignore[attr-defined]
-                self._save_state()
+                self._save_state_after_failure()
                 raise StageError(f"the GPU ran out of memory during {stage}", hint="use --device cpu or Preview") from e
             except OSError as e:
-                self._save_state()
+                self._save_state_after_failure()
                 raise StageError(f"could not write the results of {stage}: {e.strerror or e}",
                                  path=getattr(e, "filename", None) or self.out,
                                  hint="check free disk space and permissions") from e

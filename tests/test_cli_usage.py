@@ -3,6 +3,7 @@ folders and a Python without Handful's dependencies."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -73,3 +74,110 @@ def test_pose_worker_finds_a_relative_working_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StageError, match=r"exit code 0\)"):  # it ran and found everything (but solved nothing)
         estimate_poses([Path("photos/a.png"), Path("photos/b.png")], Path("work"), timeout_s=120)
+
+
+# ----------------------------------------------------------------------------- unwritable output
+
+
+@pytest.fixture
+def read_only_below(monkeypatch):
+    """Simulates a read-only mount: creating folders or files below the returned folder's parent fails
+    with EROFS, as the system reports it (``os.mkdir`` and ``os.open`` are what pathlib and tempfile use)."""
+    roots: list[Path] = []
+
+    def blocked(path) -> bool:
+        p = Path(os.fsdecode(path)).absolute()
+        return any(p == r or r in p.parents for r in roots)
+
+    real_mkdir, real_open = os.mkdir, os.open
+
+    def mkdir(path, *args, **kwargs):
+        if blocked(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and blocked(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)
+    return roots.append
+
+
+def _assert_clear_refusal(code: int, err: str, folder: Path) -> None:
+    assert code == 2
+    assert f"{folder}: cannot write here (Read-only file system)" in err
+    assert "Traceback" not in err and "choose an output folder" in err
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_reconstruct_into_a_read_only_folder_is_refused_before_any_work(three_photos, tmp_path, capsys,
+                                                                       read_only_below, exists):
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    out = mount / "out" / "run"
+    if exists:
+        out.mkdir(parents=True)
+    read_only_below(mount)
+    code = main(["reconstruct", str(three_photos), "-o", str(out), "--cameras",
+                 str(tmp_path / "cams" / "transforms.json"), "--until", "poses", "--quiet"])
+    _assert_clear_refusal(code, capsys.readouterr().err, out)
+    assert sorted(p.relative_to(mount) for p in mount.rglob("*")) == (
+        [Path("out"), Path("out/run")] if exists else [])  # nothing written, nothing half-made
+
+
+def test_a_stage_that_hits_a_read_only_folder_keeps_its_message(three_photos, tmp_path, capsys, read_only_below,
+                                                               monkeypatch):
+    # The folder turns read-only after the job has started (a drive remounted, a full disk): the stage's
+    # error is reported, not a second one from recording the job's state.
+    from engine import job as job_module
+
+    monkeypatch.setattr(job_module, "ensure_writable_folder", lambda folder, hint: folder)
+    out = tmp_path / "out"
+    out.mkdir()
+    read_only_below(out)
+    code = main(["reconstruct", str(three_photos), "-o", str(out), "--cameras",
+                 str(tmp_path / "cams" / "transforms.json"), "--until", "poses", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "could not write the results of ingest" in err and "Traceback" not in err
+    assert list(out.iterdir()) == []
+
+
+def test_convert_into_a_read_only_folder(tmp_path, capsys, read_only_below):
+    from engine.io import save_scene
+    from tests.factories import random_scene
+
+    save_scene(random_scene(50, sh_degree=1, seed=2), tmp_path / "in.ply")
+    (tmp_path / "ro").mkdir()
+    read_only_below(tmp_path / "ro")
+    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / "ro" / "out.spz")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'ro' / 'out.spz'}: cannot write here (Read-only file system)" in err
+    assert list((tmp_path / "ro").iterdir()) == []
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    """A real read-only tmpfs (needs root and a system that lets it mount; skipped otherwise)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root and the mount command")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"this system does not let the test mount a tmpfs: {made.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_reconstruct_onto_a_real_read_only_mount(three_photos, tmp_path, capsys, read_only_mount):
+    out = read_only_mount / "out"
+    code = main(["reconstruct", str(three_photos), "-o", str(out), "--cameras",
+                 str(tmp_path / "cams" / "transforms.json"), "--until", "poses", "--quiet"])
+    _assert_clear_refusal(code, capsys.readouterr().err, out)
+    assert list(read_only_mount.iterdir()) == []

@@ -34,6 +34,7 @@ def convert(input_path: Path, output_path: Path, format: str | None = None, sh_d
             drop_invalid: bool = False, on_event=None) -> dict:
     """Read, optionally reduce SH, write. Emits ``Progress`` events (3 steps) to ``on_event``."""
     from ..io import detect_format, load_scene, resolve_save_format, save_scene
+    from ..io.atomic import cannot_write
 
     emit = on_event or (lambda _event: None)
     input_path, output_path = Path(input_path), Path(output_path)
@@ -54,8 +55,8 @@ def convert(input_path: Path, output_path: Path, format: str | None = None, sh_d
     emit(Progress(STAGE, 2, 3, f"writing {output_path.name}"))
     try:
         save_scene(scene, output_path, format=out_format)
-    except PermissionError as e:
-        raise InputError(f"cannot write the file ({e.strerror})", output_path, "choose another folder") from e
+    except OSError as e:  # read-only, no permission, disk full: the atomic write left nothing behind
+        raise cannot_write(e, output_path, "choose another folder") from e
     emit(Progress(STAGE, 3, 3, "done"))
     return {"input_format": in_format, "output_format": out_format, "num_gaussians": len(scene),
             "sh_degree": 0 if out_format == "splat" else scene.sh_degree, "output_bytes": output_path.stat().st_size}
