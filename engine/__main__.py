@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
+from pathlib import Path
 
 from .errors import HandfulError
 
 COMMANDS = ("info", "convert", "reconstruct")
+# What every command imports (import names); looked up, not imported, so the check costs nothing.
+REQUIRED_MODULES = ("numpy", "torch", "scipy", "numba", "cv2", "plyfile", "zstandard", "PIL")
 
 EXIT_CODES_HELP = """exit codes:
   0    success
@@ -38,7 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_dependencies_message(missing: str) -> str:
+    """What to do when this Python lacks Handful's dependencies (usually: not the project's .venv)."""
+    root = Path(__file__).resolve().parents[1]
+    setup = root / "scripts" / "setup.sh"
+    if not setup.is_file():  # an installed package, not a checkout
+        return (f"error: {sys.executable} cannot import {missing!r}, which Handful needs: "
+                "install Handful with pip into this Python's environment")
+    venv = root / ".venv" / "bin"
+    return (f"error: this Python ({sys.executable}) cannot import {missing!r}, which Handful needs. Set up "
+            f"once with `bash {setup}`, then run `{venv / 'python'} -m engine ...` (or `{venv / 'handful-cli'} ...`)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    missing = next((m for m in REQUIRED_MODULES if importlib.util.find_spec(m) is None), None)
+    if missing is not None:
+        print(missing_dependencies_message(missing), file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

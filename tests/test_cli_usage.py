@@ -3,9 +3,12 @@ folders and a Python without Handful's dependencies."""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,7 +17,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from engine.__main__ import main
+from engine.__main__ import build_parser, main
 from engine.errors import StageError
 from engine.poses import estimate as estimate_module
 from engine.poses import estimate_poses
@@ -181,3 +184,127 @@ def test_reconstruct_onto_a_real_read_only_mount(three_photos, tmp_path, capsys,
                  str(tmp_path / "cams" / "transforms.json"), "--until", "poses", "--quiet"])
     _assert_clear_refusal(code, capsys.readouterr().err, out)
     assert list(read_only_mount.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- outside the venv
+
+
+def test_python_without_the_dependencies_says_how_to_set_up(tmp_path):
+    # -S: no site-packages, as with a system Python that never had Handful's dependencies installed.
+    proc = subprocess.run([sys.executable, "-S", "-m", "engine", "info", "scene.ply"], capture_output=True,
+                          text=True, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot import 'numpy'" in proc.stderr
+    assert f"bash {ROOT / 'scripts' / 'setup.sh'}" in proc.stderr
+    assert f"{ROOT / '.venv' / 'bin' / 'python'} -m engine" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- messages name real flags
+
+
+def _readme_cli_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index("**The command line**"):text.index("## What is inside")]
+
+
+def _options_of(parser) -> dict[str, set[str]]:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: set(p._option_string_actions) for name, p in sub.choices.items()}
+
+
+def test_every_flag_the_readme_names_exists():
+    options = _options_of(build_parser())
+    section = _readme_cli_section()
+    for command, opts in options.items():
+        start = section.index(f"`{command} ")
+        end = section.find("\n  - ", start)
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", section[start:end]))
+        assert named, command
+        assert named <= opts, (command, named - opts)
+    assert "--spz-version" in section and "v3 with `--format`" not in section
+
+
+def test_non_finite_hint_is_a_command_that_works(tmp_path, capsys):
+    from engine.io import splat
+    from tests.factories import random_scene
+
+    records = splat.encode(random_scene(12, sh_degree=0), sort=False)
+    records["position"][4] = float("nan")
+    path = tmp_path / "nan.splat"
+    path.write_bytes(records.tobytes())
+    assert main(["convert", str(path), str(tmp_path / "o.ply")]) == 2
+    err = capsys.readouterr().err
+    assert "drop_invalid" not in err  # the Python keyword means nothing on the command line
+    command = shlex.split(re.search(r"`([^`]*)`", err).group(1))
+    assert command[0] == "handful-cli" and build_parser().parse_args(command[1:]).drop_invalid
+    assert main(command[1:]) == 0
+    from engine.io import load_scene
+
+    assert len(load_scene(command[3])) == 11
+
+
+def test_unknown_output_extension_names_the_format_flag_and_its_choices(tmp_path, capsys):
+    from engine.io import save_scene
+    from tests.factories import random_scene
+
+    save_scene(random_scene(20, sh_degree=1, seed=1), tmp_path / "in.ply")
+    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / "out.xyz")]) == 2
+    err = capsys.readouterr().err
+    choices = re.search(r"--format \(([^)]*)\)", err).group(1).split(", ")
+    assert len(choices) == 4
+    for name in choices:  # each is what the real flag accepts
+        assert build_parser().parse_args(["convert", "a", "b", "--format", name]).format == name
+    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / "out.xyz"), "--format", "spz"]) == 0
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_convert_writes_the_spz_version_asked_for(tmp_path, version):
+    from engine.io import save_scene, spz
+    from tests.factories import random_scene
+
+    save_scene(random_scene(20, sh_degree=1, seed=1), tmp_path / "in.ply")
+    out = tmp_path / "out.spz"
+    assert main(["convert", str(tmp_path / "in.ply"), str(out), "--spz-version", str(version)]) == 0
+    assert spz.read_info(out).version == version
+
+
+def test_spz_version_for_another_format_is_refused(tmp_path, capsys):
+    from engine.io import save_scene
+    from tests.factories import random_scene
+
+    save_scene(random_scene(20, sh_degree=1, seed=1), tmp_path / "in.ply")
+    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / "out.splat"), "--spz-version", "3"]) == 2
+    assert "--spz-version is for .spz output" in capsys.readouterr().err
+    assert not (tmp_path / "out.splat").exists()
+
+
+def test_sh_degree_only_drops_bands(tmp_path, capsys):
+    from engine.io import load_scene, save_scene
+    from tests.factories import random_scene
+
+    scene = random_scene(30, sh_degree=1, seed=3)
+    save_scene(scene, tmp_path / "sh1.ply")
+    assert main(["convert", str(tmp_path / "sh1.ply"), str(tmp_path / "up.ply"), "--sh-degree", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "has SH degree 1; --sh-degree only drops bands, so degree 1 is kept" in captured.err
+    assert "SH degree 1" in captured.out
+    assert load_scene(tmp_path / "up.ply").sh_degree == 1
+    assert (tmp_path / "up.ply").stat().st_size == (tmp_path / "sh1.ply").stat().st_size
+    assert main(["convert", str(tmp_path / "sh1.ply"), str(tmp_path / "down.ply"), "--sh-degree", "0"]) == 0
+    assert load_scene(tmp_path / "down.ply").sh_degree == 0
+
+
+def test_the_readme_and_the_engine_agree_on_the_fewest_photos(tmp_path):
+    from engine.errors import InputError
+    from engine.ingest import MIN_PHOTOS, ingest
+
+    stated = int(re.search(r"a handful of photos \((\d+) to 100", (ROOT / "README.md").read_text()).group(1))
+    assert stated == MIN_PHOTOS
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in sorted((SAMPLE / "images").glob("*.jpg"))[:MIN_PHOTOS]:
+        shutil.copy(p, folder / p.name)
+    assert len(ingest([folder], tmp_path / "ok").images) == MIN_PHOTOS
+    (folder / "view_00.jpg").unlink()
+    with pytest.raises(InputError, match=f"at least {MIN_PHOTOS} photos"):
+        ingest([folder], tmp_path / "fewer")

@@ -284,7 +284,7 @@ def test_nan_rows_are_counted_or_dropped(tmp_path):
     arr["rot_2"][40] = -np.inf
     path = tmp_path / "nan.ply"
     _write_plyfile(path, arr)
-    with pytest.raises(FormatError, match=r"nan.ply: 3 of 50 splats have NaN or infinite values.*drop_invalid"):
+    with pytest.raises(FormatError, match=r"nan.ply: 3 of 50 splats have NaN or infinite values.*--drop-invalid"):
         load_scene(path)
     kept = load_scene(path, drop_invalid=True)
     keep = np.setdiff1d(np.arange(50), [3, 7, 40])

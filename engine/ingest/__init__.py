@@ -2,11 +2,12 @@
 
 from .exif import focal_px_from_exif, focal_px_from_exif_data
 from .images import IMAGE_EXTENSIONS, composite, decode_image, image_size, load_image, load_image_rgba
-from .pipeline import IngestedImage, IngestResult, ingest
+from .pipeline import MIN_PHOTOS, IngestedImage, IngestResult, ingest
 from .video import VIDEO_EXTENSIONS, sharp_frames
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MIN_PHOTOS",
     "VIDEO_EXTENSIONS",
     "IngestResult",
     "IngestedImage",

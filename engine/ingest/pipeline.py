@@ -24,6 +24,8 @@ from .video import VIDEO_EXTENSIONS, count_frames, sharp_frames
 STAGE = "ingest"
 MANIFEST = "ingest.json"
 JPEG_QUALITY = 95
+# Two views are the least that camera positions can be solved from (the README states the same range).
+MIN_PHOTOS = 2
 MAX_DUPLICATE_WARNINGS = 10  # a static stretch of video can pair up dozens of frames
 _LOSSLESS_SOURCES = {".png", ".tif", ".tiff", ".bmp"}
 _JPEG = {".jpg", ".jpeg", ".jpe"}
@@ -101,7 +103,7 @@ def _expand(inputs: list[Path]) -> tuple[list[Path], list[Path]]:
     videos: list[Path] = []
     seen: set[Path] = set()
     if not inputs:
-        raise InputError("no photos given", hint="choose at least two photos, a folder of photos, or a video")
+        raise InputError("no photos given", hint=f"choose at least {MIN_PHOTOS} photos, a folder of photos, or a video")
     for raw in inputs:
         path = Path(raw)
         if not path.exists():
@@ -227,8 +229,8 @@ def ingest(
     """
     if max_long_edge < 16:
         raise InputError(f"max_long_edge={max_long_edge} is too small; use at least 16 px")
-    if max_images is not None and max_images < 2:
-        raise InputError(f"max_images={max_images} leaves too few photos; use at least 2")
+    if max_images is not None and max_images < MIN_PHOTOS:
+        raise InputError(f"max_images={max_images} leaves too few photos; use at least {MIN_PHOTOS}")
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     out_dir = Path(out_dir)
@@ -339,13 +341,13 @@ def ingest(
         warn(message)
 
     emit(Progress(STAGE, total, total, f"{len(images)} images ready"))
-    if len(images) < 2:
+    if len(images) < MIN_PHOTOS:
         found = len(photos) + sum(min(per_video, n) for n in video_lengths.values())
         reasons = "; ".join(f"{p.name}: {r}" for p, r in result.skipped[:5])
         raise InputError(
             f"{len(images)} usable image{'s' if len(images) != 1 else ''} of {found} found"
             + (f" ({reasons})" if reasons else ""),
-            hint="a scene needs at least 2 photos of it from different positions (10-50 work best)",
+            hint=f"a scene needs at least {MIN_PHOTOS} photos of it from different positions (10-50 work best)",
         )
     result.save(out_dir)
     return result

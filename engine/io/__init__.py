@@ -85,7 +85,8 @@ def resolve_save_format(path: str | Path, format: str | None = None) -> str:
     if by_name is None:
         raise InputError(
             "cannot tell the output format from the file name", path,
-            f"use one of the extensions {formats_we_read()}, or pass a format",
+            f"use one of the extensions {formats_we_read()}, or choose the format with --format "
+            f"({', '.join(FORMAT_EXTENSIONS)})",
         )
     return by_name
 

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import FormatError
 from ..scene import GaussianScene, SceneError, sh_coeffs_for_degree
 from .atomic import atomic_write
+from .reading import non_finite_hint
 
 FORMAT_NAME = "ply"
 EXTENSIONS = (".ply",)
@@ -309,7 +310,7 @@ def read(path: str | Path, drop_invalid: bool = False) -> GaussianScene:
         if not drop_invalid:
             raise FormatError(
                 f"{bad:,} of {n:,} splats have NaN or infinite values", path,
-                "re-export the scene, or load it with drop_invalid=True to drop those splats",
+                non_finite_hint(path),
             )
         arrays = {name: values[~invalid] for name, values in arrays.items()}
     try:

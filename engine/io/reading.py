@@ -22,3 +22,10 @@ def read_bytes(path: Path, what: str, limit: int = -1) -> bytes:
     if not data:
         raise FormatError("is empty (0 bytes)", path, "the file was not written completely; export it again")
     return data
+
+
+def non_finite_hint(path: str | Path) -> str:
+    """What to do about a file with NaN/infinite splats: the command that drops them (``--drop-invalid``)."""
+    path = Path(path)
+    return (f"re-export the scene, or drop those splats with "
+            f"`handful-cli convert {path} {path.with_name(path.stem + '-finite.ply')} --drop-invalid`")

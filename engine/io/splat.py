@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import FormatError
 from ..scene import SH_C0, GaussianScene
 from .atomic import atomic_write
+from .reading import non_finite_hint
 
 FORMAT_NAME = "splat"
 EXTENSIONS = (".splat",)
@@ -109,7 +110,7 @@ def decode(records: np.ndarray, path: str | Path = "<memory>", drop_invalid: boo
         if not drop_invalid:
             raise FormatError(
                 f"{bad:,} of {len(records):,} splats have NaN, infinite or negative position/scale values",
-                path, "re-export the scene, or load it with drop_invalid=True to drop those splats",
+                path, non_finite_hint(path),
             )
         keep = ~invalid
         records, pos, scale = records[keep], pos[keep], scale[keep]
