@@ -128,13 +128,29 @@ class Job:
         self.options = (options or JobOptions()).validate()
         if self.options.cameras is not None:
             self.options = dataclasses.replace(self.options, cameras=Path(self.options.cameras).expanduser().absolute())
-        self.emit = emit
+        self._sink = emit
         self.cancel = cancel or ev.CancelToken()
         self.state = self._load_state()
         self.timings: dict[str, float] = dict(self.state.get("timings", {}))
-        self.warnings: list[str] = []
-        self._emit_warning = lambda msg, path=None: self._warn(msg, path)
+        # Every warning any stage emits (its own, ingest's, the pose solver's), per stage and once each;
+        # kept in job.json so that a resumed job still reports those of the stages it skips.
+        self.stage_warnings: dict[str, list[str]] = {k: list(v) for k, v in self.state.get("warnings", {}).items()}
         self._stage: str | None = None
+
+    def emit(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Warning):
+            text = event.message if event.path is None else f"{event.path}: {event.message}"
+            seen = self.stage_warnings.setdefault(self._stage or "setup", [])
+            if text not in seen:
+                seen.append(text)
+        self._sink(event)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings of the stages on record, in stage order, each once."""
+        order = ["setup", *STAGES]
+        stages = sorted(self.stage_warnings, key=lambda s: order.index(s) if s in order else len(order))
+        return list(dict.fromkeys(w for s in stages for w in self.stage_warnings[s]))
 
     @functools.cached_property
     def device(self) -> str:
@@ -168,6 +184,7 @@ class Job:
 
     def _save_state(self) -> None:
         self.state["timings"] = self.timings
+        self.state["warnings"] = self.stage_warnings
         atomic_write_text(self.out / STATE_FILE, json.dumps(self.state, indent=1))
 
     def _save_state_after_failure(self) -> None:
@@ -191,9 +208,9 @@ class Job:
         later = STAGES[STAGES.index(stage):]
         for s in later:
             self.state.get("finished", {}).pop(s, None)
+            self.stage_warnings.pop(s, None)
 
     def _warn(self, message: str, path=None) -> None:
-        self.warnings.append(message if path is None else f"{path}: {message}")
         self.emit(ev.Warning(message, None if path is None else str(path)))
 
     # ------------------------------------------------------------------ run
@@ -273,8 +290,6 @@ class Job:
             emit=self.emit,
             cancel=self.cancel,
         )
-        for msg in res.warnings:
-            self.warnings.append(msg)
         images = [
             {
                 "name": im.name,
@@ -425,9 +440,12 @@ class Job:
         scene = GaussianScene.concatenate(parts)
         save_scene(scene, self.out / "init.ply")
 
+    def _min_views_to_hold_out(self) -> int:
+        return max(2 * self.options.eval_every, 8)
+
     def _split_views(self, cams: list[Camera]) -> tuple[list[Camera], list[Camera]]:
         k = self.options.eval_every
-        if not k or len(cams) < max(2 * k, 8):
+        if not k or len(cams) < self._min_views_to_hold_out():
             return cams, []  # too few photos to hold any out: evaluate on the training views
         test = [c for i, c in enumerate(cams) if i % k == 0]
         train = [c for i, c in enumerate(cams) if i % k != 0]
@@ -492,7 +510,8 @@ class Job:
                                   f"largest {corrections.max():.2f}° (saved in refined/)"))
         if getattr(res, "cancelled", False):
             self._save_state()
-            raise Cancelled("cancelled during training; the scene so far is saved as scene.ply")
+            raise Cancelled(f"training stopped at step {res.iterations} of {cfg.iterations}; the scene reached "
+                            f"so far is saved as {self.out / 'scene.ply'}")
 
     def _snapshot_forwarder(self, cameras):
         def forward(event):
@@ -510,7 +529,14 @@ class Job:
         scene = load_scene(self.out / "scene.ply").to(self.device)
         eval_cams = test_cams or train_cams
         images = self._load_images(eval_cams)
-        self.emit(ev.Progress("evaluate", 0, len(eval_cams), "rendering hold-out views"))
+        if test_cams:
+            what = f"rendering the {len(test_cams)} hold-out views"
+        elif self.options.eval_every:
+            what = (f"scoring the {len(eval_cams)} training views (fewer than {self._min_views_to_hold_out()} "
+                    "photos: none held out)")
+        else:
+            what = f"scoring the {len(eval_cams)} training views (--eval-every 0: none held out)"
+        self.emit(ev.Progress("evaluate", 0, len(eval_cams), what))
         metrics = evaluate(scene, eval_cams, images, background=self.options.background)
         self._write_previews(scene, eval_cams[:4])
         ingested = self._ingested()
@@ -534,7 +560,7 @@ class Job:
             "preset": self.options.preset,
             "timings": {**self.timings},
             "device": _device_description(self.device),
-            "warnings": ingested.get("warnings", []) + self.warnings,
+            "warnings": self.warnings,
             "skipped": ingested.get("skipped", []),
         }
         atomic_write_text(self.out / "report.json", json.dumps(report, indent=1))

@@ -4,6 +4,7 @@ folders and a Python without Handful's dependencies."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import os
@@ -308,3 +309,101 @@ def test_the_readme_and_the_engine_agree_on_the_fewest_photos(tmp_path):
     (folder / "view_00.jpg").unlink()
     with pytest.raises(InputError, match=f"at least {MIN_PHOTOS} photos"):
         ingest([folder], tmp_path / "fewer")
+
+
+# ----------------------------------------------------------------------------- what the job says
+
+
+def _fake_pose_solver(left_out: str):
+    """estimate_poses as the real one behaves on these photos: the sample's cameras for all but
+    ``left_out``, and the warning the real solver emits for a photo it could not place."""
+    from engine import events as ev
+    from engine.io import transforms
+    from engine.poses import PoseResult
+    from engine.scene import CameraRig
+
+    truth = {Path(c.name).stem: c for c in transforms.read(SAMPLE / "transforms.json")}
+
+    def estimate(paths, work_dir, emit=ev.null_sink, **_):
+        cams = []
+        for p in paths:
+            if p.name != left_out:
+                h, w = cv2.imread(str(p)).shape[:2]
+                cams.append(dataclasses.replace(truth[p.stem].resized(w, h), name=p.name, image_path=p))
+        emit(ev.Warning(f"1 of {len(paths)} photos could not be placed and are left out: {left_out} (they overlap "
+                        "too little with the others)", str(paths[0].parent)))
+        return PoseResult(rig=CameraRig(cams), registered=[c.name for c in cams], unregistered=[left_out],
+                          strategy="fake")
+
+    return estimate
+
+
+def test_report_lists_every_warning_once_also_after_a_resume(three_photos, tmp_path, monkeypatch):
+    import engine.poses
+    from engine.job import JobOptions, run_job
+
+    shutil.copy(SAMPLE / "images" / "view_05.jpg", three_photos / "view_05.jpg")  # a bigger photo: a warning
+    monkeypatch.setattr(engine.poses, "estimate_poses", _fake_pose_solver("view_05.jpg"))
+    out = tmp_path / "out"
+    first = run_job([three_photos], out, JobOptions(until="poses"))
+    assert first.stopped_after == "poses"
+    seen = []
+    result = run_job([three_photos], out, JobOptions(preset="preview", iterations=20), emit=seen.append)
+    warnings = result.report["warnings"]
+    assert len(warnings) == len(set(warnings))
+    assert any("1 of 4 photos could not be placed" in w for w in warnings)  # from the skipped poses stage
+    ingest_warnings = json.loads((out / "ingest.json").read_text())["warnings"]
+    assert ingest_warnings and all(any(w.endswith(i.split(": ", 1)[-1]) for w in warnings) for i in ingest_warnings)
+    # 3 photos: nothing is held out, and the job says so instead of "rendering hold-out views"
+    from engine import events as ev
+
+    said = [e.message for e in seen if isinstance(e, ev.Progress) and e.stage == "evaluate" and e.done == 0]
+    assert said == ["scoring the 3 training views (fewer than 16 photos: none held out)"]
+    assert result.report["eval"]["held_out"] is False
+
+
+def test_pose_progress_reaches_100_percent_only_when_cameras_are_usable(tmp_path, monkeypatch):
+    from engine.events import Progress
+
+    solver_placed_none = (
+        "import json, os, sys; job = json.load(open(sys.argv[1])); "
+        "open(os.path.join(job['work_dir'], 'result.json'), 'w').write(json.dumps({'cameras': {}})); "
+        "print(json.dumps({'type': 'done'}), flush=True)"
+    )
+    monkeypatch.setattr(estimate_module, "WORKER_COMMAND", [sys.executable, "-c", solver_placed_none])
+    (tmp_path / "photos").mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / "photos" / name), cv2.imread(str(SAMPLE / "images" / "view_00.jpg")))
+    events = []
+    with pytest.raises(StageError, match="only 0 of 2 photos could be placed"):
+        estimate_poses(sorted((tmp_path / "photos").iterdir()), tmp_path / "work", emit=events.append, timeout_s=120)
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress and all(e.done < e.total for e in progress)
+    assert "solved" not in " ".join(e.message for e in progress)
+
+
+def test_ctrl_c_keeps_the_scene_reached_and_says_so_once(three_photos, tmp_path, capsys, monkeypatch):
+    import signal
+
+    from engine.commands import reconstruct
+    from engine.events import Progress
+    from engine.io import load_scene
+
+    class CtrlCDuringTraining(reconstruct.ProgressBar):
+        def __call__(self, event):
+            super().__call__(event)
+            if isinstance(event, Progress) and event.stage == "train" and event.done >= 1:
+                signal.raise_signal(signal.SIGINT)  # what the terminal sends on Ctrl+C
+
+    monkeypatch.setattr(reconstruct, "ProgressBar", CtrlCDuringTraining)
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(three_photos), "-o", str(out), "--cameras",
+                 str(tmp_path / "cams" / "transforms.json"), "--preset", "preview", "--iterations", "5000"])
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert len(load_scene(out / "scene.ply")) > 0  # the scene reached is kept, as the app's Cancel keeps it
+    assert "train" not in json.loads((out / "job.json").read_text())["finished"]
+    assert re.search(r"cancelled: training stopped at step \d+ of 5000; the scene reached so far is saved as "
+                     + re.escape(str(out / "scene.ply")), err)
+    assert err.lower().count("cancel") == 1 and "Traceback" not in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was

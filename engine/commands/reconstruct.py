@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import sys
+import threading
 from pathlib import Path
 
 from .. import events as ev
+from ..errors import Cancelled
 from ..job import PRESETS, STAGES, JobOptions, run_job
 from ..progress import ProgressBar
 
@@ -57,8 +62,14 @@ def run(args) -> int:
     )
     bar = ProgressBar()
     sink = (lambda e: bar(e) if isinstance(e, ev.Warning) else None) if args.quiet else bar
-    with bar:
-        result = run_job(args.inputs, args.out, options, emit=sink)
+    cancel = ev.CancelToken()
+    try:
+        with bar, ctrl_c_cancels(cancel, bar.message):
+            result = run_job(args.inputs, args.out, options, emit=sink, cancel=cancel)
+    except Cancelled as e:
+        said = "" if e.message == "cancelled" else f": {e}"
+        print(f"cancelled{said}; finished stages are kept in {Path(args.out).absolute()}", file=sys.stderr)
+        return e.exit_code
     rep = result.report
     if rep:
         e = rep["eval"]
@@ -70,3 +81,24 @@ def run(args) -> int:
     else:
         print(f"{result.out_dir}: stopped after {result.stopped_after}")
     return 0
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(token: ev.CancelToken, say):
+    """The first Ctrl+C cancels the job the way the app's Cancel does (training stops and keeps the scene
+    it reached); a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def on_ctrl_c(signum, frame):
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        say("stopping: the scene reached so far will be kept (Ctrl+C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

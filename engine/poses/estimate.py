@@ -182,7 +182,7 @@ def _run_worker(job_path, log_path, emit, cancel, timeout_s, attempts, total_ima
             while True:
                 if cancel.cancelled:
                     _kill(child)
-                    raise Cancelled("pose estimation cancelled")
+                    raise Cancelled("pose estimation stopped before it finished")
                 if deadline is not None and time.monotonic() > deadline:
                     _kill(child)
                     raise StageError(
@@ -211,8 +211,8 @@ def _run_worker(job_path, log_path, emit, cancel, timeout_s, attempts, total_ima
                     done = 3 * int(msg.get("index", 0))
                 elif kind == "attempt":
                     attempts.append({k: v for k, v in msg.items() if k != "type"})
-                elif kind == "done":
-                    emit(Progress(STAGE, total, total, "camera positions solved"))
+                elif kind == "done":  # 100% only once the cameras are known to be usable (_to_result)
+                    emit(Progress(STAGE, total - 1, total, "solver finished; checking the cameras it placed"))
         except BaseException:
             _kill(child)
             raise
@@ -269,6 +269,7 @@ def _to_result(answer: dict, image_paths, sizes, log: str, emit) -> PoseResult:
             "move sideways between shots rather than turning on the spot, and avoid blurry or plain "
             "surfaces",
         )
+    emit(Progress(STAGE, 1, 1, f"camera positions solved for {len(registered)} of {len(image_paths)} photos"))
     if unregistered:
         emit(Warning(
             f"{len(unregistered)} of {len(image_paths)} photos could not be placed and are left out: "
