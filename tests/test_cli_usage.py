@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -407,3 +408,14 @@ def test_ctrl_c_keeps_the_scene_reached_and_says_so_once(three_photos, tmp_path,
                      + re.escape(str(out / "scene.ply")), err)
     assert err.lower().count("cancel") == 1 and "Traceback" not in err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
+
+
+def test_setup_reads_the_project_metadata_without_warnings():
+    # setup.sh's `pip install -e .` printed setuptools' deprecation warning for a licence table (twice).
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dist = apply_configuration(Distribution(), ROOT / "pyproject.toml")
+    assert dist.metadata.license_expression == "Apache-2.0"
