@@ -33,6 +33,16 @@ def random_scene(
     )
 
 
+def splat_with_a_nan_row(path, count: int = 12, bad_row: int = 4):
+    """A .splat file of ``count`` splats, one of them (``bad_row``) at a NaN position; returns its path."""
+    from engine.io import splat
+
+    records = splat.encode(random_scene(count, sh_degree=0), sort=False)
+    records["position"][bad_row] = float("nan")
+    path.write_bytes(records.tobytes())
+    return path
+
+
 def extreme_scene(sh_degree: int = 3) -> GaussianScene:
     """Values at the edges of what files and quantisers must survive."""
     k = sh_coeffs_for_degree(sh_degree)

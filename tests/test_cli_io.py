@@ -16,7 +16,7 @@ from engine.__main__ import main
 from engine.events import Progress, StageStarted, Warning
 from engine.io import load_scene, save_scene
 from engine.progress import ProgressBar
-from tests.factories import assert_scenes_close, random_scene
+from tests.factories import assert_scenes_close, random_scene, splat_with_a_nan_row
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,12 +88,7 @@ def test_bad_output_name_is_refused_before_reading(scene_file, tmp_path, capsys)
 
 
 def test_convert_drop_invalid(tmp_path, capsys):
-    from engine.io import splat
-
-    rec = splat.encode(random_scene(12, sh_degree=0), sort=False)
-    rec["position"][4] = float("nan")
-    path = tmp_path / "nan.splat"
-    path.write_bytes(rec.tobytes())
+    path = splat_with_a_nan_row(tmp_path / "nan.splat", count=12)
     assert main(["convert", str(path), str(tmp_path / "o.ply")]) == 2
     assert "1 of 12 splats" in capsys.readouterr().err
     assert main(["convert", str(path), str(tmp_path / "o.ply"), "--drop-invalid"]) == 0

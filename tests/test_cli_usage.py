@@ -21,8 +21,10 @@ import pytest
 
 from engine.__main__ import build_parser, main
 from engine.errors import StageError
+from engine.io import load_scene, save_scene
 from engine.poses import estimate as estimate_module
 from engine.poses import estimate_poses
+from tests.factories import random_scene, splat_with_a_nan_row
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "resources" / "sample"
@@ -65,20 +67,48 @@ def test_relative_inputs_output_and_cameras_from_another_folder(three_photos, tm
     assert capsys.readouterr().err.count("already done") == 2
 
 
-def test_pose_worker_finds_a_relative_working_folder(tmp_path, monkeypatch):
+@pytest.fixture
+def stand_in_worker(tmp_path, monkeypatch):
+    """Replaces the pose worker with a one-line Python program; returns two photos for it (relative to
+    ``tmp_path``, the working folder)."""
+    (tmp_path / "photos").mkdir()
+    photos = [Path("photos") / name for name in ("a.png", "b.png")]
+    for photo in photos:
+        cv2.imwrite(str(tmp_path / photo), cv2.imread(str(SAMPLE / "images" / "view_00.jpg")))
+    monkeypatch.chdir(tmp_path)
+
+    def use(program: str) -> list[Path]:
+        monkeypatch.setattr(estimate_module, "WORKER_COMMAND", [sys.executable, "-c", program])
+        return photos
+
+    return use
+
+
+def test_pose_worker_finds_a_relative_working_folder(stand_in_worker):
     # The worker runs in the repository folder; this stand-in exits 0 only if the job file it is given
     # and the folders the job names can be found from there.
-    check = (
+    photos = stand_in_worker(
         "import json, os, sys; job = json.load(open(sys.argv[1])); "
         "sys.exit(0 if os.path.isdir(job['image_dir']) and os.path.isdir(job['work_dir']) else 3)"
     )
-    monkeypatch.setattr(estimate_module, "WORKER_COMMAND", [sys.executable, "-c", check])
-    (tmp_path / "photos").mkdir()
-    for name in ("a.png", "b.png"):
-        cv2.imwrite(str(tmp_path / "photos" / name), cv2.imread(str(SAMPLE / "images" / "view_00.jpg")))
-    monkeypatch.chdir(tmp_path)
     with pytest.raises(StageError, match=r"exit code 0\)"):  # it ran and found everything (but solved nothing)
-        estimate_poses([Path("photos/a.png"), Path("photos/b.png")], Path("work"), timeout_s=120)
+        estimate_poses(photos, Path("work"), timeout_s=120)
+
+
+def test_pose_progress_reaches_100_percent_only_when_cameras_are_usable(stand_in_worker):
+    from engine.events import Progress
+
+    photos = stand_in_worker(
+        "import json, os, sys; job = json.load(open(sys.argv[1])); "
+        "open(os.path.join(job['work_dir'], 'result.json'), 'w').write(json.dumps({'cameras': {}})); "
+        "print(json.dumps({'type': 'done'}), flush=True)"
+    )
+    events = []
+    with pytest.raises(StageError, match="only 0 of 2 photos could be placed"):
+        estimate_poses(photos, Path("work"), emit=events.append, timeout_s=120)
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress and all(e.done < e.total for e in progress)
+    assert "solved" not in " ".join(e.message for e in progress)
 
 
 # ----------------------------------------------------------------------------- unwritable output
@@ -150,14 +180,10 @@ def test_a_stage_that_hits_a_read_only_folder_keeps_its_message(three_photos, tm
     assert list(out.iterdir()) == []
 
 
-def test_convert_into_a_read_only_folder(tmp_path, capsys, read_only_below):
-    from engine.io import save_scene
-    from tests.factories import random_scene
-
-    save_scene(random_scene(50, sh_degree=1, seed=2), tmp_path / "in.ply")
+def test_convert_into_a_read_only_folder(tmp_path, capsys, read_only_below, sh1_ply):
     (tmp_path / "ro").mkdir()
     read_only_below(tmp_path / "ro")
-    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / "ro" / "out.spz")]) == 2
+    assert main(["convert", str(sh1_ply), str(tmp_path / "ro" / "out.spz")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'ro' / 'out.spz'}: cannot write here (Read-only file system)" in err
     assert list((tmp_path / "ro").iterdir()) == []
@@ -227,72 +253,56 @@ def test_every_flag_the_readme_names_exists():
 
 
 def test_non_finite_hint_is_a_command_that_works(tmp_path, capsys):
-    from engine.io import splat
-    from tests.factories import random_scene
-
-    records = splat.encode(random_scene(12, sh_degree=0), sort=False)
-    records["position"][4] = float("nan")
-    path = tmp_path / "nan.splat"
-    path.write_bytes(records.tobytes())
+    path = splat_with_a_nan_row(tmp_path / "nan.splat", count=12)
     assert main(["convert", str(path), str(tmp_path / "o.ply")]) == 2
     err = capsys.readouterr().err
     assert "drop_invalid" not in err  # the Python keyword means nothing on the command line
     command = shlex.split(re.search(r"`([^`]*)`", err).group(1))
     assert command[0] == "handful-cli" and build_parser().parse_args(command[1:]).drop_invalid
     assert main(command[1:]) == 0
-    from engine.io import load_scene
-
     assert len(load_scene(command[3])) == 11
 
 
-def test_unknown_output_extension_names_the_format_flag_and_its_choices(tmp_path, capsys):
-    from engine.io import save_scene
-    from tests.factories import random_scene
+@pytest.fixture
+def sh1_ply(tmp_path) -> Path:
+    path = tmp_path / "in.ply"
+    save_scene(random_scene(30, sh_degree=1, seed=3), path)
+    return path
 
-    save_scene(random_scene(20, sh_degree=1, seed=1), tmp_path / "in.ply")
-    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / "out.xyz")]) == 2
+
+def test_unknown_output_extension_names_the_format_flag_and_its_choices(tmp_path, capsys, sh1_ply):
+    assert main(["convert", str(sh1_ply), str(tmp_path / "out.xyz")]) == 2
     err = capsys.readouterr().err
     choices = re.search(r"--format \(([^)]*)\)", err).group(1).split(", ")
     assert len(choices) == 4
     for name in choices:  # each is what the real flag accepts
         assert build_parser().parse_args(["convert", "a", "b", "--format", name]).format == name
-    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / "out.xyz"), "--format", "spz"]) == 0
+    assert main(["convert", str(sh1_ply), str(tmp_path / "out.xyz"), "--format", "spz"]) == 0
 
 
 @pytest.mark.parametrize("version", [2, 3, 4])
-def test_convert_writes_the_spz_version_asked_for(tmp_path, version):
-    from engine.io import save_scene, spz
-    from tests.factories import random_scene
+def test_convert_writes_the_spz_version_asked_for(tmp_path, version, sh1_ply):
+    from engine.io import spz
 
-    save_scene(random_scene(20, sh_degree=1, seed=1), tmp_path / "in.ply")
     out = tmp_path / "out.spz"
-    assert main(["convert", str(tmp_path / "in.ply"), str(out), "--spz-version", str(version)]) == 0
+    assert main(["convert", str(sh1_ply), str(out), "--spz-version", str(version)]) == 0
     assert spz.read_info(out).version == version
 
 
-def test_spz_version_for_another_format_is_refused(tmp_path, capsys):
-    from engine.io import save_scene
-    from tests.factories import random_scene
-
-    save_scene(random_scene(20, sh_degree=1, seed=1), tmp_path / "in.ply")
-    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / "out.splat"), "--spz-version", "3"]) == 2
+def test_spz_version_for_another_format_is_refused(tmp_path, capsys, sh1_ply):
+    assert main(["convert", str(sh1_ply), str(tmp_path / "out.splat"), "--spz-version", "3"]) == 2
     assert "--spz-version is for .spz output" in capsys.readouterr().err
     assert not (tmp_path / "out.splat").exists()
 
 
-def test_sh_degree_only_drops_bands(tmp_path, capsys):
-    from engine.io import load_scene, save_scene
-    from tests.factories import random_scene
-
-    scene = random_scene(30, sh_degree=1, seed=3)
-    save_scene(scene, tmp_path / "sh1.ply")
-    assert main(["convert", str(tmp_path / "sh1.ply"), str(tmp_path / "up.ply"), "--sh-degree", "3"]) == 0
+def test_sh_degree_only_drops_bands(tmp_path, capsys, sh1_ply):
+    assert main(["convert", str(sh1_ply), str(tmp_path / "up.ply"), "--sh-degree", "3"]) == 0
     captured = capsys.readouterr()
     assert "has SH degree 1; --sh-degree only drops bands, so degree 1 is kept" in captured.err
     assert "SH degree 1" in captured.out
     assert load_scene(tmp_path / "up.ply").sh_degree == 1
-    assert (tmp_path / "up.ply").stat().st_size == (tmp_path / "sh1.ply").stat().st_size
-    assert main(["convert", str(tmp_path / "sh1.ply"), str(tmp_path / "down.ply"), "--sh-degree", "0"]) == 0
+    assert (tmp_path / "up.ply").stat().st_size == sh1_ply.stat().st_size
+    assert main(["convert", str(sh1_ply), str(tmp_path / "down.ply"), "--sh-degree", "0"]) == 0
     assert load_scene(tmp_path / "down.ply").sh_degree == 0
 
 
@@ -363,33 +373,11 @@ def test_report_lists_every_warning_once_also_after_a_resume(three_photos, tmp_p
     assert result.report["eval"]["held_out"] is False
 
 
-def test_pose_progress_reaches_100_percent_only_when_cameras_are_usable(tmp_path, monkeypatch):
-    from engine.events import Progress
-
-    solver_placed_none = (
-        "import json, os, sys; job = json.load(open(sys.argv[1])); "
-        "open(os.path.join(job['work_dir'], 'result.json'), 'w').write(json.dumps({'cameras': {}})); "
-        "print(json.dumps({'type': 'done'}), flush=True)"
-    )
-    monkeypatch.setattr(estimate_module, "WORKER_COMMAND", [sys.executable, "-c", solver_placed_none])
-    (tmp_path / "photos").mkdir()
-    for name in ("a.png", "b.png"):
-        cv2.imwrite(str(tmp_path / "photos" / name), cv2.imread(str(SAMPLE / "images" / "view_00.jpg")))
-    events = []
-    with pytest.raises(StageError, match="only 0 of 2 photos could be placed"):
-        estimate_poses(sorted((tmp_path / "photos").iterdir()), tmp_path / "work", emit=events.append, timeout_s=120)
-    progress = [e for e in events if isinstance(e, Progress)]
-    assert progress and all(e.done < e.total for e in progress)
-    assert "solved" not in " ".join(e.message for e in progress)
-
-
 def test_ctrl_c_keeps_the_scene_reached_and_says_so_once(three_photos, tmp_path, capsys, monkeypatch):
     import signal
 
     from engine.commands import reconstruct
     from engine.events import Progress
-    from engine.io import load_scene
-
     class CtrlCDuringTraining(reconstruct.ProgressBar):
         def __call__(self, event):
             super().__call__(event)
