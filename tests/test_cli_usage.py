@@ -1,5 +1,6 @@
-"""What a new user runs: the CLI started from another folder, with relative paths, unwritable output
-folders and a Python without Handful's dependencies."""
+"""What a new user runs and reads: the CLI started from another folder with relative paths, unwritable
+output folders, a Python without Handful's dependencies, messages that name real flags, Ctrl+C, and what
+the job reports."""
 
 from __future__ import annotations
 
