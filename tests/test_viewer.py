@@ -222,7 +222,7 @@ def test_clicking_a_camera_frustum_moves_the_view_there(viewer, qtbot):
     from PySide6 import QtCore
 
     from app.viewer.frustums import frustum_corners
-    from app.viewer.gl_camera import project_points
+    from engine.camera_projection import project_points
 
     Qt = QtCore.Qt
     viewer.set_scene(moderate_scene(300, extent=0.5))
@@ -231,7 +231,7 @@ def test_clicking_a_camera_frustum_moves_the_view_there(viewer, qtbot):
     overview = Camera.look_at([0, 0, 9], [0, 0, 0], up=(0, 1, 0), fx=150, fy=150, cx=100, cy=75, width=WIDTH, height=HEIGHT)
     viewer.view_camera(overview)
     target = 4
-    corners, _ = project_points(viewer.current_camera(), frustum_corners(cams[target], viewer._frustum_depth))
+    corners, _ = project_points(frustum_corners(cams[target], viewer._frustum_depth), viewer.current_camera())
     x, y = corners[1:].mean(axis=0)
     with qtbot.waitSignal(viewer.camera_clicked, timeout=3000) as clicked:
         _mouse(viewer.canvas.native, QtCore.QEvent.Type.MouseButtonPress, (x, y), Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton)

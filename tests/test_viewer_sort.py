@@ -20,7 +20,7 @@ from app.viewer.depth_sort import (
     sort_and_gather,
 )
 from app.viewer.frustums import frustum_corners, frustum_lines, pick_frustum
-from app.viewer.gl_camera import opencv_to_gl_clip, project_points, side_planes
+from engine.camera_projection import opencv_to_gl_clip, project_points, side_planes
 from app.viewer.navigation import ViewState
 from engine.scene import Camera, quat_to_rotmat
 from tests.factories import orbit_cameras, random_scene
@@ -194,7 +194,7 @@ def test_opencv_to_gl_clip_lands_on_engine_pixels():
     cam = _camera()
     near, far = 0.1, 50.0
     pts = np.random.default_rng(5).uniform(-1, 1, size=(50, 3))
-    uv, z = project_points(cam, pts)
+    uv, z = project_points(pts, cam)
     pc = pts @ cam.R.T + cam.t
     clip = np.hstack([pc, np.ones((50, 1))]) @ opencv_to_gl_clip(cam, near, far).T
     ndc = clip[:, :3] / clip[:, 3:]
@@ -236,13 +236,13 @@ def test_orbit_pan_zoom_fly_move_the_view_as_expected():
     view = ViewState()
     view.frame(np.array([1.0, 2.0, 3.0]), 2.0, 400, 300)
     cam = view.camera(400, 300)
-    uv, _ = project_points(cam, view.pivot[None])
+    uv, _ = project_points(view.pivot[None], cam)
     assert uv[0] == pytest.approx([200, 150])  # framing looks at the centre
     dist = np.linalg.norm(view.center - view.pivot)
 
     view.orbit(50, -20)
     assert np.linalg.norm(view.center - view.pivot) == pytest.approx(dist)
-    uv, _ = project_points(view.camera(400, 300), view.pivot[None])
+    uv, _ = project_points(view.pivot[None], view.camera(400, 300))
     assert uv[0] == pytest.approx([200, 150], abs=1e-6)  # the pivot stays in the middle
     assert np.allclose(view.R @ view.R.T, np.eye(3), atol=1e-9)
 
@@ -250,7 +250,7 @@ def test_orbit_pan_zoom_fly_move_the_view_as_expected():
     before = view.camera(400, 300)
     point = view.pivot.copy()
     view.pan(30, -10, before.fy)
-    uv, _ = project_points(view.camera(400, 300), point[None])
+    uv, _ = project_points(point[None], view.camera(400, 300))
     assert uv[0] == pytest.approx([230, 140], abs=1e-6)
 
     view.zoom(2)
@@ -268,10 +268,10 @@ def test_pick_frustum_hits_the_clicked_camera_only():
     depth = 0.8
     assert frustum_lines(cams, depth).shape == (6 * 16, 3)
     for i, cam in enumerate(cams):
-        corners, _ = project_points(viewer_cam, frustum_corners(cam, depth)[1:])
+        corners, _ = project_points(frustum_corners(cam, depth)[1:], viewer_cam)
         x, y = corners.mean(axis=0)  # middle of its image rectangle
         assert pick_frustum(cams, depth, viewer_cam, x, y) == i
-        eye, _ = project_points(viewer_cam, cam.center[None])
+        eye, _ = project_points(cam.center[None], viewer_cam)
         assert pick_frustum(cams, depth, viewer_cam, *eye[0]) == i  # on the apex, where edges meet
     assert pick_frustum(cams, depth, viewer_cam, 200, 150) is None  # the empty middle
     assert pick_frustum([], depth, viewer_cam, 10, 10) is None

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.scene import Camera
-
-from .gl_camera import project_points
+from engine.camera_projection import project_points
 
 # eye->corner edges and the image rectangle, as vertex pairs over [eye, c0, c1, c2, c3]
 _EDGES = [(0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (2, 3), (3, 4), (4, 1)]
@@ -57,7 +55,7 @@ def pick_frustum(cameras: list[Camera], depth: float, view: Camera, x: float, y:
     click = np.array([[x, y]], dtype=np.float64)
     near = 1e-6
     for i, cam in enumerate(cameras):
-        uv, z = project_points(view, frustum_corners(cam, depth))
+        uv, z = project_points(frustum_corners(cam, depth), view)
         if (z <= near).any():
             continue  # partly behind the viewer: skip rather than draw wrapped-around edges
         a = uv[[e[0] for e in _EDGES]]
