@@ -27,24 +27,30 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.edit import Delete, read_groups
 from engine.errors import HandfulError
+from engine.io.project import EXTENSION as PROJECT_EXTENSION
+from engine.io.project import Project, is_project, load_project, save_project
 from engine.io.atomic import atomic_write_bytes
 
 from . import APPLICATION
 from .dialogs.about import show_about
 from .dialogs.export_dialog import ExportDialog, export_scene
 from .dialogs.messages import Banner
-from .editing import BoxSelectTool, EditSession
+from .editing import EditSession, SelectionTools
+from .editing.actions import EditActions
 from .import_panel import SCENE_SUFFIXES, ImportPanel
 from .job_runner import JobRunner
 from .log_panel import LogPanel
+from .objects_panel import ObjectsPanel
 from .progress_panel import ProgressPanel, format_metrics
 from .settings import Settings
 from .theme import SAMPLE, icon
 
 log = logging.getLogger(__name__)
 
-SCENE_FILTER = "Splat scenes (*.ply *.spz *.splat);;All files (*)"
+SCENE_FILTER = "Splat scenes and projects (*.ply *.spz *.splat *.handfulproj);;All files (*)"
+SAVE_FILTER = "Splat scenes (*.ply *.spz *.splat);;Handful project (*.handfulproj);;All files (*)"
 
 
 class PlaceholderViewer(QLabel):
@@ -137,6 +143,7 @@ class MainWindow(QMainWindow):
         self.current_path: Path | None = None
         self.job_out_dir: Path | None = None
         self.job_cameras: Path | None = None  # known cameras for the inputs: pose estimation is skipped
+        self.session_cameras: list = []  # the open scene's cameras (saved in a project)
         self._last_snapshot = None
         self._snapshot_count = 0
         self._loading: Path | None = None
@@ -175,7 +182,10 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.log_dock], [150], Qt.Orientation.Vertical)
 
         self.session = EditSession(self)
-        self.select_tool = BoxSelectTool(self.viewer, self.session, self)
+        self.select_tool = SelectionTools(self.viewer, self.session, self)
+        self.objects_panel = ObjectsPanel(self.session)
+        self.objects_dock = self._dock("Objects", self.objects_panel, Qt.DockWidgetArea.RightDockWidgetArea,
+                                       "ObjectsDock")
         self.runner = JobRunner(self, job_fn=job_fn, isolation=job_isolation)
         self._build_actions()
         self._connect()
@@ -219,23 +229,17 @@ class MainWindow(QMainWindow):
         self.add_photos_action = self._action("&Add Photos…", self.add_photos_dialog, "Ctrl+Shift+O", "image")
         self.save_action = self._action("&Save", self.save, S.Save, "save", tip="Save the edited scene")
         self.save_as_action = self._action("Save &As…", self.save_as_dialog, S.SaveAs)
+        self.save_project_action = self._action("Save &Project As…", self.save_project_dialog,
+                                                tip="Save the scene, cameras, objects and edit history in one file")
         self.export_action = self._action("&Export…", self.export_dialog, "Ctrl+E", "export",
                                           tip="Export as .ply, .spz, compressed .ply or .splat")
-        self.screenshot_action = self._action("Save Scree&nshot…", self.screenshot_dialog, "Ctrl+Shift+S",
+        self.screenshot_action = self._action("Save Scree&nshot…", self.screenshot_dialog, "Ctrl+Alt+S",
                                               "screenshot")
         self.quit_action = self._action("&Quit", self.close, S.Quit)
-        self.undo_action = self.session.undo_stack.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcut(QKeySequence(S.Undo))
-        self.undo_action.setIcon(icon("undo"))
-        self.redo_action = self.session.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcut(QKeySequence(S.Redo))
-        self.redo_action.setIcon(icon("redo"))
-        self.select_action = self._action("&Box Select", self.select_tool.set_active, "B", "select", checkable=True,
-                                          tip="Drag a box over splats (Shift adds, Ctrl removes)")
-        self.select_all_action = self._action("Select &All", self.session.select_all, S.SelectAll)
-        self.clear_selection_action = self._action("Select &None", self.session.clear_selection, "Ctrl+Shift+A")
-        self.invert_action = self._action("&Invert Selection", self.session.invert_selection, "Ctrl+I")
-        self.delete_action = self._action("&Delete Selected", self.delete_selected, S.Delete, "delete")
+        self.edit_actions = e = EditActions(self, self.session, self.select_tool, self._show_preview)
+        self.undo_action, self.redo_action, self.delete_action = e.undo, e.redo, e.delete
+        self.select_action, self.select_all_action, self.clear_selection_action = e.rect_tool, e.select_all, e.select_none
+        self.invert_action = e.invert
         self.frame_action = self._action("&Frame All", self._frame_all, "F", "frame")
         self.reset_view_action = self._action("&Reset View", self._reset_view, "Home")
         self.reconstruct_action = self._action("&Reconstruct", self.start_reconstruction, "Ctrl+R", "reconstruct")
@@ -249,18 +253,16 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self._fill_recent_menu()
         file_menu.addSeparator()
-        file_menu.addActions([self.save_action, self.save_as_action, self.export_action, self.screenshot_action])
+        file_menu.addActions([self.save_action, self.save_as_action, self.save_project_action, self.export_action,
+                              self.screenshot_action])
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
-        edit_menu = bar.addMenu("&Edit")
-        edit_menu.addActions([self.undo_action, self.redo_action])
-        edit_menu.addSeparator()
-        edit_menu.addActions([self.select_action, self.select_all_action, self.clear_selection_action,
-                              self.invert_action, self.delete_action])
+        self.edit_actions.fill_edit_menu(bar.addMenu("&Edit"))
+        self.edit_actions.fill_select_menu(bar.addMenu("&Select"))
         view_menu = bar.addMenu("&View")
         view_menu.addActions([self.frame_action, self.reset_view_action])
         view_menu.addSeparator()
-        for dock in (self.import_dock, self.progress_dock, self.log_dock):
+        for dock in (self.import_dock, self.progress_dock, self.objects_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
         job_menu = bar.addMenu("&Job")
         job_menu.addActions([self.reconstruct_action, self.cancel_action])
@@ -273,7 +275,8 @@ class MainWindow(QMainWindow):
         tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         tools.addActions([self.open_action, self.save_action, self.export_action])
         tools.addSeparator()
-        tools.addActions([self.select_action, self.delete_action, self.undo_action, self.redo_action])
+        tools.addActions([self.select_action, self.edit_actions.lasso_tool, self.edit_actions.brush_tool,
+                          self.delete_action, self.undo_action, self.redo_action])
         tools.addSeparator()
         tools.addActions([self.frame_action, self.screenshot_action])
         self.addToolBar(tools)
@@ -312,10 +315,12 @@ class MainWindow(QMainWindow):
 
         s = self.session
         s.scene_changed.connect(self._on_session_scene)
+        s.scene_data_changed.connect(self.viewer.update_scene)
         s.visibility_changed.connect(self._on_visibility)
         s.selection_changed.connect(self._on_selection)
-        s.undo_stack.cleanChanged.connect(lambda _: self._update_title())
-        s.undo_stack.indexChanged.connect(lambda _: self._update_actions())
+        s.history_changed.connect(self._update_title)
+        s.history_changed.connect(self._update_actions)
+        s.message.connect(lambda t: self.statusBar().showMessage(t, 5000))
         self.select_tool.message.connect(lambda t: self.statusBar().showMessage(t, 5000))
         if hasattr(self.viewer, "stats_changed"):
             self.viewer.stats_changed.connect(self._on_viewer_stats)
@@ -395,7 +400,7 @@ class MainWindow(QMainWindow):
         self._show_loaded_scene(Path(path_str), scene, problem)
 
     def _show_loaded_scene(self, path: Path, scene, problem: str) -> bool:
-        if problem:
+        if problem:  # the open scene (and its edits) stay as they were
             self.statusBar().clearMessage()
             self.show_message(problem, "error")
             return False
@@ -403,8 +408,11 @@ class MainWindow(QMainWindow):
         self.job_out_dir = None
         self.settings.add_recent_file(path)
         self.settings.last_folder = str(path.parent)
-        self.session.set_scene(scene)
+        if isinstance(scene, Project):
+            return self._show_project(path, scene)
+        self.session.set_scene(scene, self._groups_next_to(path))
         cameras = self._job_cameras_next_to(path)
+        self.session_cameras = cameras
         self.viewer.set_cameras(cameras)
         self.viewer.set_scene(scene, frame=True)
         if cameras:
@@ -416,6 +424,31 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {path.name}", 5000)
         self._update_title()
         return True
+
+    def _show_project(self, path: Path, project: Project) -> bool:
+        doc = project.document
+        self.session.set_document(doc)
+        self.session_cameras = project.cameras
+        self.viewer.set_cameras(project.cameras)
+        self.viewer.set_scene(doc.scene(), frame=True)
+        self._on_visibility(doc.visible)
+        self._on_selection(doc.selected)
+        self.scene_shown.emit(doc.scene())
+        self.log_panel.info(f"opened project {path}: {doc.edited_scene().describe()}, {doc.position} edits")
+        self.statusBar().showMessage(f"Opened {path.name}", 5000)
+        self._update_title()
+        return True
+
+    def _groups_next_to(self, scene_path: Path):
+        """Object names and colours from the grouping stage's groups.json beside the scene, if any."""
+        path = scene_path.parent / "groups.json"
+        if not path.is_file():
+            return None
+        try:
+            return read_groups(path)
+        except HandfulError as e:
+            self.log_panel.warning(f"object names were not loaded: {e}")
+            return None
 
     def _job_cameras_next_to(self, scene_path: Path) -> list:
         """The cameras of the job that made ``scene_path`` (its folder's sparse/ model), if any."""
@@ -468,15 +501,20 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- saving
     def confirm_discard(self) -> bool:
+        """Before the edits would be lost (close, open another file, reconstruct): save, discard or cancel."""
         if not self.session.modified:
             return True
+        B = QMessageBox.StandardButton
         answer = QMessageBox.question(
-            self, "Unsaved edits", "The scene has edits that are not saved. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Discard
+            self, "Unsaved edits", "The scene has edits that are not saved. Save them first?",
+            B.Save | B.Discard | B.Cancel, B.Save)
+        if answer == B.Save:
+            return self.save()
+        return answer == B.Discard
 
     def save(self) -> bool:
-        if self.current_path is None or self.current_path.suffix.lower() not in SCENE_SUFFIXES:
+        if self.current_path is None or (self.current_path.suffix.lower() not in SCENE_SUFFIXES
+                                         and not is_project(self.current_path)):
             return self.save_as_dialog()
         return self.save_to(self.current_path)
 
@@ -486,6 +524,8 @@ class MainWindow(QMainWindow):
             self.show_message("There is no scene to save yet: open one or reconstruct from photos", "warning")
             return False
         path = Path(path)
+        if is_project(path):
+            return self.save_project_to(path)
         try:
             size = export_scene(scene, path, fmt or _format_for(path))
         except HandfulError as e:
@@ -505,8 +545,39 @@ class MainWindow(QMainWindow):
 
     def save_as_dialog(self) -> bool:
         start = str(self.current_path or self.settings.projects_folder / "scene.ply")
-        path, _ = QFileDialog.getSaveFileName(self, "Save scene", start, SCENE_FILTER)
+        path, _ = QFileDialog.getSaveFileName(self, "Save scene", start, SAVE_FILTER)
         return bool(path) and self.save_to(Path(path))
+
+    def save_project_to(self, path: str | Path) -> bool:
+        """The whole session (scene, cameras, objects, edit history) in one file; reopening restores undo."""
+        path = Path(path)
+        if self.session.doc is None:
+            self.show_message("There is no scene to save yet: open one or reconstruct from photos", "warning")
+            return False
+        try:
+            save_project(path, self.session.doc, self.session_cameras, self.current_path)
+        except HandfulError as e:
+            self.show_message(f"Not saved. {e}", "error")
+            return False
+        self.current_path = path
+        self.session.mark_saved()
+        self.settings.add_recent_file(path)
+        self.log_panel.info(f"saved the project {path} ({self.session.doc.position} edits)")
+        self.statusBar().showMessage(f"Saved {path.name}", 5000)
+        self._update_title()
+        return True
+
+    def save_project_dialog(self) -> bool:
+        base = self.current_path or self.settings.projects_folder / "scene.ply"
+        start = str(base.with_name(base.name.split(".")[0] + PROJECT_EXTENSION))
+        path, _ = QFileDialog.getSaveFileName(self, "Save project", start,
+                                              f"Handful project (*{PROJECT_EXTENSION})")
+        if not path:
+            return False
+        path = Path(path)
+        if not is_project(path):
+            path = path.with_name(path.name + PROJECT_EXTENSION)
+        return self.save_project_to(path)
 
     def export_dialog(self):
         scene = self.session.edited_scene()
@@ -572,9 +643,16 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- editing
     def delete_selected(self):
-        count = self.session.delete_selected()
-        if count:
-            self.statusBar().showMessage(f"Deleted {count:,} splats (Undo brings them back)", 5000)
+        result = self.session.apply(Delete())
+        if result.changed:
+            self.statusBar().showMessage(f"Deleted {result.count:,} splats (Undo brings them back)", 5000)
+        return result
+
+    def _show_preview(self, mask):
+        """Highlight what a dialog would act on (a floater preview); None shows the selection again."""
+        if mask is None:
+            mask = self.session.selection if self.session.num_selected else None
+        self.viewer.set_highlight(mask)
 
     def _on_session_scene(self, scene):
         self._update_actions()
@@ -582,12 +660,12 @@ class MainWindow(QMainWindow):
         self._update_splat_label()
 
     def _on_visibility(self, alive):
-        self.viewer.set_visible_mask(None if alive.all() else alive)
+        self.viewer.set_visible_mask(None if alive.all() else alive.copy())
         self._update_splat_label()
         self._update_title()
 
     def _on_selection(self, selection):
-        self.viewer.set_highlight(selection if selection.any() else None)
+        self.viewer.set_highlight(selection.copy() if selection.any() else None)
         self._update_splat_label()
         self._update_actions()
 
@@ -683,6 +761,7 @@ class MainWindow(QMainWindow):
                               f"{getattr(result, 'out_dir', self.job_out_dir)}", "info")
             return
         cameras = getattr(result, "cameras", None)
+        self.session_cameras = list(cameras or [])
         if cameras:
             self.viewer.set_cameras(cameras)
         self.session.set_scene(scene)
@@ -720,11 +799,9 @@ class MainWindow(QMainWindow):
     def _update_actions(self):
         has_scene = self.session.has_scene
         running = self.runner.running
-        for action in (self.save_action, self.save_as_action, self.export_action, self.select_all_action,
-                       self.invert_action, self.clear_selection_action):
+        for action in (self.save_action, self.save_as_action, self.save_project_action, self.export_action):
             action.setEnabled(has_scene)
-        self.select_action.setEnabled(has_scene)
-        self.delete_action.setEnabled(has_scene and self.session.num_selected > 0)
+        self.edit_actions.update()
         self.cancel_action.setEnabled(running)
         self.reconstruct_action.setEnabled(not running)
 
@@ -751,7 +828,7 @@ class MainWindow(QMainWindow):
             if not self.runner.wait(30000):
                 self.runner.kill()
                 self.runner.wait(5000)
-        self.select_tool.set_active(False)
+        self.select_tool.shutdown()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.log_panel.detach_logging("engine")
@@ -760,8 +837,10 @@ class MainWindow(QMainWindow):
 
 
 def _load_scene_file(path: Path):
-    """(scene, "") or (None, a message for a person); safe to call on any thread."""
+    """(scene or Project, "") or (None, a message for a person); safe to call on any thread."""
     try:
+        if is_project(path):
+            return load_project(path), ""
         from engine.io import load_scene
 
         return load_scene(path), ""

@@ -1,7 +1,7 @@
-"""Editing a scene: selection, delete, and one undo history where every edit is a command object."""
+"""The app's side of editing: a thin Qt adapter (``EditSession``) over the engine's ``SceneDocument``,
+the selection tools on the 3D view, the edit actions with their keys, and small dialogs."""
 
-from .commands import DeleteSplatsCommand, SelectCommand
+from .select_tools import SelectionTools
 from .session import EditSession
-from .box_select import BoxSelectTool
 
-__all__ = ["EditSession", "DeleteSplatsCommand", "SelectCommand", "BoxSelectTool"]
+__all__ = ["EditSession", "SelectionTools"]

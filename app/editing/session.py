@@ -1,46 +1,73 @@
-"""The scene being edited: the loaded scene, which splats are still there, which are selected.
+"""The app's thin adapter over the engine's ``SceneDocument``: it turns the document's change reports
+into Qt signals for the viewer and panels, and every no-op's message into a status-bar message.
 
-Deletes hide splats (a mask) rather than copying the scene, so undo is instant and the viewer only
-gets a new visibility mask; ``edited_scene()`` builds the scene that is saved.
+All edit logic (selection maths, commands, undo/redo, replay) lives in ``engine.edit``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoStack
 
+from engine.edit import Command, FloaterOptions, Result, SceneDocument, Select
+from engine.edit.groups import Group
 from engine.scene import GaussianScene
-
-SELECT_MODES = ("replace", "add", "subtract")
 
 
 class EditSession(QObject):
-    scene_changed = Signal(object)  # the full scene (None when cleared)
-    visibility_changed = Signal(object)  # alive mask (N,) bool
-    selection_changed = Signal(object)  # selection mask (N,) bool
+    scene_changed = Signal(object)  # a new document's scene (None when cleared): shown and framed
+    scene_data_changed = Signal(object)  # the same document's Gaussians changed: shown, view kept
+    visibility_changed = Signal(object)  # mask (N,) of splats drawn
+    selection_changed = Signal(object)  # mask (N,) of selected splats
+    groups_changed = Signal()
+    history_changed = Signal()  # after every apply / undo / redo (labels, modified state)
+    message = Signal(str)  # what an edit did, or why it did nothing
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.undo_stack = QUndoStack(self)
-        self.scene: GaussianScene | None = None
-        self.alive = np.zeros(0, dtype=bool)
-        self._saved_alive = self.alive
-        self.selection = np.zeros(0, dtype=bool)
+        self.doc: SceneDocument | None = None
 
-    # ----------------------------------------------------------------- scene
-    def set_scene(self, scene: GaussianScene | None) -> None:
-        self.scene = scene
-        n = 0 if scene is None else len(scene)
-        self.alive = np.ones(n, dtype=bool)
-        self._saved_alive = self.alive.copy()
-        self.selection = np.zeros(n, dtype=bool)
-        self.undo_stack.clear()
-        self.scene_changed.emit(scene)
+    # ----------------------------------------------------------------- documents
+    def set_scene(self, scene: GaussianScene | None, groups: dict[int, Group] | None = None) -> None:
+        self.set_document(None if scene is None else SceneDocument(scene, groups))
+
+    def set_document(self, doc: SceneDocument | None) -> None:
+        if self.doc is not None:
+            self.doc.unsubscribe(self._on_document_changed)
+        self.doc = doc
+        if doc is not None:
+            doc.subscribe(self._on_document_changed)
+        self.scene_changed.emit(None if doc is None else doc.scene())
+        self.groups_changed.emit()
+        self.history_changed.emit()
+
+    def _on_document_changed(self, kinds: set[str]) -> None:
+        doc = self.doc
+        if "scene" in kinds:
+            self.scene_data_changed.emit(doc.scene())
+        if "visibility" in kinds or "scene" in kinds:
+            self.visibility_changed.emit(doc.visible)
+        if "selection" in kinds or "scene" in kinds:
+            self.selection_changed.emit(doc.selected)
+        if kinds & {"groups", "visibility", "scene"}:
+            self.groups_changed.emit()
+
+    # ----------------------------------------------------------------- state
+    @property
+    def scene(self) -> GaussianScene | None:
+        return None if self.doc is None else self.doc.scene()
 
     @property
     def has_scene(self) -> bool:
-        return self.scene is not None
+        return self.doc is not None
+
+    @property
+    def selection(self) -> np.ndarray:
+        return np.zeros(0, bool) if self.doc is None else self.doc.selected
+
+    @property
+    def alive(self) -> np.ndarray:
+        return np.zeros(0, bool) if self.doc is None else self.doc.visible
 
     @property
     def num_visible(self) -> int:
@@ -48,69 +75,58 @@ class EditSession(QObject):
 
     @property
     def num_selected(self) -> int:
-        return int(self.selection.sum())
+        return 0 if self.doc is None else self.doc.num_selected
 
     @property
     def modified(self) -> bool:
-        """Splats deleted (or restored) since the scene was opened or saved; selections don't count."""
-        return not np.array_equal(self.alive, self._saved_alive)
+        return self.doc is not None and self.doc.modified
 
     def mark_saved(self) -> None:
-        self._saved_alive = self.alive.copy()
-        self.undo_stack.setClean()
+        if self.doc is not None:
+            self.doc.mark_saved()
+            self.history_changed.emit()
 
     def edited_scene(self) -> GaussianScene | None:
-        """The scene without deleted splats (the scene itself when nothing was deleted)."""
-        if self.scene is None:
-            return None
-        if self.alive.all():
-            return self.scene
-        return self.scene.subset(self.alive)
+        return None if self.doc is None else self.doc.edited_scene()
 
-    # ----------------------------------------------------------------- selection
-    def combine(self, mask: np.ndarray, mode: str = "replace") -> np.ndarray:
-        """The selection that ``mask`` with ``mode`` would give (deleted splats never selected)."""
-        if mode not in SELECT_MODES:
-            raise ValueError(f"unknown selection mode {mode!r}")
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != self.selection.shape:
-            raise ValueError(f"selection mask has shape {mask.shape}, expected {self.selection.shape}")
-        if mode == "add":
-            mask = self.selection | mask
-        elif mode == "subtract":
-            mask = self.selection & ~mask
-        return mask & self.alive
+    # ----------------------------------------------------------------- edits
+    def apply(self, command: Command) -> Result:
+        if self.doc is None:
+            result = Result(False, "Open a scene first")
+        else:
+            result = self.doc.apply(command)
+        self._report(result)
+        return result
 
-    def select(self, mask: np.ndarray, mode: str = "replace") -> None:
-        """Change the selection as one undoable step."""
-        from .commands import SelectCommand
+    def _report(self, result: Result) -> None:
+        if result.changed:
+            counted = f" ({result.count:,} splats)" if result.count else ""
+            self.message.emit(f"{result.message}{counted}")
+        else:
+            self.message.emit(result.message)
+        self.history_changed.emit()
 
-        new = self.combine(mask, mode)
-        if not np.array_equal(new, self.selection):
-            self.undo_stack.push(SelectCommand(self, new))
+    def undo(self) -> Result:
+        result = self.doc.undo() if self.doc is not None else Result(False, "Nothing to undo")
+        self._report(result)
+        return result
 
-    def select_all(self) -> None:
-        self.select(self.alive.copy())
+    def redo(self) -> Result:
+        result = self.doc.redo() if self.doc is not None else Result(False, "Nothing to redo")
+        self._report(result)
+        return result
 
-    def clear_selection(self) -> None:
-        self.select(np.zeros_like(self.selection))
+    def select(self, how: str, params: dict | None = None, mode: str = "replace") -> Result:
+        return self.apply(Select(how, params or {}, mode))
 
-    def invert_selection(self) -> None:
-        self.select(~self.selection & self.alive)
+    def select_all(self) -> Result:
+        return self.select("all")
 
-    def delete_selected(self) -> int:
-        from .commands import DeleteSplatsCommand
+    def clear_selection(self) -> Result:
+        return self.select("none")
 
-        indices = np.flatnonzero(self.selection)
-        if len(indices):
-            self.undo_stack.push(DeleteSplatsCommand(self, indices))
-        return len(indices)
+    def invert_selection(self) -> Result:
+        return self.select("invert")
 
-    # ----------------------------------------------------------------- used by commands
-    def _set_masks(self, alive: np.ndarray | None = None, selection: np.ndarray | None = None) -> None:
-        if alive is not None:
-            self.alive = alive
-            self.visibility_changed.emit(self.alive)
-        if selection is not None:
-            self.selection = selection
-            self.selection_changed.emit(self.selection)
+    def preview_floaters(self, options: FloaterOptions) -> np.ndarray | None:
+        return None if self.doc is None else self.doc.preview_floaters(options)

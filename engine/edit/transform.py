@@ -46,7 +46,7 @@ def sh_rotation_matrix(rotation: np.ndarray, degree: int) -> np.ndarray:
     turned = dirs @ torch.from_numpy(np.asarray(rotation, dtype=np.float64))  # rows R^T d
     basis = sh_basis(degree, dirs).numpy()
     basis_turned = sh_basis(degree, turned).numpy()
-    return np.linalg.lstsq(basis, basis_turned, rcond=None)[0].T
+    return np.linalg.lstsq(basis, basis_turned, rcond=None)[0]
 
 
 def transform_rows(arrays: dict[str, np.ndarray], index: np.ndarray, rotation: np.ndarray, scale: float,

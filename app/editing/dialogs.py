@@ -1,0 +1,124 @@
+"""Small dialogs for edits that take numbers: move / rotate / scale, brightness, and the floater cleanup
+with its preview. Each builds one engine command; the session applies it (one undo step)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
+)
+
+from engine.edit import FloaterOptions, RemoveFloaters, Transform
+from engine.edit.transform import rotation_from_euler_degrees
+
+
+def _spin(value: float, low: float, high: float, step: float, decimals: int = 3, suffix: str = "") -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(low, high)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    if suffix:
+        box.setSuffix(suffix)
+    return box
+
+
+def _triple(value: float, low: float, high: float, step: float, suffix: str = "") -> tuple[QWidget, list]:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    boxes = [_spin(value, low, high, step, suffix=suffix) for _ in range(3)]
+    for box in boxes:
+        layout.addWidget(box)
+    return row, boxes
+
+
+class TransformDialog(QDialog):
+    """Move, rotate (x, y, z degrees) and scale the selection about its centre.
+
+    The numeric stand-in for an on-screen gizmo; 1 / 2 / 3 open it with the move, rotate or scale field
+    focused."""
+
+    def __init__(self, session, focus: str = "move", parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Transform Selection")
+        self.session = session
+        form = QFormLayout()
+        move_row, self.move = _triple(0.0, -1e4, 1e4, 0.05)
+        rotate_row, self.rotate = _triple(0.0, -360.0, 360.0, 5.0, suffix="°")
+        self.scale = _spin(1.0, 1e-3, 1e3, 0.1)
+        form.addRow("Move (x, y, z)", move_row)
+        form.addRow("Rotate (x, y, z)", rotate_row)
+        form.addRow("Scale", self.scale)
+        self.pivot_label = QLabel()
+        form.addRow("About", self.pivot_label)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        centre = session.doc.selection_centre() if session.doc is not None else [0, 0, 0]
+        self.pivot_label.setText("the selection's centre ({:.3g}, {:.3g}, {:.3g})".format(*centre))
+        {"move": self.move[0], "rotate": self.rotate[0], "scale": self.scale}.get(focus, self.move[0]).setFocus()
+
+    def command(self) -> Transform:
+        doc = self.session.doc
+        return Transform(
+            rotation=rotation_from_euler_degrees([b.value() for b in self.rotate]).tolist(),
+            scale=float(self.scale.value()),
+            shift=[b.value() for b in self.move],
+            pivot=doc.selection_centre().tolist() if doc is not None else [0.0, 0.0, 0.0],
+        )
+
+    def accept(self) -> None:
+        self.session.apply(self.command())
+        super().accept()
+
+
+class FloaterDialog(QDialog):
+    """Find floaters, show them highlighted (``preview`` signal to the viewer), then remove them."""
+
+    def __init__(self, session, show_preview, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Clean Up Floaters")
+        self.session = session
+        self._show_preview = show_preview  # callable(mask or None): the viewer highlights it
+        defaults = FloaterOptions()
+        self.isolation = _spin(defaults.isolation, 1.0, 100.0, 0.5, 2)
+        self.max_opacity = _spin(defaults.max_opacity, 0.0, 1.0, 0.05, 2)
+        self.far = _spin(defaults.far, 1.0, 1000.0, 1.0, 1)
+        form = QFormLayout()
+        form.addRow("Isolated: neighbours farther than (x typical)", self.isolation)
+        form.addRow("... and opacity below", self.max_opacity)
+        form.addRow("Far from everything (x typical)", self.far)
+        self.result_label = QLabel("Press Preview to see what would be removed.")
+        self.preview_button = QPushButton("Preview")
+        self.preview_button.clicked.connect(self.preview)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.apply_button = buttons.addButton("Remove", QDialogButtonBox.ButtonRole.AcceptRole)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.preview_button)
+        layout.addWidget(self.result_label)
+        layout.addWidget(buttons)
+        self.finished.connect(lambda _: self._show_preview(None))
+
+    def options(self) -> FloaterOptions:
+        return FloaterOptions(isolation=self.isolation.value(), max_opacity=self.max_opacity.value(),
+                              far=self.far.value())
+
+    def preview(self):
+        mask = self.session.preview_floaters(self.options())
+        if mask is None:
+            return None
+        count = int(mask.sum())
+        self.result_label.setText(f"{count:,} splats would be removed (highlighted)." if count
+                                  else "No floaters found with these settings.")
+        self._show_preview(mask if count else None)
+        return mask
+
+    def accept(self) -> None:
+        self.session.apply(RemoveFloaters(self.options().to_json()))
+        super().accept()
