@@ -411,6 +411,7 @@ class MainWindow(QMainWindow):
         if isinstance(scene, Project):
             return self._show_project(path, scene)
         self.session.set_scene(scene, self._groups_next_to(path))
+        scene = self.session.scene  # the document's: edits update it in place of the file's
         cameras = self._job_cameras_next_to(path)
         self.session_cameras = cameras
         self.viewer.set_cameras(cameras)
@@ -764,7 +765,9 @@ class MainWindow(QMainWindow):
         self.session_cameras = list(cameras or [])
         if cameras:
             self.viewer.set_cameras(cameras)
-        self.session.set_scene(scene)
+        self.session.set_scene(scene, self._groups_next_to(Path(result.scene_path))
+                               if getattr(result, "scene_path", None) else None)
+        scene = self.session.scene
         if self._last_snapshot is None:
             self.viewer.set_scene(scene, frame=True)
         else:

@@ -10,6 +10,7 @@ from app.dialogs.export_dialog import EXPORT_FORMATS, ExportDialog, path_for_for
 from engine.io import estimate_size
 from app.main_window import MainWindow, PlaceholderViewer
 from app.settings import Settings
+from engine.edit import Select
 from engine.io import FORMATS, load_scene, save_scene
 from tests.app_helpers import drop_paths, write_photos
 from tests.factories import random_scene
@@ -173,9 +174,7 @@ def test_undo_redo_of_delete_and_save_writes_edited_scene(window, tmp_path):
     save_scene(scene, src)
     assert window.open_scene(src)
     session = window.session
-    mask = np.zeros(100, dtype=bool)
-    mask[10:40] = True
-    session.select(mask)
+    session.apply(Select.indices(np.arange(10, 40)))
     assert session.num_selected == 30
     assert window.delete_action.isEnabled()
     window.delete_selected()
@@ -195,7 +194,7 @@ def test_undo_redo_of_delete_and_save_writes_edited_scene(window, tmp_path):
     assert np.allclose(saved.means.numpy(), expected.numpy())
     assert not session.modified and not window.windowTitle().startswith("edited.ply*")
     # undo history: select, delete
-    assert session.undo_stack.count() == 2
+    assert [c.kind for c in session.doc.commands] == ["select", "delete"]
 
 
 def test_screenshot_of_window_is_a_png_of_its_size(window, tmp_path):

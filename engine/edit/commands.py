@@ -112,6 +112,11 @@ class Select(Command):
                    mode)
 
     @classmethod
+    def indices(cls, indices, mode: str = "replace") -> "Select":
+        """Select Gaussians by index (scripts, tests; the history stores the list)."""
+        return cls("indices", {"indices": np.asarray(indices, dtype=np.int64).reshape(-1).tolist()}, mode)
+
+    @classmethod
     def group(cls, group_id: int, mode: str = "replace") -> "Select":
         return cls("group", {"group_id": int(group_id)}, mode)
 
@@ -126,6 +131,10 @@ class Select(Command):
             return doc.group_ids == doc.group_ids[index]
         if self.how == "group":
             return doc.group_ids == int(p["group_id"])
+        if self.how == "indices":
+            mask = np.zeros(doc.count, dtype=bool)
+            mask[np.asarray(p["indices"], dtype=np.int64)] = True
+            return mask
         if self.how == "rect":
             return selectors.rect_mask(a["means"], camera_from_json(p["camera"]), p["rect"])
         if self.how == "lasso":
