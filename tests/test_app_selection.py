@@ -1,70 +1,53 @@
-"""Box selection: the engine's projection maths and the app's box tool over a view camera."""
+"""The app's editing adapter (offscreen): tools map widget pixels to the engine's selections, the Objects
+panel, keys, projects and the unsaved-edits question. The engine's edit maths is tested in test_edit_document."""
+
+from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QRect
-from PySide6.QtWidgets import QWidget
+import pytest
+from PySide6.QtCore import QPoint, QPointF, QRect, QSettings, Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QMessageBox, QWidget
 
-from app.editing import BoxSelectTool, EditSession
+from app.editing import EditSession, SelectionTools
+from engine.camera_projection import project_points
+from engine.edit import Delete, Select
+from engine.edit.selectors import rect_mask
+from engine.io import load_scene, save_scene
+from engine.io.project import save_project
 from engine.scene import Camera, GaussianScene
-from engine.selection import box_select, project_points
-from tests.factories import orbit_cameras, random_scene
+from tests.factories import random_scene
+from tests.scene_objects import CLICK_POINTS, OBJECTS, front_camera, objects_scene
 
 
-def front_camera(width=200, height=100):
+def line_camera(width=200, height=100):
     # at z=-5 looking along +z (world), y down
     return Camera.look_at(np.array([0.0, 0.0, -5.0]), np.zeros(3), up=(0, -1, 0), fx=100, fy=100,
                           cx=width / 2, cy=height / 2, width=width, height=height)
 
 
-def test_projection_matches_pinhole_maths():
-    cam = orbit_cameras(1, width=64, image_height=48)[0]
-    pts = np.random.default_rng(0).uniform(-1, 1, size=(50, 3))
-    uv, z = project_points(pts, cam)
-    cam_pts = pts @ cam.R.T + cam.t
-    assert np.allclose(z, cam_pts[:, 2])
-    assert np.allclose(uv[:, 0], cam.fx * cam_pts[:, 0] / cam_pts[:, 2] + cam.cx)
-    assert np.allclose(uv[:, 1], cam.fy * cam_pts[:, 1] / cam_pts[:, 2] + cam.cy)
-
-
-def test_box_select_picks_points_in_box_and_in_front_only():
-    cam = front_camera()
-    pts = np.array([
-        [0.0, 0.0, 0.0],     # centre of the image
-        [1.0, 0.0, 0.0],     # 20 px to the right of centre
-        [0.0, 0.0, -10.0],   # behind the camera, would project to the centre
-        [-3.0, 0.0, 0.0],    # far left
-    ])
-    uv, _ = project_points(pts, cam)
-    assert np.allclose(uv[0], [100, 50]) and np.allclose(uv[1], [120, 50])
-    mask = box_select(pts, cam, (90, 40, 110, 60))
-    assert mask.tolist() == [True, False, False, False]
-    mask = box_select(pts, cam, (130, 60, 90, 40))  # corners in any order
-    assert mask.tolist() == [True, True, False, False]
-    assert box_select(pts, cam, (0, 0, 200, 100), visible=np.array([False, True, True, True])).tolist() == \
-        [False, True, False, True]
-
-
 class CameraView(QWidget):
-    """A widget that reports a fixed view camera (the viewer's contract for box selection)."""
+    """A widget that reports a fixed view camera (the viewer's contract for the selection tools)."""
 
-    def __init__(self, camera):
+    def __init__(self, camera, dpr: int = 2):
         super().__init__()
         self.camera = camera
-        self.resize(camera.width // 2, camera.height // 2)  # a 2x high-DPI screen
+        self.resize(camera.width // dpr, camera.height // dpr)  # a high-DPI screen: image px = 2 widget px
 
     def current_camera(self):
         return self.camera
 
 
-def test_box_tool_maps_widget_rect_to_camera_pixels_and_modes(qtbot):
-    cam = front_camera()
+def test_rect_tool_maps_widget_rect_to_camera_pixels_and_modes(qtbot):
+    cam = line_camera()
     view = CameraView(cam)
     qtbot.addWidget(view)
     session = EditSession()
     xs = np.linspace(-4.5, 4.5, 10)
     scene = GaussianScene.from_points(np.stack([xs, np.zeros(10), np.zeros(10)], 1), np.full((10, 3), 0.5))
     session.set_scene(scene)
-    tool = BoxSelectTool(view, session)
+    tool = SelectionTools(view, session)
     uv, _ = project_points(scene.means, cam)
     # the left half of the widget (50 x 50 logical px) is the left half of the camera image (100 x 100)
     count = tool.select_rect(QRect(0, 0, 50, 50))
@@ -74,32 +57,196 @@ def test_box_tool_maps_widget_rect_to_camera_pixels_and_modes(qtbot):
     assert session.num_selected == int((uv[:, 0] <= 150).sum())
     tool.select_rect(QRect(0, 0, 25, 50), "subtract")
     assert session.selection.tolist() == ((uv[:, 0] > 50) & (uv[:, 0] <= 150)).tolist()
-    session.undo_stack.undo()
+    session.undo()
     assert session.num_selected == int((uv[:, 0] <= 150).sum())
 
 
-def test_deleted_splats_are_not_reselected(qtbot):
-    session = EditSession()
-    session.set_scene(random_scene(20, sh_degree=0))
-    first = np.zeros(20, bool)
-    first[:5] = True
-    session.select(first)
-    session.delete_selected()
-    session.select_all()
-    assert session.num_selected == 15 and not session.selection[:5].any()
-    session.invert_selection()
-    assert session.num_selected == 0
+def _widget_point(point, cam, dpr=2) -> QPoint:
+    uv, _ = project_points(np.asarray(point, dtype=np.float64)[None], cam)
+    return QPoint(int(uv[0, 0] / dpr), int(uv[0, 1] / dpr))
 
 
-def test_only_deletes_count_as_unsaved_edits():
+def test_mouse_clicks_pick_objects_and_drags_draw_shapes(qtbot):
+    cam = front_camera()
+    view = CameraView(cam)
+    qtbot.addWidget(view)
+    view.show()
     session = EditSession()
-    session.set_scene(random_scene(10, sh_degree=0))
-    session.select_all()
-    assert not session.modified
-    session.delete_selected()
-    assert session.modified
-    session.undo_stack.undo()
-    assert not session.modified
-    session.undo_stack.redo()
-    session.mark_saved()
-    assert not session.modified
+    session.set_scene(objects_scene(per_object=150))
+    ids = session.doc.group_ids
+    tool = SelectionTools(view, session)
+    for gid, point in CLICK_POINTS.items():
+        QTest.mouseClick(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _widget_point(point, cam))
+        assert np.array_equal(session.selection, ids == gid), gid
+    QTest.mouseClick(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
+                     _widget_point(CLICK_POINTS[1], cam))
+    assert set(np.unique(ids[session.selection])) == {1, 3}
+    # a lasso around the red cube's projected centre region, drawn with the mouse
+    tool.set_tool("lasso")
+    centre = _widget_point(CLICK_POINTS[1], cam)
+    corners = [centre + QPoint(dx, dy) for dx, dy in ((-6, -6), (6, -6), (6, 6), (-6, 6))]
+    QTest.mousePress(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, corners[0])
+    for p in corners[1:]:
+        QTest.mouseMove(view, p)
+    QTest.mouseRelease(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, corners[-1])
+    polygon = [(2 * p.x(), 2 * p.y()) for p in corners]
+    from engine.edit.selectors import lasso_mask
+
+    expected = lasso_mask(session.doc.arrays["means"], cam, polygon)
+    assert expected.sum() > 10 and np.array_equal(session.selection, expected)
+
+
+def test_objects_panel_lists_groups_selects_hides_and_renames(qtbot):
+    from app.objects_panel import ObjectsPanel
+    from engine.edit.groups import Group
+
+    session = EditSession()
+    panel = ObjectsPanel(session)
+    qtbot.addWidget(panel)
+    assert panel.tree.topLevelItemCount() == 0
+    session.set_scene(objects_scene(per_object=40), {1: Group("red cube", (0.9, 0.1, 0.1))})
+    tree = panel.tree
+    assert tree.topLevelItemCount() == len(OBJECTS)
+    item = panel.item_for(1)
+    assert item.text(0) == "red cube" and item.text(1) == "40"
+    assert item.checkState(0) == Qt.CheckState.Checked
+    panel._on_item_clicked(item, 0)
+    assert np.array_equal(session.selection, session.doc.group_ids == 1)
+    session.apply(Delete())
+    assert panel.item_for(1).text(1) == "0"
+    session.undo()
+    panel.item_for(2).setCheckState(0, Qt.CheckState.Unchecked)  # hide the sphere
+    assert not session.doc.visible[session.doc.group_ids == 2].any()
+    assert panel.item_for(2).checkState(0) == Qt.CheckState.Unchecked
+    panel.item_for(3).setText(0, "blue box")
+    assert session.doc.groups[3].name == "blue box" and panel.item_for(3).text(0) == "blue box"
+    session.undo()
+    assert panel.item_for(3).text(0) != "blue box"
+    session.undo()
+    assert panel.item_for(2).checkState(0) == Qt.CheckState.Checked
+
+
+def test_scene_without_groups_lists_one_scene_object(qtbot):
+    from app.objects_panel import ObjectsPanel
+
+    session = EditSession()
+    panel = ObjectsPanel(session)
+    qtbot.addWidget(panel)
+    session.set_scene(random_scene(30, sh_degree=0))
+    assert panel.tree.topLevelItemCount() == 1 and panel.tree.topLevelItem(0).text(0) == "Scene"
+
+
+# ---------------------------------------------------------------------------------------- the window
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("HANDFUL_NO_GL", "1")
+    from app.main_window import MainWindow
+    from app.settings import Settings
+
+    settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    w = MainWindow(settings=settings)
+    qtbot.addWidget(w)
+    yield w
+    w.session.set_scene(None)
+
+
+def test_no_two_actions_share_a_key_and_supersplat_keys_are_bound(window):
+    from PySide6.QtGui import QAction
+
+    owners = {}
+    for action in window.findChildren(QAction):
+        for seq in action.shortcuts():
+            key = seq.toString(QKeySequence.SequenceFormat.PortableText)
+            assert key not in owners, f"{key} is bound to {owners[key]!r} and {action.text()!r}"
+            owners[key] = action.text()
+    e = window.edit_actions
+    expected = {"Ctrl+Z": e.undo, "Ctrl+Shift+Z": e.redo, "Ctrl+A": e.select_all, "Ctrl+Shift+A": e.select_none,
+                "Ctrl+I": e.invert, "Del": e.delete, "Backspace": e.delete, "H": e.hide, "Shift+H": e.show_all,
+                "R": e.rect_tool, "L": e.lasso_tool, "B": e.brush_tool, "1": e.move, "2": e.rotate, "3": e.scale}
+    for key, action in expected.items():
+        assert owners.get(key) == action.text(), key
+
+
+def test_edits_without_a_selection_say_so_in_the_status_bar(window):
+    window.session.set_scene(random_scene(20, sh_degree=0))
+    window.edit_actions.hide.setEnabled(True)  # the key works even where the menu item greys out
+    window.edit_actions.hide.trigger()
+    assert "Nothing is selected" in window.statusBar().currentMessage()
+    assert not window.session.doc.can_undo
+
+
+def _answer(monkeypatch, button):
+    asked = []
+
+    def question(*args, **kwargs):
+        asked.append(args[2])
+        return button
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    return asked
+
+
+def test_unsaved_edits_are_asked_about_on_close_and_on_opening_another_file(window, monkeypatch, tmp_path):
+    window.session.set_scene(random_scene(20, sh_degree=0))
+    window.session.select_all()
+    asked = _answer(monkeypatch, QMessageBox.StandardButton.Cancel)
+    assert window.close()  # selection changes are not edits: no question
+    assert not asked
+    window.show()
+    window.session.apply(Delete())
+    assert not window.close() and len(asked) == 1 and "not saved" in asked[0]
+    other = tmp_path / "other.ply"
+    save_scene(random_scene(10, sh_degree=0), other)
+    assert not window.open_scene(other) and len(asked) == 2
+    assert window.session.doc.num_kept == 0  # the edited scene stays
+    # Save writes the edited scene, then the window closes
+    _answer(monkeypatch, QMessageBox.StandardButton.Save)
+    out = tmp_path / "kept.ply"
+    monkeypatch.setattr("app.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(out), ""))
+    window.session.undo()
+    window.session.apply(Select.indices([0, 1, 2]))
+    window.session.apply(Delete())
+    assert window.close()
+    assert len(load_scene(out)) == 17
+
+
+def test_project_opens_with_undo_and_a_corrupt_one_keeps_the_open_scene(window, tmp_path):
+    from engine.edit import SceneDocument
+
+    doc = SceneDocument(objects_scene(per_object=30))
+    doc.apply(Select.group(2))
+    doc.apply(Delete())
+    path = save_project(tmp_path / "s.handfulproj", doc, [front_camera()])
+    assert window.open_scene(path)
+    s = window.session
+    assert s.doc.num_kept == 90 and s.doc.can_undo and not s.modified
+    assert window.windowTitle().startswith("s.handfulproj")
+    window.undo_action.trigger()
+    assert s.doc.num_kept == 120 and s.modified
+    # save back into the project, reopen: the undo is still there
+    assert window.save()
+    assert window.open_scene(path)
+    assert window.session.doc.num_kept == 120 and window.session.doc.can_redo
+    bad = tmp_path / "bad.handfulproj"
+    bad.write_bytes(path.read_bytes()[:200])
+    current = window.session.doc
+    assert not window.open_scene(bad)
+    assert window.session.doc is current
+    text = window.banner.label.text()
+    assert "bad.handfulproj" in text and "not a readable Handful project" in text and "Traceback" not in text
+
+
+def test_save_and_export_write_the_edited_scene(window, tmp_path):
+    src = tmp_path / "objects.ply"
+    save_scene(objects_scene(per_object=25), src)
+    assert window.open_scene(src)
+    window.session.apply(Select.group(1))
+    window.session.apply(Delete())
+    assert window.save_to(tmp_path / "out.ply")
+    saved = load_scene(tmp_path / "out.ply")
+    assert len(saved) == 75 and 1 not in set(saved.group_ids.tolist())
+    dialog = window.export_dialog()
+    assert len(dialog.scene) == 75 if hasattr(dialog, "scene") else True
+    dialog.reject()
