@@ -26,8 +26,10 @@ pytestmark = [pytest.mark.gl, pytest.mark.filterwarnings("ignore:Function.*depre
 
 from engine import events as ev  # noqa: E402
 from engine.io import save_scene  # noqa: E402
-from engine.selection import box_select  # noqa: E402
+from engine.camera_projection import project_points  # noqa: E402
+from engine.edit.selectors import rect_mask  # noqa: E402
 from tests.factories import random_scene  # noqa: E402
+from tests.scene_objects import CLICK_POINTS, front_camera, objects_scene  # noqa: E402
 
 
 @pytest.fixture
@@ -64,7 +66,7 @@ def test_box_select_and_delete_on_the_drawn_view(qtbot, window, tmp_path):
     rect = QRect(0, 0, target.width() // 2, target.height())
     count = window.select_tool.select_rect(rect)
     sx = camera.width / target.width()
-    expected = box_select(window.session.scene, camera, (0, 0, rect.width() * sx, camera.height))
+    expected = rect_mask(window.session.scene.means.numpy(), camera, (0, 0, rect.width() * sx, camera.height))
     assert count == int(expected.sum()) and 0.2 * 4000 < count < 0.8 * 4000
     assert np.array_equal(window.session.selection, expected)
     window.delete_selected()
@@ -78,6 +80,33 @@ def test_box_select_and_delete_on_the_drawn_view(qtbot, window, tmp_path):
     left = (slice(h // 4, 3 * h // 4), slice(w // 8, 3 * w // 8))
     # the deleted half goes dark, and comes back on undo
     assert after_delete[left].mean() < 0.5 * restored[left].mean()
+
+
+def test_clicking_each_object_in_the_view_selects_and_highlights_it(qtbot, window, tmp_path):
+    """A synthetic scene of known objects: a real mouse click on each, through the GL viewer's canvas."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    path = tmp_path / "objects.ply"
+    save_scene(objects_scene(per_object=300), path)
+    with qtbot.waitSignal(window.viewer.drawn, timeout=10000):
+        assert window.open_scene(path)
+    window.viewer.view_camera(front_camera())
+    assert window.viewer.wait_until_sorted(10)
+    target = window.select_tool.target
+    camera = window.viewer.current_camera()
+    ids = window.session.doc.group_ids
+    scale = camera.width / target.width()
+    for gid, point in CLICK_POINTS.items():
+        uv, _ = project_points(np.asarray(point, dtype=np.float64)[None], camera)
+        pos = QPoint(int(uv[0, 0] / scale), int(uv[0, 1] / scale))
+        QTest.mouseClick(target, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+        assert np.array_equal(window.session.selection, ids == gid), gid
+        assert window.viewer._highlight is not None and np.array_equal(window.viewer._highlight > 0, ids == gid)
+    # the Objects panel's row for the last one, and Delete removes it from the drawn view
+    assert window.objects_panel.item_for(3) is not None
+    window.delete_action.trigger()
+    assert not window.viewer._visible[ids == 3].any() and window.viewer._visible[ids != 3].all()
 
 
 def streaming_job(inputs, out_dir, options, *, emit, cancel):
