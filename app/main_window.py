@@ -536,10 +536,13 @@ class MainWindow(QMainWindow):
             self.show_message(f"{path}: could not write the file ({e.strerror or e}); choose another folder",
                               "error")
             return False
+        return self._saved(path, f"saved {len(scene):,} splats to {path} ({size:,} bytes)")
+
+    def _saved(self, path: Path, log_text: str) -> bool:
         self.current_path = path
         self.session.mark_saved()
         self.settings.add_recent_file(path)
-        self.log_panel.info(f"saved {len(scene):,} splats to {path} ({size:,} bytes)")
+        self.log_panel.info(log_text)
         self.statusBar().showMessage(f"Saved {path.name}", 5000)
         self._update_title()
         return True
@@ -556,17 +559,12 @@ class MainWindow(QMainWindow):
             self.show_message("There is no scene to save yet: open one or reconstruct from photos", "warning")
             return False
         try:
-            save_project(path, self.session.doc, self.session_cameras, self.current_path)
+            source = None if self.current_path is None or is_project(self.current_path) else self.current_path
+            save_project(path, self.session.doc, self.session_cameras, source)
         except HandfulError as e:
             self.show_message(f"Not saved. {e}", "error")
             return False
-        self.current_path = path
-        self.session.mark_saved()
-        self.settings.add_recent_file(path)
-        self.log_panel.info(f"saved the project {path} ({self.session.doc.position} edits)")
-        self.statusBar().showMessage(f"Saved {path.name}", 5000)
-        self._update_title()
-        return True
+        return self._saved(path, f"saved the project {path} ({self.session.doc.position} edits)")
 
     def save_project_dialog(self) -> bool:
         base = self.current_path or self.settings.projects_folder / "scene.ply"

@@ -75,6 +75,17 @@ def _selection_change(doc: "SceneDocument", new: np.ndarray) -> Change | str:
     return change
 
 
+def _mark_selection(doc: "SceneDocument", mask: str) -> Change | str:
+    """Set ``mask`` (hidden or deleted) on the selected splats, which are then no longer selected."""
+    sel = doc.selected
+    if not sel.any():
+        return NOTHING_SELECTED
+    change = Change(count=int(sel.sum()))
+    change.patch(doc.arrays, mask, None, doc.arrays[mask] | sel)
+    change.patch(doc.arrays, "selected", None, np.zeros_like(sel))
+    return change
+
+
 # ============================================================================ selection
 
 
@@ -190,14 +201,7 @@ class Hide(Command):
     kind: ClassVar[str] = "hide"
 
     def compute(self, doc):
-        sel = doc.selected
-        if not sel.any():
-            return NOTHING_SELECTED
-        change = Change()
-        change.patch(doc.arrays, "hidden", None, doc.arrays["hidden"] | sel)
-        change.patch(doc.arrays, "selected", None, np.zeros_like(sel))
-        change.count = int(sel.sum())
-        return change
+        return _mark_selection(doc, "hidden")
 
 
 @dataclass
@@ -270,14 +274,7 @@ class Delete(Command):
     kind: ClassVar[str] = "delete"
 
     def compute(self, doc):
-        sel = doc.selected
-        if not sel.any():
-            return NOTHING_SELECTED
-        change = Change()
-        change.patch(doc.arrays, "deleted", None, doc.arrays["deleted"] | sel)
-        change.patch(doc.arrays, "selected", None, np.zeros_like(sel))
-        change.count = int(sel.sum())
-        return change
+        return _mark_selection(doc, "deleted")
 
 
 @dataclass
