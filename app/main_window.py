@@ -514,8 +514,7 @@ class MainWindow(QMainWindow):
         return answer == B.Discard
 
     def save(self) -> bool:
-        if self.current_path is None or (self.current_path.suffix.lower() not in SCENE_SUFFIXES
-                                         and not is_project(self.current_path)):
+        if self.current_path is None or self.current_path.suffix.lower() not in SCENE_SUFFIXES:
             return self.save_as_dialog()
         return self.save_to(self.current_path)
 
@@ -830,6 +829,7 @@ class MainWindow(QMainWindow):
                 self.runner.kill()
                 self.runner.wait(5000)
         self.select_tool.shutdown()
+        self.edit_actions.gizmo.shutdown()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.log_panel.detach_logging("engine")

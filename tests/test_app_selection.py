@@ -164,7 +164,8 @@ def test_no_two_actions_share_a_key_and_supersplat_keys_are_bound(window):
     e = window.edit_actions
     expected = {"Ctrl+Z": e.undo, "Ctrl+Shift+Z": e.redo, "Ctrl+A": e.select_all, "Ctrl+Shift+A": e.select_none,
                 "Ctrl+I": e.invert, "Del": e.delete, "Backspace": e.delete, "H": e.hide, "Shift+H": e.show_all,
-                "R": e.rect_tool, "L": e.lasso_tool, "B": e.brush_tool, "1": e.move, "2": e.rotate, "3": e.scale}
+                "R": e.rect_tool, "L": e.lasso_tool, "B": e.brush_tool, "1": e.move, "2": e.rotate, "3": e.scale,
+                "Ctrl+D": e.duplicate, "Shift+I": e.isolate, "Ctrl+T": e.transform_dialog}
     for key, action in expected.items():
         assert owners.get(key) == action.text(), key
 
@@ -250,3 +251,68 @@ def test_save_and_export_write_the_edited_scene(window, tmp_path):
     dialog = window.export_dialog()
     assert len(dialog.scene) == 75 if hasattr(dialog, "scene") else True
     dialog.reject()
+
+
+def _drag(widget, start: QPoint, end: QPoint, steps: int = 6) -> None:
+    QTest.mousePress(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    for i in range(1, steps + 1):
+        QTest.mouseMove(widget, start + (end - start) * i / steps)
+    QTest.mouseRelease(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+
+
+def test_gizmo_drags_move_rotate_and_scale_the_selection_in_one_undo_step(qtbot):
+    from app.editing.gizmo import Gizmo
+
+    cam = front_camera()
+    view = CameraView(cam, dpr=1)
+    qtbot.addWidget(view)
+    view.show()
+    session = EditSession()
+    session.set_scene(objects_scene(per_object=60))
+    tools = SelectionTools(view, session)
+    gizmo = Gizmo(view, session, view)  # installed last: it sees the mouse before the selection tools
+    session.apply(Select.group(3))
+    sel = session.selection.copy()
+    before = session.doc.arrays["means"].copy()
+    pivot = session.doc.selection_centre()
+
+    gizmo.set_mode("move")
+    centre, parts = gizmo.handles()
+    x_axis = dict(parts)[0]
+    grab = QPoint(*np.round(x_axis[0] + 0.7 * (x_axis[1] - x_axis[0])).astype(int))
+    screen_dir = (x_axis[1] - x_axis[0]) / np.linalg.norm(x_axis[1] - x_axis[0])
+    _drag(view, grab, grab + QPoint(*np.round(40 * screen_dir).astype(int)))
+    moved = session.doc.arrays["means"] - before
+    assert np.allclose(moved[~sel], 0) and (moved[sel, 0] > 0.05).all()
+    assert np.allclose(moved[sel, 1:], 0, atol=1e-6) and np.allclose(moved[sel, 0], moved[sel, 0][0], atol=1e-5)
+    assert session.doc.undo_label == "Move" and np.array_equal(session.selection, sel)  # no pick on the drag
+    session.undo()
+    assert np.array_equal(session.doc.arrays["means"], before)
+
+    gizmo.set_mode("scale")
+    centre, _ = gizmo.handles()
+    start = QPoint(*np.round(centre).astype(int))
+    _drag(view, start, start + QPoint(120, 0))  # SCALE_PX_PER_DOUBLING to the right: twice the size
+    after = session.doc.arrays["means"][sel].astype(np.float64)
+    assert np.allclose(after - pivot, 2.0 * (before[sel] - pivot), atol=1e-4)
+    session.undo()
+
+    gizmo.set_mode("rotate")
+    centre, parts = gizmo.handles()
+    ring = dict(parts)[2]  # turn about z, the axis pointing (mostly) away from the camera
+    a, b = ring[3], ring[9]  # 22.5 and 67.5 degrees round the ring (off the other two rings)
+    _drag(view, QPoint(*np.round(a).astype(int)), QPoint(*np.round(b).astype(int)))
+    command = session.doc.commands[-1]
+    assert command.kind == "transform" and session.doc.undo_label == "Rotate"
+    R = np.asarray(command.rotation)
+    assert np.allclose(R[2], [0, 0, 1], atol=1e-9)
+    # the ring point under the mouse at the press lands under the mouse at the release
+    length = 0.8 * gizmo._axis_length(pivot)
+    grabbed = pivot + length * np.array([np.cos(np.radians(22.5)), np.sin(np.radians(22.5)), 0.0])
+    uv, _ = project_points((pivot + R @ (grabbed - pivot))[None], cam)
+    assert np.linalg.norm(uv[0] - b) < 1.5  # b was rounded to a whole pixel
+    assert np.allclose(session.doc.selection_centre(), pivot, atol=1e-4)  # turned about its centre
+    gizmo.set_mode(None)
+    assert gizmo.handles() is None
+    tools.shutdown()
+    gizmo.shutdown()

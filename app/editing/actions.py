@@ -1,10 +1,11 @@
 """The window's edit actions, menus and keys, bound as in SuperSplat where it has the action:
 Ctrl+Z / Ctrl+Shift+Z undo and redo, Ctrl+A / Ctrl+Shift+A select all and none, Ctrl+I invert, Delete
 or Backspace delete, H hides the selection and Shift+H shows everything again (SuperSplat's lock and
-unlock), R / L / B the rectangle, lasso and brush tools, 1 / 2 / 3 move, rotate and scale.
+unlock), R / L / B the rectangle, lasso and brush tools, 1 / 2 / 3 the move, rotate and scale gizmo.
 
 Keys SuperSplat leaves free are chosen so that no two actions share one: Ctrl+D duplicate, Shift+I
-isolate. Pressing a tool's key again goes back to the click-to-pick tool.
+isolate, Ctrl+T the numeric transform dialog. Pressing a tool's key again goes back to the click-to-pick
+tool (and a gizmo's key again hides the gizmo).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from engine.edit import Brightness, Delete, Duplicate, Hide, Isolate, Recolour, 
 
 from ..theme import icon
 from .dialogs import FloaterDialog, TransformDialog
+from .gizmo import Gizmo
 from .select_tools import SelectionTools
 
 
@@ -37,9 +39,17 @@ class EditActions:
         self.isolate = a("Is&olate Selected", lambda: session.apply(Isolate()), "Shift+I",
                          tip="Hide everything but the selection")
         self.duplicate = a("D&uplicate Selected", lambda: session.apply(Duplicate()), "Ctrl+D")
-        self.move = a("&Move…", lambda: self.transform("move"), "1")
-        self.rotate = a("R&otate…", lambda: self.transform("rotate"), "2")
-        self.scale = a("Sc&ale…", lambda: self.transform("scale"), "3")
+        self.gizmo = Gizmo(tools.viewer, session, tools.target, window)
+        self.gizmo_group = QActionGroup(window)
+        self.gizmo_group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
+        self.move = a("&Move", None, "1", checkable=True, tip="Drag an arrow of the gizmo to move the selection")
+        self.rotate = a("R&otate", None, "2", checkable=True, tip="Drag a ring of the gizmo to turn the selection")
+        self.scale = a("Sc&ale", None, "3", checkable=True, tip="Drag the gizmo's square to resize the selection")
+        for mode, action in (("move", self.move), ("rotate", self.rotate), ("scale", self.scale)):
+            self.gizmo_group.addAction(action)
+            action.toggled.connect(lambda on, m=mode: self._gizmo_toggled(m, on))
+        self.transform_dialog = a("&Transform…", lambda: self.transform("move"), "Ctrl+T",
+                                  tip="Move, rotate and scale the selection by numbers")
         self.recolour = a("Re&colour…", self.recolour_dialog)
         self.brightness = a("&Brightness…", self.brightness_dialog)
         self.floaters = a("Clean Up &Floaters…", self.floater_dialog,
@@ -57,9 +67,9 @@ class EditActions:
         tools.tool_changed.connect(self._sync_tool)
 
         self.needs_scene = [self.select_all, self.select_none, self.invert, self.rect_tool, self.lasso_tool,
-                            self.brush_tool, self.floaters]
-        self.needs_selection = [self.delete, self.hide, self.isolate, self.duplicate, self.move, self.rotate,
-                                self.scale, self.recolour, self.brightness, self.grow, self.shrink]
+                            self.brush_tool, self.floaters, self.move, self.rotate, self.scale]
+        self.needs_selection = [self.delete, self.hide, self.isolate, self.duplicate, self.transform_dialog,
+                                self.recolour, self.brightness, self.grow, self.shrink]
         session.history_changed.connect(self.update)
         session.selection_changed.connect(lambda _: self.update())
         self.update()
@@ -85,7 +95,7 @@ class EditActions:
         menu.addSeparator()
         menu.addActions([self.delete, self.duplicate, self.hide, self.show_all, self.isolate])
         menu.addSeparator()
-        menu.addActions([self.move, self.rotate, self.scale, self.recolour, self.brightness])
+        menu.addActions([self.move, self.rotate, self.scale, self.transform_dialog, self.recolour, self.brightness])
         menu.addSeparator()
         menu.addAction(self.floaters)
 
@@ -111,6 +121,12 @@ class EditActions:
             self.tools.set_tool(tool)
         elif self.tools.tool == tool:
             self.tools.set_tool("pick")
+
+    def _gizmo_toggled(self, mode: str, on: bool) -> None:
+        if on:
+            self.gizmo.set_mode(mode)
+        elif self.gizmo.mode == mode:
+            self.gizmo.set_mode(None)
 
     def _sync_tool(self, tool: str) -> None:
         for name, action in (("rect", self.rect_tool), ("lasso", self.lasso_tool), ("brush", self.brush_tool)):

@@ -35,8 +35,7 @@ def _triple(value: float, low: float, high: float, step: float, suffix: str = ""
 class TransformDialog(QDialog):
     """Move, rotate (x, y, z degrees) and scale the selection about its centre.
 
-    The numeric stand-in for an on-screen gizmo; 1 / 2 / 3 open it with the move, rotate or scale field
-    focused."""
+    The numeric companion of the on-screen gizmo (exact amounts)."""
 
     def __init__(self, session, focus: str = "move", parent=None):
         super().__init__(parent)
