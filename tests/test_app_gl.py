@@ -103,6 +103,29 @@ def test_clicking_each_object_in_the_view_selects_and_highlights_it(qtbot, windo
         QTest.mouseClick(target, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
         assert np.array_equal(window.session.selection, ids == gid), gid
         assert window.viewer._highlight is not None and np.array_equal(window.viewer._highlight > 0, ids == gid)
+    # the move gizmo over the GL view: a drag along x previews in the view, then makes one edit
+    gizmo = window.edit_actions.gizmo
+    window.edit_actions.move.trigger()
+    assert gizmo.mode == "move" and gizmo._overlay.isVisible()
+    before = window.session.doc.arrays["means"].copy()
+    _, parts = gizmo.handles()
+    a, b = dict(parts)[0]
+    start = QPoint(*np.round(a + 0.7 * (b - a)).astype(int))
+    end = start + QPoint(*np.round(30 * (b - a) / np.linalg.norm(b - a)).astype(int))
+    QTest.mousePress(target, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    for i in range(1, 6):
+        QTest.qWait(70)
+        QTest.mouseMove(target, start + (end - start) * i / 5)
+    drawn = window.viewer._source.scene.means.numpy()
+    assert (drawn[ids == 3, 0] > before[ids == 3, 0]).all()  # the preview is drawn, the document unchanged
+    assert np.array_equal(window.session.doc.arrays["means"], before)
+    QTest.mouseRelease(target, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+    moved = window.session.doc.arrays["means"] - before
+    assert (moved[ids == 3, 0] > 0).all() and np.allclose(moved[ids != 3], 0)
+    assert np.array_equal(window.viewer._source.scene.means.numpy(), window.session.doc.arrays["means"])
+    assert window.viewer.wait_until_sorted(10)
+    window.edit_actions.move.trigger()
+    assert gizmo.mode is None
     # the Objects panel's row for the last one, and Delete removes it from the drawn view
     assert window.objects_panel.item_for(3) is not None
     window.delete_action.trigger()

@@ -249,7 +249,7 @@ def test_save_and_export_write_the_edited_scene(window, tmp_path):
     saved = load_scene(tmp_path / "out.ply")
     assert len(saved) == 75 and 1 not in set(saved.group_ids.tolist())
     dialog = window.export_dialog()
-    assert len(dialog.scene) == 75 if hasattr(dialog, "scene") else True
+    assert len(dialog.scene) == 75 and 1 not in set(dialog.scene.group_ids.tolist())
     dialog.reject()
 
 

@@ -170,6 +170,7 @@ def test_picking_selects_each_object(doc):
     for gid, point in CLICK_POINTS.items():
         result = doc.apply(Select.pick(CAM, *_pixel(point)))
         assert result.changed, (gid, result.message)
+        assert result.message == f"Selected Object {gid}" and result.count == 150
         assert np.array_equal(doc.selected, doc.group_ids == gid), gid
     # Shift adds, Ctrl subtracts
     doc.apply(Select.pick(CAM, *_pixel(CLICK_POINTS[1]), mode="add"))
@@ -270,3 +271,14 @@ def test_listeners_hear_what_changed(doc):
     assert heard == [{"selection"}, {"visibility", "selection"}, {"selection"}, {"scene"}, {"groups"}]
     scene = doc.scene()
     assert torch.equal(scene.means, torch.from_numpy(doc.arrays["means"]))
+
+
+def test_preview_shows_an_edit_without_making_it(doc):
+    doc.apply(Select.group(2))
+    before = state(doc)
+    scene = doc.preview(Transform(shift=[0.0, -1.0, 0.0]))
+    assert state(doc) == before and not doc.undo_label.startswith("Move")
+    sel = doc.selected
+    assert np.allclose(scene.means.numpy()[sel], doc.arrays["means"][sel] + [0, -1, 0], atol=1e-6)
+    assert np.array_equal(scene.means.numpy()[~sel], doc.arrays["means"][~sel])
+    assert doc.preview(Select.group(2)) is None  # no change: nothing to show

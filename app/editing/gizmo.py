@@ -10,6 +10,7 @@ the view (orbit) and the selection tools.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
@@ -25,6 +26,7 @@ AXIS_COLOURS = (QColor(230, 70, 70), QColor(90, 200, 90), QColor(80, 130, 240))
 HANDLE_PX = 90  # on-screen length of an axis (widget pixels)
 GRAB_PX = 8  # how close the mouse must be to a handle to take it
 SCALE_PX_PER_DOUBLING = 120.0  # dragging right / up by this much doubles the size
+PREVIEW_INTERVAL_S = 0.06  # the view shows the dragged result at most this often (it re-packs the splats)
 
 
 def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
@@ -71,6 +73,8 @@ class Gizmo(QObject):
         self.readout = ""
         self._press: np.ndarray | None = None
         self._pivot = np.zeros(3)
+        self._last_preview = 0.0
+        self._previewing = False
         self._overlay = _GizmoOverlay(self, target)
         self._overlay.hide()
         target.installEventFilter(self)
@@ -251,9 +255,23 @@ class Gizmo(QObject):
         if kind == QEvent.Type.MouseMove:
             self.readout = self._readout_for(command)
             self._overlay.update()
+            self._preview(command)
             return True
         self._end_drag()
-        if command is not None:
-            self.session.apply(command)
+        applied = command is not None and self.session.apply(command).changed
+        if self._previewing and not applied and hasattr(self.viewer, "update_scene"):
+            self.viewer.update_scene(self.session.doc.scene())  # back to the document's splats
+        self._previewing = False
         self.refresh()
         return True
+
+    def _preview(self, command: Transform | None) -> None:
+        """Show the dragged result in the view (not in the document: the release makes the one edit)."""
+        now = time.monotonic()
+        if command is None or not hasattr(self.viewer, "update_scene") or now - self._last_preview < PREVIEW_INTERVAL_S:
+            return
+        scene = self.session.doc.preview(command)
+        if scene is not None:
+            self._last_preview = now
+            self._previewing = True
+            self.viewer.update_scene(scene)

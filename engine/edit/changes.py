@@ -43,8 +43,17 @@ class Change:
     old_count: int = 0  # rows before ``appended`` was added
 
     def patch(self, arrays: dict[str, np.ndarray], name: str, index: np.ndarray | None, new: np.ndarray) -> None:
-        """Record and stage a patch against ``arrays`` (the state the change starts from)."""
-        old = arrays[name] if index is None else arrays[name][index].copy()
+        """Record a patch against ``arrays`` (the state the change starts from).
+
+        A whole boolean mask (a selection, say) is kept as the rows that flip when they are few: a click
+        history on a million splats then holds kilobytes per step, not two full masks."""
+        current = arrays[name]
+        if index is None and current.dtype == bool and len(new) == len(current):
+            flipped = np.flatnonzero(current != new).astype(np.int64)
+            if 10 * len(flipped) < len(current):
+                self.patches.append(Patch(name, flipped, current[flipped], new[flipped]))
+                return
+        old = current if index is None else current[index].copy()
         self.patches.append(Patch(name, index, old, new))
 
     @property

@@ -66,6 +66,10 @@ class Command:
     def compute(self, doc: "SceneDocument") -> Change | str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def summary(self, doc: "SceneDocument") -> str:
+        """What was done, for a person, once applied (the label unless a command says more)."""
+        return self.label
+
 
 def _selection_change(doc: "SceneDocument", new: np.ndarray) -> Change | str:
     if np.array_equal(new, doc.selected):
@@ -130,6 +134,15 @@ class Select(Command):
     @classmethod
     def group(cls, group_id: int, mode: str = "replace") -> "Select":
         return cls("group", {"group_id": int(group_id)}, mode)
+
+    def summary(self, doc) -> str:
+        if self.how in ("pick", "group"):
+            ids = np.unique(doc.group_ids[doc.selected])
+            if len(ids) == 1 and int(ids[0]) in doc.groups:
+                return f"Selected {doc.groups[int(ids[0])].name}"
+            if len(ids) > 1:
+                return f"Selected {len(ids)} objects"
+        return self.label
 
     # --------------------------------------------------------------- maths
     def covered(self, doc: "SceneDocument") -> np.ndarray | str:

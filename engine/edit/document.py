@@ -150,10 +150,23 @@ class SceneDocument:
         """Every Gaussian including deleted ones (the viewer draws it with ``visible`` as its mask).
         It shares the arrays' memory, which edits never write in place."""
         if self._scene_cache is None:
-            tensors = {k: torch.from_numpy(self.arrays[k]) for k in self.row_fields}
-            tensors["group_ids"] = torch.from_numpy(self.arrays["group_ids"])
-            self._scene_cache = GaussianScene(**tensors)
+            self._scene_cache = self._scene_of(self.arrays)
         return self._scene_cache
+
+    def _scene_of(self, arrays: dict[str, np.ndarray]) -> GaussianScene:
+        tensors = {k: torch.from_numpy(arrays[k]) for k in self.row_fields}
+        tensors["group_ids"] = torch.from_numpy(arrays["group_ids"])
+        return GaussianScene(**tensors)
+
+    def preview(self, command: Command) -> GaussianScene | None:
+        """The scene as it would be after ``command`` (e.g. while a gizmo is dragged), leaving the
+        document as it is; None when the command would do nothing."""
+        change = command.compute(self)
+        if isinstance(change, str):
+            return None
+        arrays = dict(self.arrays)  # a change swaps arrays in this dict and never writes the document's
+        change.apply(arrays, self.groups)
+        return self._scene_of(arrays)
 
     def edited_scene(self) -> GaussianScene:
         """The scene to save: deleted splats dropped (hidden ones kept); group ids only when the scene
@@ -198,7 +211,7 @@ class SceneDocument:
         self._position += 1
         self._notify(change.touched)
         count = self.num_selected if command.selection_only else change.count
-        return Result(True, command.label, count)
+        return Result(True, command.summary(self), count)
 
     def undo(self) -> Result:
         if not self.can_undo:
