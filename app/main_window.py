@@ -653,6 +653,9 @@ class MainWindow(QMainWindow):
         self.viewer.set_highlight(mask)
 
     def _on_session_scene(self, scene):
+        # a new document starts with everything shown and nothing selected, even at the old one's size
+        self.viewer.set_visible_mask(None)
+        self.viewer.set_highlight(None)
         self._update_actions()
         self._update_title()
         self._update_splat_label()

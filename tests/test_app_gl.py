@@ -132,6 +132,22 @@ def test_clicking_each_object_in_the_view_selects_and_highlights_it(qtbot, windo
     assert not window.viewer._visible[ids == 3].any() and window.viewer._visible[ids != 3].all()
 
 
+def test_a_new_scene_of_the_same_size_starts_shown_and_unselected(qtbot, window, tmp_path):
+    from engine.edit import Delete, Select
+
+    first, second = tmp_path / "a.ply", tmp_path / "b.ply"
+    save_scene(random_scene(500, sh_degree=0, seed=1), first)
+    save_scene(random_scene(500, sh_degree=0, seed=2), second)
+    assert window.open_scene(first)
+    window.session.apply(Select.indices(range(100)))
+    window.session.apply(Delete())
+    window.session.apply(Select.indices([200]))
+    assert window.viewer._visible is not None and window.viewer._highlight is not None
+    window.session.mark_saved()
+    assert window.open_scene(second)
+    assert window.viewer._visible is None and window.viewer._highlight is None
+
+
 def streaming_job(inputs, out_dir, options, *, emit, cancel):
     """Snapshots of a growing scene as fast as they can be made (module level: runs in a job process).
     Small splats, as in a trained scene: big ones would measure Mesa's software rasteriser instead."""

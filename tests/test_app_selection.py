@@ -316,3 +316,4 @@ def test_gizmo_drags_move_rotate_and_scale_the_selection_in_one_undo_step(qtbot)
     assert gizmo.handles() is None
     tools.shutdown()
     gizmo.shutdown()
+
