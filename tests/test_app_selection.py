@@ -317,3 +317,25 @@ def test_gizmo_drags_move_rotate_and_scale_the_selection_in_one_undo_step(qtbot)
     tools.shutdown()
     gizmo.shutdown()
 
+
+
+def test_floater_dialog_previews_on_a_worker_then_removes_what_it_showed(qtbot):
+    from app.editing.dialogs import FloaterDialog
+    from engine.scene import GaussianScene as Scene
+
+    base = objects_scene(per_object=100)
+    strays = Scene.from_numpy(np.array([[6.0, -3, 4], [-6, 2, -5]]), np.tile([1.0, 0, 0, 0], (2, 1)),
+                              np.full((2, 3), -3.0), np.full(2, -2.0), np.zeros((2, 4, 3)), group_ids=np.full(2, 9))
+    session = EditSession()
+    session.set_scene(Scene.concatenate([base, strays]))
+    shown = []
+    dialog = FloaterDialog(session, shown.append)
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.found, timeout=20000) as blocker:
+        dialog.preview()
+    mask = blocker.args[0]
+    assert np.array_equal(np.flatnonzero(mask), [400, 401]) and shown[-1] is mask
+    assert not session.doc.can_undo  # a preview changes nothing
+    dialog.accept()
+    assert session.doc.num_kept == 400 and session.doc.undo_label == "Remove floaters"
+    assert shown[-1] is None  # the preview highlight goes when the dialog closes

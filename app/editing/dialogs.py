@@ -3,6 +3,7 @@ with its preview. Each builds one engine command; the session applies it (one un
 
 from __future__ import annotations
 
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
 )
@@ -74,12 +75,31 @@ class TransformDialog(QDialog):
         super().accept()
 
 
+class _FloaterSignals(QObject):
+    done = Signal(object)  # the mask
+
+
+class _FloaterSearch(QRunnable):
+    """Finding floaters takes seconds on a million splats: off the GUI thread. The document keeps the
+    result for the arrays it was found on, so Remove with the same settings is then instant."""
+
+    def __init__(self, doc, options: FloaterOptions, signals: _FloaterSignals):
+        super().__init__()
+        self.doc, self.options, self.signals = doc, options, signals
+
+    def run(self):
+        self.signals.done.emit(RemoveFloaters(self.options.to_json()).mask(self.doc))
+
+
 class FloaterDialog(QDialog):
-    """Find floaters, show them highlighted (``preview`` signal to the viewer), then remove them."""
+    """Find floaters (on a worker thread), show them highlighted in the view, then remove them."""
+
+    found = Signal(object)  # the mask a preview found
 
     def __init__(self, session, show_preview, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Clean Up Floaters")
+        self._signals = None
         self.session = session
         self._show_preview = show_preview  # callable(mask or None): the viewer highlights it
         defaults = FloaterOptions()
@@ -108,15 +128,25 @@ class FloaterDialog(QDialog):
         return FloaterOptions(isolation=self.isolation.value(), max_opacity=self.max_opacity.value(),
                               far=self.far.value())
 
-    def preview(self):
-        mask = self.session.preview_floaters(self.options())
-        if mask is None:
-            return None
+    def preview(self) -> None:
+        """Start looking for floaters; ``found`` (and the label and highlight) follow."""
+        if self.session.doc is None:
+            return
+        self.preview_button.setEnabled(False)
+        self.apply_button.setEnabled(False)
+        self.result_label.setText("Looking for floaters…")
+        self._signals = _FloaterSignals()
+        self._signals.done.connect(self._found)
+        QThreadPool.globalInstance().start(_FloaterSearch(self.session.doc, self.options(), self._signals))
+
+    def _found(self, mask) -> None:
+        self.preview_button.setEnabled(True)
+        self.apply_button.setEnabled(True)
         count = int(mask.sum())
         self.result_label.setText(f"{count:,} splats would be removed (highlighted)." if count
                                   else "No floaters found with these settings.")
         self._show_preview(mask if count else None)
-        return mask
+        self.found.emit(mask)
 
     def accept(self) -> None:
         self.session.apply(RemoveFloaters(self.options().to_json()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
@@ -270,7 +271,7 @@ class Gizmo(QObject):
         now = time.monotonic()
         if command is None or not hasattr(self.viewer, "update_scene") or now - self._last_preview < PREVIEW_INTERVAL_S:
             return
-        scene = self.session.doc.preview(command)
+        scene = self.session.doc.preview(replace(command, turn_sh=False))  # SH turns on release
         if scene is not None:
             self._last_preview = now
             self._previewing = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from engine.edit import Command, FloaterOptions, Result, SceneDocument, Select
+from engine.edit import Command, Result, SceneDocument, Select
 from engine.edit.groups import Group
 from engine.scene import GaussianScene
 
@@ -127,6 +127,3 @@ class EditSession(QObject):
 
     def invert_selection(self) -> Result:
         return self.select("invert")
-
-    def preview_floaters(self, options: FloaterOptions) -> np.ndarray | None:
-        return None if self.doc is None else self.doc.preview_floaters(options)

@@ -332,6 +332,8 @@ class Transform(Command):
     scale: float = 1.0
     shift: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
     pivot: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    # False leaves the view-dependent colour as it was (a quick preview while a gizmo is dragged)
+    turn_sh: bool = True
 
     @property
     def label(self) -> str:
@@ -350,7 +352,7 @@ class Transform(Command):
             return "The rotation is not a rotation matrix"
         index = np.flatnonzero(sel)
         rows = transform_rows(doc.arrays, index, rotation, float(self.scale), np.asarray(self.shift, np.float64),
-                              np.asarray(self.pivot, np.float64))
+                              np.asarray(self.pivot, np.float64), turn_sh=self.turn_sh)
         change = Change(count=len(index))
         for name, values in rows.items():
             change.patch(doc.arrays, name, index, values)
@@ -413,8 +415,17 @@ class RemoveFloaters(Command):
         return "Remove floaters"
 
     def mask(self, doc) -> np.ndarray:
-        return find_floaters(doc.arrays["means"], doc.arrays["opacity_logits"], doc.selectable,
-                             FloaterOptions.from_json(self.options))
+        """The floaters among the shown splats; kept on the document for the arrays it was found on
+        (arrays are never written in place), so a preview made on a worker thread makes applying instant."""
+        options = FloaterOptions.from_json(self.options)
+        a = doc.arrays
+        key = (options, id(a["means"]), id(a["opacity_logits"]), id(a["hidden"]), id(a["deleted"]))
+        cached = getattr(doc, "_floater_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = find_floaters(a["means"], a["opacity_logits"], doc.selectable, options)
+        doc._floater_cache = (key, found, (a["means"], a["opacity_logits"], a["hidden"], a["deleted"]))
+        return found
 
     def compute(self, doc):
         floaters = self.mask(doc)

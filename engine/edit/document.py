@@ -83,6 +83,7 @@ class SceneDocument:
         self._position = 0  # entries[:position] are applied
         self._saved_position = 0
         self._scene_cache: GaussianScene | None = None
+        self._floater_cache = None  # (key, mask, arrays it was found on): see RemoveFloaters.mask
 
     # ------------------------------------------------------------------ state
     @property

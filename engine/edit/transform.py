@@ -50,11 +50,11 @@ def sh_rotation_matrix(rotation: np.ndarray, degree: int) -> np.ndarray:
 
 
 def transform_rows(arrays: dict[str, np.ndarray], index: np.ndarray, rotation: np.ndarray, scale: float,
-                   shift: np.ndarray, pivot: np.ndarray) -> dict[str, np.ndarray]:
+                   shift: np.ndarray, pivot: np.ndarray, turn_sh: bool = True) -> dict[str, np.ndarray]:
     """New means, quats, log_scales and sh rows for the Gaussians ``index`` (float32, like the scene)."""
     rotation = np.asarray(rotation, dtype=np.float64)
     means = arrays["means"][index].astype(np.float64)
-    new_means = pivot + scale * (means - pivot) @ rotation.T + shift
+    new_means = pivot + scale * np.einsum("ij,kj->ik", means - pivot, rotation) + shift
     q = quat_multiply(rotmat_to_quat(rotation), arrays["quats"][index].astype(np.float64))
     out = {
         "means": new_means.astype(np.float32),
@@ -63,9 +63,11 @@ def transform_rows(arrays: dict[str, np.ndarray], index: np.ndarray, rotation: n
     }
     sh = arrays["sh"][index]
     degree = sh_degree_from_coeffs(sh.shape[1])
-    if degree > 0 and not np.allclose(rotation, np.eye(3)):
+    if turn_sh and degree > 0 and not np.allclose(rotation, np.eye(3)):
         m = sh_rotation_matrix(rotation, degree)
-        turned = np.einsum("jk,nkc->njc", m, sh.astype(np.float64)).astype(np.float32)
+        n, k, _ = sh.shape  # one (K,K) x (K, N*3) product: einsum over this layout is ~50x slower
+        flat = np.ascontiguousarray(sh.astype(np.float64).transpose(1, 0, 2)).reshape(k, n * 3)
+        turned = (m @ flat).reshape(k, n, 3).transpose(1, 0, 2).astype(np.float32)
         turned[:, 0] = sh[:, 0]  # DC is view-independent: keep it bit for bit
         out["sh"] = turned
     return out
