@@ -339,3 +339,10 @@ def test_floater_dialog_previews_on_a_worker_then_removes_what_it_showed(qtbot):
     dialog.accept()
     assert session.doc.num_kept == 400 and session.doc.undo_label == "Remove floaters"
     assert shown[-1] is None  # the preview highlight goes when the dialog closes
+    # Remove without a preview looks first (on the worker), then removes
+    session.undo()
+    dialog = FloaterDialog(session, shown.append)
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.finished, timeout=20000):
+        dialog.accept()
+    assert session.doc.num_kept == 400

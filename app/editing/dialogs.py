@@ -100,6 +100,8 @@ class FloaterDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Clean Up Floaters")
         self._signals = None
+        self._found_for: FloaterOptions | None = None  # the settings the last preview used
+        self._remove_when_found = False
         self.session = session
         self._show_preview = show_preview  # callable(mask or None): the viewer highlights it
         defaults = FloaterOptions()
@@ -136,10 +138,12 @@ class FloaterDialog(QDialog):
         self.apply_button.setEnabled(False)
         self.result_label.setText("Looking for floaters…")
         self._signals = _FloaterSignals()
-        self._signals.done.connect(self._found)
-        QThreadPool.globalInstance().start(_FloaterSearch(self.session.doc, self.options(), self._signals))
+        options = self.options()
+        self._signals.done.connect(lambda mask: self._found(mask, options))
+        QThreadPool.globalInstance().start(_FloaterSearch(self.session.doc, options, self._signals))
 
-    def _found(self, mask) -> None:
+    def _found(self, mask, options: FloaterOptions) -> None:
+        self._found_for = options
         self.preview_button.setEnabled(True)
         self.apply_button.setEnabled(True)
         count = int(mask.sum())
@@ -147,7 +151,16 @@ class FloaterDialog(QDialog):
                                   else "No floaters found with these settings.")
         self._show_preview(mask if count else None)
         self.found.emit(mask)
+        if self._remove_when_found:
+            self._remove_when_found = False
+            self.accept()
 
     def accept(self) -> None:
+        """Remove what the last preview found; without a preview of these settings, look first (on the
+        worker) and remove when found, so the GUI thread never runs the search."""
+        if self._found_for != self.options():
+            self._remove_when_found = True
+            self.preview()
+            return
         self.session.apply(RemoveFloaters(self.options().to_json()))
         super().accept()
