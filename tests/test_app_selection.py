@@ -346,3 +346,23 @@ def test_floater_dialog_previews_on_a_worker_then_removes_what_it_showed(qtbot):
     with qtbot.waitSignal(dialog.finished, timeout=20000):
         dialog.accept()
     assert session.doc.num_kept == 400
+
+
+def test_select_by_dialog_builds_attribute_and_volume_selections(qtbot):
+    from app.editing.dialogs import SelectByDialog
+
+    session = EditSession()
+    session.set_scene(objects_scene(per_object=50))
+    dialog = SelectByDialog(session)
+    qtbot.addWidget(dialog)
+    dialog.colour = [0.1, 0.85, 0.2]
+    dialog.accept()
+    assert np.array_equal(session.selection, session.doc.group_ids == 2)  # the green sphere
+    dialog = SelectByDialog(session)
+    qtbot.addWidget(dialog)
+    dialog.kind_box.setCurrentIndex(3)  # a sphere round the selection's centre, added
+    dialog.mode_box.setCurrentIndex(1)
+    dialog.sphere_radius.setValue(5.0)
+    assert dialog.command().params["centre"] == pytest.approx(session.doc.selection_centre().tolist(), abs=1e-3)
+    dialog.accept()
+    assert session.num_selected == 200

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QColorDialog, QInputDialog, QMainWindow
 from engine.edit import Brightness, Delete, Duplicate, Hide, Isolate, Recolour, ShowAll, Transform
 
 from ..theme import icon
-from .dialogs import FloaterDialog, TransformDialog
+from .dialogs import FloaterDialog, SelectByDialog, TransformDialog
 from .gizmo import Gizmo
 from .select_tools import SelectionTools
 
@@ -33,6 +33,8 @@ class EditActions:
         self.invert = a("&Invert Selection", session.invert_selection, "Ctrl+I")
         self.grow = a("&Grow Selection", lambda: self._grow("grow"), tip="Add the splats next to the selection")
         self.shrink = a("S&hrink Selection", lambda: self._grow("shrink"), tip="Drop the selection's rim")
+        self.select_by = a("Select &By…", self.select_by_dialog,
+                           tip="Select by colour, opacity or size, or inside a sphere or box")
         self.delete = a("&Delete Selected", lambda: session.apply(Delete()), ["Delete", "Backspace"], "delete")
         self.hide = a("&Hide Selected", lambda: session.apply(Hide()), "H")
         self.show_all = a("&Show All", lambda: session.apply(ShowAll()), "Shift+H")
@@ -67,7 +69,7 @@ class EditActions:
         tools.tool_changed.connect(self._sync_tool)
 
         self.needs_scene = [self.select_all, self.select_none, self.invert, self.rect_tool, self.lasso_tool,
-                            self.brush_tool, self.floaters, self.move, self.rotate, self.scale]
+                            self.brush_tool, self.floaters, self.move, self.rotate, self.scale, self.select_by]
         self.needs_selection = [self.delete, self.hide, self.isolate, self.duplicate, self.transform_dialog,
                                 self.recolour, self.brightness, self.grow, self.shrink]
         session.history_changed.connect(self.update)
@@ -100,7 +102,7 @@ class EditActions:
         menu.addAction(self.floaters)
 
     def fill_select_menu(self, menu) -> None:
-        menu.addActions([self.select_all, self.select_none, self.invert, self.grow, self.shrink])
+        menu.addActions([self.select_all, self.select_none, self.invert, self.grow, self.shrink, self.select_by])
         menu.addSeparator()
         menu.addActions([self.rect_tool, self.lasso_tool, self.brush_tool])
 
@@ -164,6 +166,13 @@ class EditActions:
         factor, ok = QInputDialog.getDouble(self.window, "Brightness", "Multiply the colour by", 1.2, 0.0, 10.0, 2)
         if ok:
             self.session.apply(Brightness(factor))
+
+    def select_by_dialog(self):
+        if self.session.doc is None:
+            return None
+        dialog = SelectByDialog(self.session, self.window)
+        dialog.open()
+        return dialog
 
     def floater_dialog(self):
         if self.session.doc is None:

@@ -164,3 +164,87 @@ class FloaterDialog(QDialog):
             return
         self.session.apply(RemoveFloaters(self.options().to_json()))
         super().accept()
+
+
+class SelectByDialog(QDialog):
+    """Select by base colour, opacity, size, or inside a sphere or box (world units): the engine's
+    attribute and volume selections, combined with the selection by the chosen mode."""
+
+    KINDS = (("Colour", "colour"), ("Opacity", "opacity"), ("Size", "size"), ("Sphere", "sphere"), ("Box", "box"))
+
+    def __init__(self, session, parent=None):
+        from PySide6.QtWidgets import QColorDialog, QComboBox, QStackedWidget
+
+        super().__init__(parent)
+        self.setWindowTitle("Select By")
+        self.session = session
+        self.kind_box = QComboBox()
+        for text, key in self.KINDS:
+            self.kind_box.addItem(text, key)
+        self.mode_box = QComboBox()
+        for text, key in (("Replace", "replace"), ("Add", "add"), ("Remove", "subtract"), ("Intersect", "intersect")):
+            self.mode_box.addItem(text, key)
+        pages = QStackedWidget()
+        self.kind_box.currentIndexChanged.connect(pages.setCurrentIndex)
+
+        def page(*rows):
+            widget = QWidget()
+            form = QFormLayout(widget)
+            for label, field in rows:
+                form.addRow(label, field)
+            pages.addWidget(widget)
+
+        self.colour = [0.5, 0.5, 0.5]
+        self.colour_button = QPushButton("Choose…")
+
+        def choose():
+            from PySide6.QtGui import QColor
+
+            picked = QColorDialog.getColor(QColor.fromRgbF(*self.colour), self, "Colour to select")
+            if picked.isValid():
+                self.colour = [picked.redF(), picked.greenF(), picked.blueF()]
+
+        self.colour_button.clicked.connect(choose)
+        self.tolerance = _spin(0.1, 0.0, 1.8, 0.02)
+        page(("Colour", self.colour_button), ("Tolerance", self.tolerance))
+        self.opacity_min, self.opacity_max = _spin(0.0, 0.0, 1.0, 0.05, 2), _spin(0.1, 0.0, 1.0, 0.05, 2)
+        page(("From", self.opacity_min), ("To", self.opacity_max))
+        self.size_min, self.size_max = _spin(0.0, 0.0, 1e4, 0.01, 4), _spin(1.0, 0.0, 1e4, 0.01, 4)
+        page(("Largest axis from", self.size_min), ("To", self.size_max))
+        centre = session.doc.selection_centre() if session.doc is not None and session.num_selected else [0, 0, 0]
+        sphere_row, self.sphere_centre = _triple(0.0, -1e4, 1e4, 0.05)
+        for box, value in zip(self.sphere_centre, centre):
+            box.setValue(float(value))
+        self.sphere_radius = _spin(0.5, 0.0, 1e4, 0.05)
+        page(("Centre", sphere_row), ("Radius", self.sphere_radius))
+        lo_row, self.box_min = _triple(-0.5, -1e4, 1e4, 0.05)
+        hi_row, self.box_max = _triple(0.5, -1e4, 1e4, 0.05)
+        page(("Min corner", lo_row), ("Max corner", hi_row))
+
+        form = QFormLayout()
+        form.addRow("Select by", self.kind_box)
+        form.addRow("Mode", self.mode_box)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(pages)
+        layout.addWidget(buttons)
+
+    def command(self):
+        from engine.edit import Select
+
+        kind, mode = self.kind_box.currentData(), self.mode_box.currentData()
+        params = {
+            "colour": lambda: {"rgb": list(self.colour), "tolerance": self.tolerance.value()},
+            "opacity": lambda: {"min": self.opacity_min.value(), "max": self.opacity_max.value()},
+            "size": lambda: {"min": self.size_min.value(), "max": self.size_max.value()},
+            "sphere": lambda: {"centre": [b.value() for b in self.sphere_centre], "radius": self.sphere_radius.value()},
+            "box": lambda: {"min": [b.value() for b in self.box_min], "max": [b.value() for b in self.box_max]},
+        }[kind]()
+        return Select(kind, params, mode)
+
+    def accept(self) -> None:
+        self.session.apply(self.command())
+        super().accept()
