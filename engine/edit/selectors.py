@@ -135,16 +135,18 @@ def pick_splat(arrays: dict[str, np.ndarray], camera: Camera, x: float, y: float
     """Index of the Gaussian seen at pixel (x, y): among the ``candidates`` (a mask) whose footprint
     covers the pixel, the one that contributes most to its colour after front-to-back blending
     (alpha x transmittance, as the renderer composites); else the nearest centre within a few pixels."""
-    index = np.flatnonzero(candidates)
+    everything = bool(candidates.all())  # the usual case: no copies of the whole scene's rows
+    index = np.arange(len(candidates)) if everything else np.flatnonzero(candidates)
     if not len(index):
         return None
-    means = arrays["means"][index]
+    means = arrays["means"] if everything else arrays["means"][index]
+    log_scales = arrays["log_scales"] if everything else arrays["log_scales"][index]
     uv, z = project_points(means, camera)
     front = _in_front(uv, z)
     # A conservative screen radius first (3 sigma of the largest axis plus the 0.3 px dilation), so the
     # exact EWA footprint is only evaluated for Gaussians that can reach the pixel.
     with np.errstate(invalid="ignore", divide="ignore"):
-        sigma = np.exp(arrays["log_scales"][index].astype(np.float64).max(axis=1))
+        sigma = np.exp(log_scales.max(axis=1))
         reach = 3.5 * sigma * max(camera.fx, camera.fy) / np.maximum(z, MIN_DEPTH) + 3.0
         near = front & (np.abs(uv[:, 0] - x) <= reach) & (np.abs(uv[:, 1] - y) <= reach)
     near_index = np.flatnonzero(near)
