@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, QRect, QSettings, Qt
+from PySide6.QtCore import QPoint, QRect, QSettings, Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox, QWidget
@@ -13,7 +13,6 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from app.editing import EditSession, SelectionTools
 from engine.camera_projection import project_points
 from engine.edit import Delete, Select
-from engine.edit.selectors import rect_mask
 from engine.io import load_scene, save_scene
 from engine.io.project import save_project
 from engine.scene import Camera, GaussianScene

@@ -17,7 +17,7 @@ from ..errors import FormatError
 from ..scene import SH_C0, Camera
 from . import selectors
 from .changes import Change
-from .floaters import FloaterOptions, find_floaters
+from .floaters import FloaterOptions
 from .groups import Group, default_colour
 from .serial import camera_from_json, camera_to_json, floats
 from .transform import transform_rows
@@ -415,17 +415,7 @@ class RemoveFloaters(Command):
         return "Remove floaters"
 
     def mask(self, doc) -> np.ndarray:
-        """The floaters among the shown splats; kept on the document for the arrays it was found on
-        (arrays are never written in place), so a preview made on a worker thread makes applying instant."""
-        options = FloaterOptions.from_json(self.options)
-        a = doc.arrays
-        key = (options, id(a["means"]), id(a["opacity_logits"]), id(a["hidden"]), id(a["deleted"]))
-        cached = getattr(doc, "_floater_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        found = find_floaters(a["means"], a["opacity_logits"], doc.selectable, options)
-        doc._floater_cache = (key, found, (a["means"], a["opacity_logits"], a["hidden"], a["deleted"]))
-        return found
+        return doc.find_floaters(FloaterOptions.from_json(self.options))
 
     def compute(self, doc):
         floaters = self.mask(doc)

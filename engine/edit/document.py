@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from ..scene import GaussianScene
+from .changes import Change
 from .commands import Command, RemoveFloaters, command_from_json
-from .floaters import FloaterOptions
+from .floaters import FloaterOptions, find_floaters
 from .groups import Group, complete_groups
 
 MASKS = ("selected", "hidden", "deleted")
@@ -39,7 +40,7 @@ class Result:
 @dataclass
 class _Entry:
     command: Command
-    change: object  # Change
+    change: Change
 
 
 def _what(touched: set[str]) -> set[str]:
@@ -83,7 +84,7 @@ class SceneDocument:
         self._position = 0  # entries[:position] are applied
         self._saved_position = 0
         self._scene_cache: GaussianScene | None = None
-        self._floater_cache = None  # (key, mask, arrays it was found on): see RemoveFloaters.mask
+        self._floater_cache = None  # (options, mask, the arrays it was found on): see find_floaters
 
     # ------------------------------------------------------------------ state
     @property
@@ -182,6 +183,18 @@ class SceneDocument:
     def preview_floaters(self, options: FloaterOptions = FloaterOptions()) -> np.ndarray:
         """The mask a floater cleanup with ``options`` would delete; changes nothing."""
         return RemoveFloaters(options.to_json()).mask(self)
+
+    def find_floaters(self, options: FloaterOptions) -> np.ndarray:
+        """Floaters among the shown splats. The answer is kept with the arrays it was found on (arrays
+        are never written in place), so a search made on a worker thread makes the cleanup instant."""
+        a = self.arrays
+        found_on = (a["means"], a["opacity_logits"], a["hidden"], a["deleted"])
+        cached = self._floater_cache
+        if cached is not None and cached[0] == options and all(x is y for x, y in zip(cached[2], found_on)):
+            return cached[1]
+        mask = find_floaters(a["means"], a["opacity_logits"], self.selectable, options)
+        self._floater_cache = (options, mask, found_on)
+        return mask
 
     # ------------------------------------------------------------------ listeners
     def subscribe(self, listener: Callable[[set[str]], None]) -> None:
