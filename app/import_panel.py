@@ -30,11 +30,11 @@ from PySide6.QtWidgets import (
 
 from engine.ingest import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
 from engine.ingest import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
-from engine.io.project import EXTENSION as PROJECT_EXTENSION
 
 from .theme import icon
 
-SCENE_SUFFIXES = {".ply", ".spz", ".splat", PROJECT_EXTENSION}  # a project opens like a scene
+# a project (engine.io.project.EXTENSION) opens like a scene
+SCENE_SUFFIXES = {".ply", ".spz", ".splat", ".handfulproj"}
 THUMB_SIZE = 96
 MAX_THUMB_SOURCE_PIXELS = 200_000_000  # refuse to decode absurd images even for a thumbnail
 

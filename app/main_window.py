@@ -233,6 +233,7 @@ class MainWindow(QMainWindow):
                                                 tip="Save the scene, cameras, objects and edit history in one file")
         self.export_action = self._action("&Export…", self.export_dialog, "Ctrl+E", "export",
                                           tip="Export as .ply, .spz, compressed .ply or .splat")
+        # Ctrl+Shift+S is the platforms' Save As: a second action on it made both ambiguous (neither fired)
         self.screenshot_action = self._action("Save Scree&nshot…", self.screenshot_dialog, "Ctrl+Alt+S",
                                               "screenshot")
         self.quit_action = self._action("&Quit", self.close, S.Quit)

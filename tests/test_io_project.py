@@ -103,3 +103,10 @@ def test_damaged_project_files_give_clear_errors(tmp_path, damage, message):
     with pytest.raises(FormatError, match=message) as info:
         load_project(path)
     assert str(path) in str(info.value)
+
+
+def test_the_app_opens_project_files_like_scenes():
+    from app.import_panel import SCENE_SUFFIXES
+    from engine.io.project import EXTENSION
+
+    assert EXTENSION in SCENE_SUFFIXES
