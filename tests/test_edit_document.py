@@ -282,3 +282,12 @@ def test_preview_shows_an_edit_without_making_it(doc):
     assert np.allclose(scene.means.numpy()[sel], doc.arrays["means"][sel] + [0, -1, 0], atol=1e-6)
     assert np.array_equal(scene.means.numpy()[~sel], doc.arrays["means"][~sel])
     assert doc.preview(Select.group(2)) is None  # no change: nothing to show
+
+
+def test_objects_without_names_get_their_own_colour_as_swatch():
+    from engine.edit.groups import Group
+
+    doc = SceneDocument(objects_scene(per_object=100), {3: Group("box", (0.0, 1.0, 1.0))})
+    assert np.allclose(doc.groups[1].colour, [0.9, 0.1, 0.1], atol=0.02)  # the red cube
+    assert np.allclose(doc.groups[2].colour, [0.1, 0.85, 0.2], atol=0.02)
+    assert doc.groups[3] == Group("box", (0.0, 1.0, 1.0))  # given names and colours are kept

@@ -61,8 +61,8 @@ class EditActions:
         self.tool_group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
         self.rect_tool = a("&Rectangle Select", None, "R", "select", checkable=True,
                            tip="Drag a rectangle over splats (Shift adds, Ctrl removes)")
-        self.lasso_tool = a("&Lasso Select", None, "L", checkable=True, tip="Draw around splats to select them")
-        self.brush_tool = a("&Brush Select", None, "B", checkable=True, tip="Paint over splats to select them")
+        self.lasso_tool = a("&Lasso Select", None, "L", "lasso", checkable=True, tip="Draw around splats to select them")
+        self.brush_tool = a("&Brush Select", None, "B", "brush", checkable=True, tip="Paint over splats to select them")
         for tool, action in (("rect", self.rect_tool), ("lasso", self.lasso_tool), ("brush", self.brush_tool)):
             self.tool_group.addAction(action)
             action.toggled.connect(lambda on, t=tool: self._tool_toggled(t, on))

@@ -78,7 +78,7 @@ class SceneDocument:
         for mask in MASKS:
             arrays[mask] = np.zeros(n, dtype=bool)
         self.arrays: dict[str, np.ndarray] = arrays
-        self.groups: dict[int, Group] = complete_groups(arrays["group_ids"], self._base_groups)
+        self.groups: dict[int, Group] = complete_groups(arrays["group_ids"], self._base_groups, arrays["sh"])
         self._base_groups_complete = dict(self.groups)
         self._entries: list[_Entry] = []
         self._position = 0  # entries[:position] are applied

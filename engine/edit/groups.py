@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
+from ..scene import SH_C0
 
 UNGROUPED = -1
 
@@ -45,13 +46,22 @@ def default_name(group_id: int, single: bool) -> str:
     return "Scene" if single else f"Object {group_id}"
 
 
-def complete_groups(group_ids: np.ndarray, groups: dict[int, Group] | None = None) -> dict[int, Group]:
-    """``groups`` with an entry for every id present in ``group_ids`` (defaults for missing ones)."""
+def complete_groups(group_ids: np.ndarray, groups: dict[int, Group] | None = None,
+                    sh: np.ndarray | None = None) -> dict[int, Group]:
+    """``groups`` with an entry for every id present in ``group_ids``; a missing one is named by its id
+    and, given the scene's ``sh``, shown in its splats' mean base colour (what the object looks like)."""
     out = dict(groups or {})
-    present = np.unique(group_ids).tolist()
-    for gid in present:
+    ids, inverse = np.unique(group_ids, return_inverse=True)
+    mean_colour = None
+    if sh is not None and len(ids):
+        rgb = np.clip(0.5 + SH_C0 * sh[:, 0].astype(np.float64), 0, 1)
+        sums = np.zeros((len(ids), 3))
+        np.add.at(sums, inverse.reshape(-1), rgb)
+        mean_colour = sums / np.bincount(inverse.reshape(-1), minlength=len(ids))[:, None]
+    for i, gid in enumerate(ids.tolist()):
         if gid not in out:
-            out[int(gid)] = Group(default_name(gid, len(present) == 1 and not groups), default_colour(gid))
+            colour = default_colour(gid) if mean_colour is None else tuple(float(c) for c in mean_colour[i])
+            out[int(gid)] = Group(default_name(gid, len(ids) == 1 and not groups), colour)
     return out
 
 
