@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.compress import codec
+from engine.compress.codec import SQRT1_2, from_smallest_three, from_unorm, normalize_quats, smallest_three, unorm
 from engine.errors import FormatError
 from engine.io.atomic import atomic_write_bytes
 from engine.io.reading import read_bytes
@@ -211,64 +213,17 @@ def _unpack_111011(packed: np.ndarray) -> np.ndarray:
 
 
 def _unpack_rotation(packed: np.ndarray) -> np.ndarray:
-    n = len(packed)
-    norm = 1.0 / (math.sqrt(2.0) * 0.5)
-    abc = np.stack([((packed >> s) & 0x3FF) / 1023.0 for s in (20, 10, 0)], axis=1)
-    abc = (abc - 0.5) * norm
-    largest = (packed >> 30).astype(np.int64)
-    out = np.empty((n, 4), dtype=np.float64)
-    rows = np.arange(n)
-    others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
-    for k in range(3):
-        out[rows, others[:, k]] = abc[:, k]
-    out[rows, largest] = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", abc, abc)))
-    return out  # (w, x, y, z): the index counts rot_0..rot_3
+    abc = (np.stack([from_unorm((packed >> s) & 0x3FF, 10) for s in (20, 10, 0)], axis=1) - 0.5) / SQRT1_2
+    return from_smallest_three(packed >> 30, abc)  # (w, x, y, z): the index counts rot_0..rot_3
 
 
 # ===================================================================== writing
 
 
 def morton_order(means: np.ndarray) -> np.ndarray:
-    """The order in which ``write`` stores splats: 3D Morton codes of positions quantised to 10
-    bits per axis over their bounds; runs of more than 256 equal codes are re-sorted inside their
-    own bounds (as PlayCanvas does), so chunks stay compact in dense regions."""
-    means = np.asarray(means, dtype=np.float64)
-    order = np.arange(len(means))
-    if len(means) == 0 or not np.isfinite(means).all():
-        return order
-    return _morton_sort(means, order)
-
-
-_MAX_MORTON_DEPTH = 16  # 160 bits of refinement: far past float precision, bounds the recursion
-
-
-def _morton_sort(means: np.ndarray, idx: np.ndarray, depth: int = 0) -> np.ndarray:
-    pts = means[idx]
-    lo = pts.min(axis=0)
-    extent = pts.max(axis=0) - lo
-    if not extent.any():
-        return idx
-    mul = np.where(extent > 0, 1024.0 / np.where(extent > 0, extent, 1.0), 0.0)
-    cells = np.minimum(1023, (pts - lo) * mul).astype(np.uint32)
-    codes = _part1by2(cells[:, 0]) | (_part1by2(cells[:, 1]) << 1) | (_part1by2(cells[:, 2]) << 2)
-    sort = np.argsort(codes, kind="stable")
-    idx, codes = idx[sort], codes[sort]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    ends = np.r_[starts[1:], len(codes)]
-    big = ends - starts > CHUNK_SIZE
-    if depth < _MAX_MORTON_DEPTH:
-        for s, e in zip(starts[big], ends[big]):
-            idx[s:e] = _morton_sort(means, idx[s:e], depth + 1)
-    return idx
-
-
-def _part1by2(v: np.ndarray) -> np.ndarray:
-    v = v.astype(np.uint32) & 0x3FF
-    v = (v ^ (v << 16)) & 0xFF0000FF
-    v = (v ^ (v << 8)) & 0x0300F00F
-    v = (v ^ (v << 4)) & 0x030C30C3
-    v = (v ^ (v << 2)) & 0x09249249
-    return v
+    """The order in which ``write`` stores splats (see ``engine.compress.codec.morton_order``); runs
+    of equal codes are split at the chunk size, so chunks stay compact in dense regions."""
+    return codec.morton_order(means, CHUNK_SIZE)
 
 
 def write(scene: GaussianScene, path: str | Path) -> None:
@@ -304,7 +259,7 @@ def encode(scene: GaussianScene) -> bytes:
     vertex["packed_position"] = _pack_111011(pos_t)
     vertex["packed_scale"] = _pack_111011(scale_t)
     alpha = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
-    rgba = _unorm(np.concatenate([col_t, alpha[:, None]], axis=1), 8)
+    rgba = unorm(np.concatenate([col_t, alpha[:, None]], axis=1), 8)
     vertex["packed_color"] = (rgba[:, 0] << 24) | (rgba[:, 1] << 16) | (rgba[:, 2] << 8) | rgba[:, 3]
     vertex["packed_rotation"] = _pack_rotation(quats)
 
@@ -358,26 +313,15 @@ def _chunk_normalise(values: np.ndarray, num_chunks: int, limit: float | None = 
     return lo, hi, t
 
 
-def _unorm(t: np.ndarray, bits: int) -> np.ndarray:
-    top = (1 << bits) - 1
-    return np.clip(np.floor(t * top + 0.5), 0, top).astype(np.uint32)
-
-
 def _pack_111011(t: np.ndarray) -> np.ndarray:
-    return (_unorm(t[:, 0], 11) << 21) | (_unorm(t[:, 1], 10) << 11) | _unorm(t[:, 2], 11)
+    return (unorm(t[:, 0], 11) << 21) | (unorm(t[:, 1], 10) << 11) | unorm(t[:, 2], 11)
 
 
 def _pack_rotation(quats: np.ndarray) -> np.ndarray:
-    n = len(quats)
-    norm = np.linalg.norm(quats, axis=1, keepdims=True)
-    q = np.where(norm > 1e-12, quats / np.maximum(norm, 1e-300), [1.0, 0.0, 0.0, 0.0])
-    rows = np.arange(n)
-    largest = np.argmax(np.abs(q), axis=1)
-    q = np.where(q[rows, largest][:, None] < 0, -q, q)
-    others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
+    largest, others = smallest_three(normalize_quats(quats))
     packed = largest.astype(np.uint32)
     for k in range(3):
-        packed = (packed << 10) | _unorm(q[rows, others[:, k]] * (math.sqrt(2.0) * 0.5) + 0.5, 10)
+        packed = (packed << 10) | unorm(others[:, k] * SQRT1_2 + 0.5, 10)
     return packed
 
 

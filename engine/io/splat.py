@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compress.codec import normalize_quats, round_u8
 from ..errors import FormatError
 from ..scene import SH_C0, GaussianScene
 from .atomic import atomic_write
@@ -73,11 +74,6 @@ def sort_order(scene: GaussianScene) -> np.ndarray:
     return np.argsort(-(log_volume + log_opacity), kind="stable")
 
 
-def _to_u8(values: np.ndarray) -> np.ndarray:
-    """Round to nearest and clamp into 0..255."""
-    return np.clip(values + 0.5, 0, 255.49).astype(np.uint8)
-
-
 def encode(scene: GaussianScene, sort: bool = True) -> np.ndarray:
     n = len(scene)
     cpu = lambda t: t.detach().cpu().numpy().astype(np.float32, copy=False)  # noqa: E731
@@ -89,12 +85,10 @@ def encode(scene: GaussianScene, sort: bool = True) -> np.ndarray:
     with np.errstate(over="ignore"):
         floats[:, 3:6] = np.exp(cpu(scene.log_scales))
         alpha = 255 / (1 + np.exp(-cpu(scene.opacity_logits)))
-    raw[:, 24:27] = _to_u8(np.clip(0.5 + np.float32(SH_C0) * cpu(scene.sh[:, 0]), 0, 1) * 255)
-    raw[:, 27] = _to_u8(alpha)
+    raw[:, 24:27] = round_u8(np.clip(0.5 + np.float32(SH_C0) * cpu(scene.sh[:, 0]), 0, 1) * 255)
+    raw[:, 27] = round_u8(alpha)
     quats = cpu(scene.quats)
-    norm = np.sqrt(np.einsum("ij,ij->i", quats, quats))[:, None]
-    unit = np.divide(quats, norm, out=np.tile(np.float32([[1, 0, 0, 0]]), (n, 1)), where=norm > 0)
-    raw[:, 28:32] = _to_u8(unit * 128 + 128)
+    raw[:, 28:32] = round_u8(normalize_quats(quats) * 128 + 128)
     if sort:  # whole 32-byte rows at once (fancy indexing a structured array is much slower)
         raw = np.take(raw, sort_order(scene), axis=0)
     return raw.view(RECORD).reshape(n)
@@ -118,8 +112,7 @@ def decode(records: np.ndarray, path: str | Path = "<memory>", drop_invalid: boo
     rgba = records["rgba"].astype(np.float64) / 255
     alpha = np.clip(rgba[:, 3], _ALPHA_EDGE, 1 - _ALPHA_EDGE)
     quats = (records["rot"].astype(np.float64) - 128) / 128
-    norm = np.linalg.norm(quats, axis=1, keepdims=True)
-    quats = np.divide(quats, norm, out=np.tile([[1.0, 0, 0, 0]], (len(quats), 1)), where=norm > 0)
+    quats = normalize_quats(quats)
     # A zero scale (a flat splat) has no log; the smallest positive float32 keeps it flat and finite.
     log_scales = np.log(np.maximum(scale, np.finfo(np.float32).tiny))
     sh = ((rgba[:, :3] - 0.5) / SH_C0)[:, None, :]

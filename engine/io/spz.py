@@ -22,15 +22,22 @@ rotations and the odd SH coefficients flip on the way in and out (a 180 degree t
 from __future__ import annotations
 
 import gzip
-import math
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zstandard
 
+from engine.compress.codec import (
+    SQRT1_2,
+    from_smallest_three,
+    normalize_quats,
+    round_u8,
+    smallest_three,
+    zstd_compress,
+    zstd_decompress,
+)
 from engine.errors import FormatError, InputError
 from engine.io.atomic import atomic_write_bytes
 from engine.io.reading import read_bytes
@@ -57,7 +64,6 @@ _LEGACY_HEADER = struct.Struct("<IIIBBBB")
 _V4_HEADER = struct.Struct("<IIIBBBBI12s")
 _TOC_ENTRY = struct.Struct("<QQ")
 _FILE_SH_DEGREE_MAX = 4  # the format allows band 4; the engine keeps bands 0-3
-_SQRT1_2 = math.sqrt(0.5)
 _FIXED_MAX = (1 << 23) - 1
 _FIXED_MIN = -(1 << 23)
 
@@ -231,7 +237,6 @@ def _read_v4_sections(path: Path, data: bytes) -> tuple[SpzInfo, dict[str, np.nd
     # streams of size 0 (SH of degree 0, everything of an empty scene) are left out of the file
     sections = {name: np.zeros(0, np.uint8) for name, _ in _section_sizes(info)}
     offset = toc_end
-    decompressor = zstandard.ZstdDecompressor()
     for i, (name, expected) in enumerate(sizes):
         compressed_size, size = _TOC_ENTRY.unpack_from(data, toc_offset + i * _TOC_ENTRY.size)
         if size != expected:
@@ -247,12 +252,7 @@ def _read_v4_sections(path: Path, data: bytes) -> tuple[SpzInfo, dict[str, np.nd
                 path,
                 "export or download it again",
             )
-        try:
-            raw = decompressor.decompress(data[offset : offset + compressed_size], max_output_size=size)
-        except zstandard.ZstdError as e:
-            raise FormatError(f"has a corrupt {name} stream ({e})", path, "export or download it again") from None
-        if len(raw) != size:
-            raise FormatError(f"has a {name} stream of {len(raw):,} bytes where {size:,} were listed", path)
+        raw = zstd_decompress(data[offset : offset + compressed_size], size, path, name)
         sections[name] = np.frombuffer(raw, dtype=np.uint8)
         offset += compressed_size
     if offset != len(data):
@@ -297,19 +297,10 @@ def _decode(info: SpzInfo, sections: dict[str, np.ndarray]) -> GaussianScene:
 def _unpack_smallest_three(packed: np.ndarray) -> np.ndarray:
     comp = packed.astype(np.uint32)
     comp = comp[:, 0] | (comp[:, 1] << 8) | (comp[:, 2] << 16) | (comp[:, 3] << 24)
-    largest = (comp >> 30).astype(np.int64)
-    n = len(comp)
-    out = np.zeros((n, 4), dtype=np.float64)
-    # the three stored components fill the slots other than `largest`, in increasing index order,
-    # the first one in the highest bits
-    others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
-    rows = np.arange(n)
-    for k, shift in enumerate((20, 10, 0)):
-        field = (comp >> shift) & 0x3FF
-        value = (field & 0x1FF) * (_SQRT1_2 / 511.0)
-        out[rows, others[:, k]] = np.where(field & 0x200, -value, value)
-    out[rows, largest] = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", out, out)))
-    return out
+    # the first stored component is in the highest bits; each is sign + 9-bit magnitude
+    fields = np.stack([(comp >> shift) & 0x3FF for shift in (20, 10, 0)], axis=1)
+    value = (fields & 0x1FF) * (SQRT1_2 / 511.0)
+    return from_smallest_three(comp >> 30, np.where(fields & 0x200, -value, value))
 
 
 def _unpack_first_three(packed: np.ndarray) -> np.ndarray:
@@ -350,9 +341,7 @@ def write(
     n, degree = len(scene), scene.sh_degree
     if version == 4:
         streams = [s for s in sections if len(s)]
-        # the frame checksum (xxhash, cheap) lets readers tell a damaged file from a valid one
-        compressor = zstandard.ZstdCompressor(level=zstd_level, write_checksum=True)
-        compressed = [compressor.compress(s) for s in streams]
+        compressed = [zstd_compress(s, zstd_level) for s in streams]
         header = _V4_HEADER.pack(MAGIC, 4, n, degree, fractional_bits, flags, len(streams), _V4_HEADER.size, bytes(12))
         toc = b"".join(_TOC_ENTRY.pack(len(c), len(s)) for c, s in zip(compressed, streams))
         payload = b"".join([header, toc, *compressed])
@@ -372,10 +361,6 @@ def _round(x: np.ndarray) -> np.ndarray:
     return np.copysign(np.floor(np.abs(x) + 0.5), x)
 
 
-def _quantize_u8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
-
-
 def _encode(scene: GaussianScene, version: int, fractional_bits: int, sh1_bits: int, sh_rest_bits: int) -> list[bytes]:
     n = len(scene)
     means = _to_numpy(scene.means).astype(np.float64) * _AXIS_FLIP
@@ -383,16 +368,15 @@ def _encode(scene: GaussianScene, version: int, fractional_bits: int, sh1_bits: 
     positions = fixed.view(np.uint8).reshape(n, 3, 4)[..., :3]
 
     logits = _to_numpy(scene.opacity_logits).astype(np.float64)
-    alphas = _quantize_u8(255.0 / (1.0 + np.exp(-np.clip(logits, -60, 60))))
+    alphas = round_u8(255.0 / (1.0 + np.exp(-np.clip(logits, -60, 60))))
     sh = _to_numpy(scene.sh)
-    colors = _quantize_u8(sh[:, 0].astype(np.float64) * (COLOR_SCALE * 255.0) + 127.5)
-    scales = _quantize_u8((_to_numpy(scene.log_scales).astype(np.float64) + 10.0) * 16.0)
+    colors = round_u8(sh[:, 0].astype(np.float64) * (COLOR_SCALE * 255.0) + 127.5)
+    scales = round_u8((_to_numpy(scene.log_scales).astype(np.float64) + 10.0) * 16.0)
 
     q = _to_numpy(scene.quats).astype(np.float64)
     # engine w,x,y,z (RDF) -> file x,y,z,w (RUB)
     xyzw = np.stack([q[:, 1], -q[:, 2], -q[:, 3], q[:, 0]], axis=1)
-    norm = np.linalg.norm(xyzw, axis=1, keepdims=True)
-    xyzw = np.where(norm > 1e-12, xyzw / np.maximum(norm, 1e-300), [0.0, 0.0, 0.0, 1.0])
+    xyzw = normalize_quats(xyzw, identity=(0.0, 0.0, 0.0, 1.0))
     rotations = _pack_smallest_three(xyzw) if version >= 3 else _pack_first_three(xyzw)
 
     sections = [positions, alphas, colors, scales, rotations]
@@ -426,23 +410,18 @@ def _quantize_sh_rest(rest: np.ndarray, sh1_bits: int, sh_rest_bits: int) -> np.
 
 
 def _pack_smallest_three(xyzw: np.ndarray) -> np.ndarray:
-    n = len(xyzw)
-    rows = np.arange(n)
-    largest = np.argmax(np.abs(xyzw), axis=1)
-    negate = xyzw[rows, largest] < 0
-    others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
+    largest, others = smallest_three(xyzw)
     comp = largest.astype(np.uint32)
     for k in range(3):
-        v = xyzw[rows, others[:, k]]
-        sign = ((v < 0) ^ negate).astype(np.uint32)
-        mag = np.minimum(np.floor(511.0 * np.abs(v) / _SQRT1_2 + 0.5), 511).astype(np.uint32)
-        comp = (comp << 10) | (sign << 9) | mag
-    return comp.astype("<u4").view(np.uint8).reshape(n, 4)
+        v = others[:, k]
+        mag = np.minimum(np.floor(511.0 * np.abs(v) / SQRT1_2 + 0.5), 511).astype(np.uint32)
+        comp = (comp << 10) | ((v < 0).astype(np.uint32) << 9) | mag
+    return comp.astype("<u4").view(np.uint8).reshape(len(xyzw), 4)
 
 
 def _pack_first_three(xyzw: np.ndarray) -> np.ndarray:
     signed = np.where(xyzw[:, 3:4] < 0, -xyzw, xyzw)
-    return _quantize_u8(signed[:, :3] * 127.5 + 127.5)
+    return round_u8(signed[:, :3] * 127.5 + 127.5)
 
 
 __all__ = ["FORMAT_NAME", "EXTENSIONS", "SpzInfo", "read", "read_info", "write", "sniff"]
