@@ -146,12 +146,38 @@ def _morton_sort(means: np.ndarray, idx: np.ndarray, bucket: int, depth: int) ->
     return idx
 
 
+def _spread21(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.uint64) & np.uint64(0x1FFFFF)
+    for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
+                        (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def _compact21(v: np.ndarray) -> np.ndarray:
+    v = v & np.uint64(0x1249249249249249)
+    for shift, mask in ((2, 0x10C30C30C30C30C3), (4, 0x100F00F00F00F00F), (8, 0x1F0000FF0000FF),
+                        (16, 0x1F00000000FFFF), (32, 0x1FFFFF)):
+        v = (v | (v >> np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def morton_encode_63(cells: np.ndarray) -> np.ndarray:
+    """Exact 63-bit Morton codes (uint64) of (N,3) integer cells of up to 21 bits per axis."""
+    return _spread21(cells[:, 0]) | (_spread21(cells[:, 1]) << np.uint64(1)) | (_spread21(cells[:, 2]) << np.uint64(2))
+
+
+def morton_decode_63(codes: np.ndarray) -> np.ndarray:
+    codes = codes.astype(np.uint64)
+    return np.stack([_compact21(codes >> np.uint64(k)) for k in range(3)], axis=1).astype(np.uint32)
+
+
 # ===================================================================== delta coding
 
 
 def delta_encode(values: np.ndarray) -> np.ndarray:
-    """Differences along axis 0 (the first row kept), wrapping in the values' unsigned type, so that
-    a sequence of nearby integers becomes small numbers that entropy-code well."""
+    """Differences along axis 0 (the first row kept), wrapping in the values' unsigned type: a sorted
+    sequence of codes becomes its gaps, small numbers that entropy-code well."""
     out = np.empty_like(values)
     out[:1] = values[:1]
     np.subtract(values[1:], values[:-1], out=out[1:])
@@ -162,33 +188,19 @@ def delta_decode(deltas: np.ndarray) -> np.ndarray:
     return np.cumsum(deltas, axis=0, dtype=deltas.dtype)
 
 
-def zigzag(deltas: np.ndarray, bits: int) -> np.ndarray:
-    """Map wrapped ``bits``-bit differences (in uint32) to 0, 1, 2.. for 0, -1, 1, -2.. so that
-    small steps either way have small high bytes."""
-    d = deltas.astype(np.int64) & ((1 << bits) - 1)
-    d = np.where(d >= 1 << (bits - 1), d - (1 << bits), d)
-    return ((d << 1) ^ (d >> 63)).astype(np.uint32)
-
-
-def unzigzag(z: np.ndarray, bits: int) -> np.ndarray:
-    z = z.astype(np.int64)
-    d = (z >> 1) ^ -(z & 1)
-    return (d & ((1 << bits) - 1)).astype(np.uint32)
-
-
 def byte_planes(values: np.ndarray, nbytes: int) -> bytes:
     """Unsigned integers as ``nbytes`` planes (all low bytes, then the next...): each plane holds
     bytes of one significance, which entropy coders model far better than interleaved words."""
-    v = np.ascontiguousarray(values, dtype="<u4").reshape(-1)
-    return np.ascontiguousarray(v.view(np.uint8).reshape(-1, 4)[:, :nbytes].T).tobytes()
+    v = np.ascontiguousarray(values, dtype="<u8").reshape(-1)
+    return np.ascontiguousarray(v.view(np.uint8).reshape(-1, 8)[:, :nbytes].T).tobytes()
 
 
 def from_byte_planes(data: bytes, count: int, nbytes: int) -> np.ndarray:
+    """The uint64 values ``byte_planes`` stored."""
     planes = np.frombuffer(data, dtype=np.uint8).reshape(nbytes, count)
-    out = np.zeros(count, dtype=np.uint32)
-    for k in range(nbytes):
-        out |= planes[k].astype(np.uint32) << (8 * k)
-    return out
+    out = np.zeros((count, 8), dtype=np.uint8)
+    out[:, :nbytes] = planes.T
+    return out.reshape(-1).view("<u8")
 
 
 # ===================================================================== entropy coding (zstd)
@@ -215,6 +227,6 @@ def zstd_decompress(data: bytes, size: int, path: str | Path | None = None, what
 __all__ = [
     "round_u8", "unorm", "from_unorm", "quantize_range", "dequantize_range", "sigmoid", "logit",
     "normalize_quats", "smallest_three", "from_smallest_three", "SMALLEST_THREE_SLOTS",
-    "part1by2", "morton_codes", "morton_order", "delta_encode", "delta_decode", "zigzag", "unzigzag",
+    "part1by2", "morton_codes", "morton_order", "morton_encode_63", "morton_decode_63", "delta_encode", "delta_decode",
     "byte_planes", "from_byte_planes", "zstd_compress", "zstd_decompress", "DEFAULT_ZSTD_LEVEL",
 ]  # fmt: skip

@@ -1,0 +1,286 @@
+"""``encode_scene(scene) -> bytes`` / ``decode_scene(bytes) -> scene``: the .handful scene codec.
+
+Each attribute has its own codec, named by a short spec in :class:`CodecSettings`:
+
+- ``"f32"``: lossless float32 (byte planes, then zstd); the splats keep their order.
+- ``"q<b>"``: uniform ``b``-bit quantisation over the attribute's per-column range (error <= half a
+  step); for positions this means fixed point on a ``2^b`` grid over the bounds, the splats sorted by
+  the exact Morton code of their cells and the sorted codes stored as gaps (delta coding); for
+  rotations, the smallest-three packing with ``b`` bits per component; for opacity, sigmoid(logit).
+- ``"vq<k>"``: a k-means codebook of ``k`` float16 words and one index per splat (SH words start with
+  a reserved all-zero word, so the splats whose higher bands were cut cost one shared index).
+
+Every stream goes through zstd; the container (``container.py``) adds the version and checksum.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from engine.compress import codec, container
+from engine.compress.vq import kmeans
+from engine.errors import FormatError, InputError
+from engine.scene import GaussianScene, SceneError, sh_coeffs_for_degree
+
+_SPEC = re.compile(r"^(f32|q(\d+)|vq(\d+))$")
+
+
+@dataclass(frozen=True)
+class CodecSettings:
+    """One codec spec per attribute (see the module docstring); the default is lossless."""
+
+    means: str = "f32"
+    opacity: str = "f32"
+    dc: str = "f32"
+    log_scales: str = "f32"
+    quats: str = "f32"
+    sh_rest: str = "f32"
+    features: str = "f32"  # identity features: "f32" or "f16"
+    zstd_level: int = 9
+
+    def validate(self) -> "CodecSettings":
+        limits = {"means": 21, "opacity": 16, "dc": 16, "log_scales": 16, "quats": 15, "sh_rest": 16}
+        for name, top in limits.items():
+            spec = getattr(self, name)
+            m = _SPEC.match(spec)
+            if not m or (m.group(2) and not 1 <= int(m.group(2)) <= top) or (m.group(3) and not 1 <= int(m.group(3)) <= 65536):
+                raise InputError(f"codec {spec!r} for {name} is not f32, q1-q{top} or vq1-vq65536")
+            if name in ("means", "opacity") and spec.startswith("vq"):
+                raise InputError(f"{name} cannot use a codebook; use f32 or q<bits>")
+        if self.features not in ("f32", "f16"):
+            raise InputError(f"features codec {self.features!r} is not f32 or f16")
+        if not 1 <= self.zstd_level <= 22:
+            raise InputError(f"zstd level {self.zstd_level} is not 1-22")
+        return self
+
+    @property
+    def lossless(self) -> bool:
+        return all(getattr(self, f.name) == "f32" for f in fields(self) if f.name not in ("zstd_level",))
+
+
+LOSSLESS = CodecSettings()
+
+
+def _kind(spec: str) -> tuple[str, int]:
+    m = _SPEC.match(spec)
+    return ("f32", 32) if m.group(1) == "f32" else ("q", int(m.group(2))) if m.group(2) else ("vq", int(m.group(3)))
+
+
+def _nbytes(bits: int) -> int:
+    return max(1, math.ceil(bits / 8))
+
+
+# ===================================================================== encoding
+
+
+class _Writer:
+    def __init__(self):
+        self.streams: dict[str, bytes] = {}
+
+    def floats(self, name: str, values: np.ndarray) -> dict:
+        v = np.ascontiguousarray(values, dtype="<f4")
+        self.streams[name] = codec.byte_planes(v.view("<u4").reshape(-1), 4)
+        return {"codec": "f32", "dim": int(v.reshape(len(v), -1).shape[1])}
+
+    def ints(self, name: str, values: np.ndarray, bits: int) -> None:
+        self.streams[name] = codec.byte_planes(np.asarray(values).reshape(-1).astype(np.uint64), _nbytes(bits))
+
+    def uniform(self, name: str, values: np.ndarray, bits: int) -> dict:
+        values = values.reshape(len(values), -1).astype(np.float64)
+        lo = values.min(axis=0) if len(values) else np.zeros(values.shape[1])
+        hi = values.max(axis=0) if len(values) else np.zeros(values.shape[1])
+        self.ints(name, codec.quantize_range(values, lo, hi, bits), bits)
+        return {"codec": "q", "bits": bits, "dim": values.shape[1], "lo": lo.tolist(), "hi": hi.tolist()}
+
+    def codebook(self, name: str, values: np.ndarray, k: int, weights, zero_word: bool = False) -> dict:
+        values = values.reshape(len(values), -1).astype(np.float32)
+        dim = values.shape[1]
+        labels = np.zeros(len(values), dtype=np.int64)
+        words = [np.zeros((1, dim), np.float32)] if zero_word else []
+        rows = np.flatnonzero(np.abs(values).max(axis=1) > 0) if zero_word else np.arange(len(values))
+        if len(rows):
+            book, lab = kmeans(values[rows], k - len(words), weights=None if weights is None else weights[rows])
+            labels[rows] = lab + len(words)
+            words.append(book)
+        book = np.concatenate(words) if words else np.zeros((0, dim), np.float32)
+        self.streams[f"{name}.codebook"] = book.astype("<f2").tobytes()
+        bits = max(1, int(len(book) - 1).bit_length())
+        self.ints(name, labels, bits)
+        return {"codec": "vq", "k": len(book), "bits": bits, "dim": dim}
+
+
+def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weights: np.ndarray | None = None) -> bytes:
+    """The bytes of a .handful file holding ``scene`` (``weights``: per-splat importance for codebooks)."""
+    settings = settings.validate()
+    scene = scene.detach().to("cpu")
+    n = len(scene)
+    np_ = lambda t: t.numpy().astype(np.float64)  # noqa: E731
+    means, quats, log_scales = np_(scene.means), np_(scene.quats), np_(scene.log_scales)
+    logits, sh = np_(scene.opacity_logits), scene.sh.numpy()
+    w = _Writer()
+    attrs: dict[str, dict] = {}
+
+    kind, bits = _kind(settings.means)
+    order = np.arange(n)
+    if kind == "f32":
+        attrs["means"] = w.floats("means", means)
+    else:
+        lo = means.min(axis=0) if n else np.zeros(3)
+        hi = means.max(axis=0) if n else np.zeros(3)
+        cells = codec.quantize_range(means, lo, hi, bits)
+        codes = codec.morton_encode_63(cells)
+        order = np.argsort(codes, kind="stable")
+        w.ints("means", codec.delta_encode(codes[order]), 3 * bits)
+        attrs["means"] = {"codec": "q", "bits": bits, "dim": 3, "lo": lo.tolist(), "hi": hi.tolist(), "sorted": True}
+    take = lambda a: a[order]  # noqa: E731
+    weights = None if weights is None else np.asarray(weights, dtype=np.float64)[order]
+
+    kind, bits = _kind(settings.opacity)
+    attrs["opacity"] = w.floats("opacity", take(logits)) if kind == "f32" else \
+        {**w.uniform("opacity", codec.sigmoid(take(logits))[:, None], bits), "space": "sigmoid"}
+    attrs["dc"] = _encode_plain(w, "dc", settings.dc, take(sh[:, 0].astype(np.float64)), weights)
+    attrs["log_scales"] = _encode_plain(w, "log_scales", settings.log_scales, take(log_scales), weights)
+    attrs["quats"] = _encode_quats(w, settings.quats, take(quats), weights)
+    if sh.shape[1] > 1:
+        rest = take(sh[:, 1:].reshape(n, -1).astype(np.float64))
+        attrs["sh_rest"] = _encode_plain(w, "sh_rest", settings.sh_rest, rest, weights, zero_word=True)
+    if scene.group_ids is not None:
+        w.ints("group_ids", take(scene.group_ids.numpy().astype(np.int64)).astype(np.uint32), 32)
+        attrs["group_ids"] = {"codec": "i32"}
+    if scene.features is not None:
+        feats = take(scene.features.numpy())
+        if settings.features == "f16":
+            w.streams["features"] = feats.astype("<f2").tobytes()
+            attrs["features"] = {"codec": "f16", "dim": int(feats.shape[1])}
+        else:
+            attrs["features"] = w.floats("features", feats)
+    header = {"count": n, "sh_degree": scene.sh_degree, "attributes": attrs, "settings": asdict(settings)}
+    return container.pack(header, w.streams, settings.zstd_level)
+
+
+def _encode_plain(w: _Writer, name: str, spec: str, values: np.ndarray, weights, zero_word: bool = False) -> dict:
+    kind, arg = _kind(spec)
+    if kind == "f32":
+        return w.floats(name, values)
+    if kind == "q":
+        return w.uniform(name, values, arg)
+    return w.codebook(name, values, arg, weights, zero_word=zero_word)
+
+
+def _encode_quats(w: _Writer, spec: str, quats: np.ndarray, weights) -> dict:
+    kind, arg = _kind(spec)
+    if kind == "f32":
+        return w.floats("quats", quats)
+    unit = codec.normalize_quats(quats)
+    if kind == "vq":  # q and -q are one rotation: cluster the half with w >= 0
+        return w.codebook("quats", np.where(unit[:, :1] < 0, -unit, unit), arg, weights)
+    largest, others = codec.smallest_three(unit)
+    w.ints("quats.largest", largest.astype(np.uint8), 2)
+    w.ints("quats", codec.unorm(others.reshape(-1) * codec.SQRT1_2 + 0.5, arg), arg)
+    return {"codec": "smallest_three", "bits": arg, "dim": 4}
+
+
+# ===================================================================== decoding
+
+
+class _Reader:
+    def __init__(self, streams: dict[str, bytes], n: int, path):
+        self.streams, self.n, self.path = streams, n, path
+
+    def raw(self, name: str, size: int) -> bytes:
+        data = self.streams.get(name)
+        if data is None:
+            raise FormatError(f"has no {name} stream", self.path, "the file is damaged or from an unknown writer")
+        if len(data) != size:
+            raise FormatError(f"has a {name} stream of {len(data):,} bytes where {size:,} are needed", self.path)
+        return data
+
+    def ints(self, name: str, count: int, bits: int) -> np.ndarray:
+        nb = _nbytes(bits)
+        return codec.from_byte_planes(self.raw(name, count * nb), count, nb)
+
+    def floats(self, name: str, dim: int) -> np.ndarray:
+        planes = self.ints(name, self.n * dim, 32).astype(np.uint32)
+        return planes.view("<f4").reshape(self.n, dim).astype(np.float64)
+
+    def attribute(self, name: str, meta: dict) -> np.ndarray:
+        try:
+            kind, dim = meta["codec"], int(meta["dim"])
+            if kind == "f32":
+                return self.floats(name, dim)
+            if kind == "q":
+                bits = int(meta["bits"])
+                q = self.ints(name, self.n * dim, bits).reshape(self.n, dim)
+                return codec.dequantize_range(q, np.asarray(meta["lo"]), np.asarray(meta["hi"]), bits)
+            if kind == "vq":
+                k, bits = int(meta["k"]), int(meta["bits"])
+                book = np.frombuffer(self.raw(f"{name}.codebook", k * dim * 2), "<f2").reshape(k, dim)
+                labels = self.ints(name, self.n, bits).astype(np.int64)
+                if len(labels) and labels.max() >= k:
+                    raise FormatError(f"has {name} indices past its {k}-word codebook", self.path)
+                return book.astype(np.float64)[labels]
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"has an unreadable description of {name} ({e})", self.path) from None
+        raise FormatError(f"stores {name} with an unknown codec {kind!r}", self.path, "update Handful")
+
+
+def decode_scene(data: bytes, path: str | Path | None = None) -> GaussianScene:
+    """The scene in the bytes of a .handful file, or a FormatError (never a partial scene)."""
+    header, streams = container.unpack(data, path)
+    try:
+        n, degree, attrs = int(header["count"]), int(header["sh_degree"]), dict(header["attributes"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise FormatError(f"has an unreadable header ({e})", path, "the file is damaged") from None
+    if n < 0 or not 0 <= degree <= 3:
+        raise FormatError(f"claims {n} splats of SH degree {degree}", path, "the file is damaged")
+    r = _Reader(streams, n, path)
+    m = attrs.get("means", {})
+    if m.get("codec") == "q" and m.get("sorted"):
+        bits = int(m["bits"])
+        codes = codec.delta_decode(r.ints("means", n, 3 * bits))
+        means = codec.dequantize_range(codec.morton_decode_63(codes), np.asarray(m["lo"]), np.asarray(m["hi"]), bits)
+    else:
+        means = r.attribute("means", m)
+    o = attrs.get("opacity", {})
+    logits = r.attribute("opacity", o)[:, 0]
+    if o.get("space") == "sigmoid":
+        logits = codec.logit(logits, 0.5 / ((1 << int(o["bits"])) - 1))
+    q = attrs.get("quats", {})
+    if q.get("codec") == "smallest_three":
+        bits = int(q["bits"])
+        largest = r.ints("quats.largest", n, 2).astype(np.int64)
+        if len(largest) and largest.max() > 3:
+            raise FormatError("has a rotation with an impossible largest-component index", path)
+        others = (codec.from_unorm(r.ints("quats", 3 * n, bits), bits).reshape(n, 3) - 0.5) / codec.SQRT1_2
+        quats = codec.from_smallest_three(largest, others)
+    else:
+        quats = r.attribute("quats", q)
+    k = sh_coeffs_for_degree(degree)
+    sh = np.zeros((n, k, 3), dtype=np.float32)
+    sh[:, 0] = r.attribute("dc", attrs.get("dc", {}))
+    if k > 1:
+        sh[:, 1:] = r.attribute("sh_rest", attrs.get("sh_rest", {})).reshape(n, k - 1, 3)
+    group_ids = None
+    if "group_ids" in attrs:
+        group_ids = r.ints("group_ids", n, 32).astype(np.uint32).view(np.int32)
+    features = None
+    if "features" in attrs:
+        f = attrs["features"]
+        if f.get("codec") == "f16":
+            dim = int(f["dim"])
+            features = np.frombuffer(r.raw("features", n * dim * 2), "<f2").reshape(n, dim)
+        else:
+            features = r.attribute("features", f)
+    try:
+        return GaussianScene.from_numpy(means, quats, r.attribute("log_scales", attrs.get("log_scales", {})),
+                                        logits, sh, group_ids=group_ids, features=features)
+    except SceneError as e:
+        raise FormatError(f"holds an invalid scene: {e}", path) from None
+
+
+__all__ = ["CodecSettings", "LOSSLESS", "encode_scene", "decode_scene"]
