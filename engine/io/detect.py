@@ -2,6 +2,8 @@
 
 - ``ply`` header with an ``element chunk``: PlayCanvas compressed ply; any other ``ply`` header: 3DGS ply.
 - gzip magic (spz v2/v3) or ``NGSP`` (spz v4): spz.
+- ``HANDFUL\x1a``: Handful's own scene file; a zip named ``.sog`` or a ``meta.json`` describing
+  ``means``: SOG; ``glTF`` magic (binary) or a ``.gltf`` JSON: glTF with KHR_gaussian_splatting.
 - .splat has no header: accepted for a ``.splat`` name when the size is a whole number of 32-byte
   records and the first records decode to plausible splats.
 """
@@ -17,6 +19,9 @@ from . import splat
 HEAD_BYTES = 4096
 GZIP_MAGIC = b"\x1f\x8b"
 SPZ_V4_MAGIC = b"NGSP"
+HANDFUL_MAGIC = b"HANDFUL\x1a"
+ZIP_MAGIC = b"PK\x03\x04"
+GLB_MAGIC = b"glTF"
 _PLY_HEADER_END = re.compile(rb"end_header[ \t]*\r?\n")
 _MAX_PLY_HEADER = 1 << 20
 
@@ -26,6 +31,9 @@ EXTENSIONS = {
     "splat": (".splat",),
     "spz": (".spz",),
     "compressed_ply": (".compressed.ply",),
+    "handful": (".handful",),
+    "sog": (".sog", "meta.json"),
+    "gltf": (".gltf", ".glb"),
 }
 
 
@@ -47,7 +55,7 @@ def _ply_header(path: Path, head: bytes) -> bytes:
 
 
 def detect_format(path: str | Path) -> str:
-    """``"ply" | "compressed_ply" | "spz" | "splat"`` for the file at ``path``, or a FormatError."""
+    """The format name (a key of ``EXTENSIONS``) of the file at ``path``, or a FormatError."""
     path = Path(path)
     if not path.exists():
         raise FormatError("no such file", path, "check the path")
@@ -66,6 +74,14 @@ def detect_format(path: str | Path) -> str:
         return "compressed_ply" if re.search(rb"^element chunk ", header, re.M) else "ply"
     if head.startswith(GZIP_MAGIC) or head.startswith(SPZ_V4_MAGIC):
         return "spz"
+    if head.startswith(HANDFUL_MAGIC):
+        return "handful"
+    if head.startswith(ZIP_MAGIC) and format_from_extension(path) == "sog":
+        return "sog"
+    if head.startswith(GLB_MAGIC) or (format_from_extension(path) == "gltf" and b'"asset"' in head):
+        return "gltf"
+    if path.name.lower() == "meta.json" and b'"means"' in head:
+        return "sog"
     by_name = format_from_extension(path)
     if by_name == "splat":
         if size % splat.RECORD_BYTES:

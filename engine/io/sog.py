@@ -1,0 +1,239 @@
+"""PlayCanvas SOG (Spatially Ordered Gaussians, meta.json version 2): lossless WebP textures + meta.json,
+either as files beside ``meta.json`` or bundled in one ``.sog`` zip. Read by SuperSplat, the PlayCanvas
+engine and ``@playcanvas/splat-transform``.
+
+Layout, after PlayCanvas's public format description (developer.playcanvas.com, "The SOG format"):
+every per-splat texture is W x H RGBA with W = 4 ceil(sqrt(n) / 4), H = 4 ceil(n / W / 4); splat i is
+pixel (i mod W, i div W); splats are stored in Morton order.
+
+- means_l / means_u: low / high bytes of 16-bit x, y, z of ``sign(v) ln(|v| + 1)`` between the
+  per-axis ``mins`` / ``maxs`` in meta.json.
+- quats: the three smaller components c of the unit quaternion (largest made positive) as 8-bit
+  unorm(c sqrt(1/2) + 1/2), alpha = 252 + index of the largest component (w, x, y, z order).
+- scales: R, G, B index a 256-entry codebook of log scales (``scales.codebook``).
+- sh0: R, G, B index a 256-entry codebook of DC coefficients (``sh0.codebook``); A = sigmoid(opacity).
+- shN (optional): ``shN_labels`` R + 256 G is a palette index; ``shN_centroids`` (64 entries per row,
+  one pixel per coefficient) holds R, G, B indices into the 256-entry ``shN.codebook``.
+
+Axes are those of the 3DGS .ply (the engine's). WebP is written with ``exact=True``: without it libwebp
+may rewrite the colour of pixels whose alpha is 0 (splats of opacity < 1/255), changing their data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from engine.compress import codec
+from engine.compress.vq import kmeans
+from engine.errors import FormatError
+from engine.io.atomic import atomic_write_bytes
+from engine.io.reading import read_bytes
+from engine.scene import GaussianScene, sh_coeffs_for_degree, sh_degree_from_coeffs
+
+FORMAT_NAME = "sog"
+EXTENSIONS = (".sog", "meta.json")
+META_VERSION = 2
+PALETTE_ROW = 64
+_ALPHA_EDGE = 0.5 / 255
+
+
+def sniff(head: bytes) -> bool:
+    return head[:4] == b"PK\x03\x04" or b'"means"' in head
+
+
+# ===================================================================== writing
+
+
+def _log_transform(v: np.ndarray) -> np.ndarray:
+    return np.sign(v) * np.log1p(np.abs(v))
+
+
+def _texture_size(n: int) -> tuple[int, int]:
+    width = max(4, math.ceil(math.sqrt(n) / 4) * 4)
+    return width, max(4, math.ceil(n / width / 4) * 4)
+
+
+def _codebook_1d(values: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(256 sorted float32 words, uint8 index of each value)."""
+    flat = values.reshape(-1, 1).astype(np.float32)
+    book, labels = kmeans(flat, 256, seed=seed)
+    order = np.argsort(book[:, 0])
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return book[order, 0], rank[labels].astype(np.uint8).reshape(values.shape)
+
+
+def _webp(pixels: np.ndarray, width: int, height: int) -> bytes:
+    image = np.zeros((width * height, 4), dtype=np.uint8)
+    image[:, 3] = 255
+    image[: len(pixels), : pixels.shape[1]] = pixels
+    buf = io.BytesIO()
+    Image.fromarray(image.reshape(height, width, 4), "RGBA").save(buf, "WEBP", lossless=True, exact=True, quality=100)
+    return buf.getvalue()
+
+
+def encode(scene: GaussianScene) -> tuple[dict, dict[str, bytes]]:
+    """(meta.json as a dict, {file name: WebP bytes})."""
+    scene = scene.detach().to("cpu")
+    n = len(scene)
+    means = scene.means.numpy().astype(np.float64)
+    order = codec.morton_order(means)
+    width, height = _texture_size(n)
+    files: dict[str, bytes] = {}
+
+    logm = _log_transform(means[order])
+    lo, hi = (logm.min(axis=0), logm.max(axis=0)) if n else (np.zeros(3), np.zeros(3))
+    q = codec.quantize_range(logm, lo, hi, 16)
+    files["means_l.webp"] = _webp((q & 0xFF).astype(np.uint8), width, height)
+    files["means_u.webp"] = _webp((q >> 8).astype(np.uint8), width, height)
+
+    largest, others = codec.smallest_three(codec.normalize_quats(scene.quats.numpy()[order]))
+    quats = np.concatenate([codec.unorm(others * codec.SQRT1_2 + 0.5, 8), 252 + largest[:, None]], axis=1)
+    files["quats.webp"] = _webp(quats.astype(np.uint8), width, height)
+
+    scale_book, scale_idx = _codebook_1d(scene.log_scales.numpy()[order])
+    files["scales.webp"] = _webp(scale_idx, width, height)
+
+    sh = scene.sh.numpy()[order]
+    dc_book, dc_idx = _codebook_1d(sh[:, 0])
+    alpha = codec.round_u8(codec.sigmoid(scene.opacity_logits.numpy()[order]) * 255)
+    files["sh0.webp"] = _webp(np.concatenate([dc_idx, alpha[:, None]], axis=1), width, height)
+
+    meta = {
+        "version": META_VERSION,
+        "asset": {"generator": "Handful"},
+        "count": n,
+        "antialias": False,
+        "means": {"mins": lo.tolist(), "maxs": hi.tolist(), "files": ["means_l.webp", "means_u.webp"]},
+        "scales": {"codebook": scale_book.tolist(), "files": ["scales.webp"]},
+        "quats": {"files": ["quats.webp"]},
+        "sh0": {"codebook": dc_book.tolist(), "files": ["sh0.webp"]},
+    }
+    coeffs = sh.shape[1] - 1
+    if coeffs and n:
+        palette = int(min(65536, max(1, 2 ** math.floor(math.log2(max(n / 4, 1))))))
+        rest = sh[:, 1:].transpose(0, 2, 1).reshape(n, 3 * coeffs)  # channel-major, like f_rest
+        centroids, labels = kmeans(rest, palette)
+        palette = len(centroids)
+        rest_book, rest_idx = _codebook_1d(centroids)
+        rows = math.ceil(palette / PALETTE_ROW)
+        pixels = np.zeros((rows * PALETTE_ROW, coeffs, 4), dtype=np.uint8)
+        pixels[..., 3] = 255
+        pixels[:palette, :, :3] = rest_idx.reshape(palette, 3, coeffs).transpose(0, 2, 1)
+        image = pixels.reshape(rows, PALETTE_ROW * coeffs, 4)
+        buf = io.BytesIO()
+        Image.fromarray(image, "RGBA").save(buf, "WEBP", lossless=True, exact=True, quality=100)
+        files["shN_centroids.webp"] = buf.getvalue()
+        lab = np.stack([labels & 0xFF, labels >> 8], axis=1).astype(np.uint8)
+        files["shN_labels.webp"] = _webp(lab, width, height)
+        meta["shN"] = {"count": palette, "bands": sh_degree_from_coeffs(coeffs + 1), "codebook": rest_book.tolist(),
+                       "files": ["shN_centroids.webp", "shN_labels.webp"]}
+    return meta, files
+
+
+def write(scene: GaussianScene, path: str | Path) -> None:
+    """A ``.sog`` bundle (one zip), or, for a path named ``meta.json``, the files beside it."""
+    path = Path(path)
+    meta, files = encode(scene)
+    meta_bytes = json.dumps(meta).encode("utf-8")
+    if path.name.lower().endswith("meta.json"):
+        for name, data in files.items():
+            atomic_write_bytes(path.with_name(name), data)
+        atomic_write_bytes(path, meta_bytes)  # last: a reader never finds meta.json without its textures
+        return
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:  # WebP is compressed already
+        z.writestr("meta.json", meta_bytes)
+        for name, data in files.items():
+            z.writestr(name, data)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# ===================================================================== reading
+
+
+def _open_files(path: Path):
+    """(meta dict, a function name -> bytes) for a bundle or a meta.json with files beside it."""
+    data = read_bytes(path, "a SOG file (.sog or meta.json)")
+    if data[:4] == b"PK\x03\x04":
+        try:
+            z = zipfile.ZipFile(io.BytesIO(data))
+            names = {Path(n).name: n for n in z.namelist()}
+            load = lambda name: z.read(names[name])  # noqa: E731
+            meta_bytes = load("meta.json")
+        except (zipfile.BadZipFile, KeyError, EOFError, zlib.error) as e:
+            raise FormatError(f"is not a readable SOG bundle ({e})", path, "export it again") from None
+    else:
+        meta_bytes = data
+        load = lambda name: read_bytes(path.with_name(Path(name).name), "a SOG texture")  # noqa: E731
+    try:
+        meta = json.loads(meta_bytes.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FormatError(f"has an unreadable meta.json ({e})", path) from None
+    return meta, load
+
+
+def _texture(load, name: str, count: int, path: Path) -> np.ndarray:
+    try:
+        image = Image.open(io.BytesIO(load(name)))
+        image.load()
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        raise FormatError(f"has an unreadable texture {name} ({e})", path, "export it again") from None
+    rgba = np.asarray(image.convert("RGBA")).reshape(-1, 4)
+    if len(rgba) < count:
+        raise FormatError(f"has a texture {name} of {len(rgba):,} pixels for {count:,} splats", path)
+    return rgba[:count]
+
+
+def read(path: str | Path) -> GaussianScene:
+    path = Path(path)
+    meta, load = _open_files(path)
+    try:
+        version = int(meta.get("version", 1))
+        if version != META_VERSION:
+            raise FormatError(f"is SOG version {version}; version {META_VERSION} can be read", path,
+                              "convert it with splat-transform")
+        n = int(meta["count"])
+        m, s, c = meta["means"], meta["scales"], meta["sh0"]
+        lo_t, hi_t = _texture(load, m["files"][0], n, path), _texture(load, m["files"][1], n, path)
+        q16 = lo_t[:, :3].astype(np.uint32) | (hi_t[:, :3].astype(np.uint32) << 8)
+        logm = codec.dequantize_range(q16, np.asarray(m["mins"]), np.asarray(m["maxs"]), 16)
+        means = np.sign(logm) * np.expm1(np.abs(logm))
+        qt = _texture(load, meta["quats"]["files"][0], n, path).astype(np.int64)
+        tag = np.clip(qt[:, 3] - 252, 0, 3)
+        quats = codec.from_smallest_three(tag, (qt[:, :3] / 255.0 - 0.5) / codec.SQRT1_2)
+        scale_book = np.asarray(s["codebook"], dtype=np.float64)
+        log_scales = scale_book[_texture(load, s["files"][0], n, path)[:, :3]]
+        sh0 = _texture(load, c["files"][0], n, path)
+        dc = np.asarray(c["codebook"], dtype=np.float64)[sh0[:, :3]]
+        logits = codec.logit(sh0[:, 3] / 255.0, _ALPHA_EDGE)
+        sh = dc[:, None, :]
+        if "shN" in meta:
+            shn = meta["shN"]
+            bands, palette = int(shn["bands"]), int(shn["count"])
+            coeffs = sh_coeffs_for_degree(bands) - 1
+            labels_t = _texture(load, shn["files"][1], n, path)
+            labels = labels_t[:, 0].astype(np.int64) | (labels_t[:, 1].astype(np.int64) << 8)
+            cent = np.asarray(Image.open(io.BytesIO(load(shn["files"][0]))).convert("RGBA"))
+            cent = cent.reshape(-1, PALETTE_ROW, coeffs, 4).reshape(-1, coeffs, 4)[:palette, :, :3]
+            book = np.asarray(shn["codebook"], dtype=np.float64)
+            if len(labels) and labels.max() >= palette:
+                raise FormatError("has SH labels past its palette", path)
+            rest = book[cent][labels]  # (n, coeffs, 3)
+            sh = np.concatenate([sh, rest], axis=1)
+    except FormatError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, OSError) as e:
+        raise FormatError(f"is not a valid SOG scene ({type(e).__name__}: {e})", path, "export it again") from None
+    return GaussianScene.from_numpy(means, quats, log_scales, logits, sh)
+
+
+__all__ = ["FORMAT_NAME", "EXTENSIONS", "sniff", "read", "write", "encode"]
