@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import HandfulError
 
-COMMANDS = ("info", "convert", "reconstruct")
+COMMANDS = ("info", "convert", "compress", "reconstruct")
 # What every command imports (import names); looked up, not imported, so the check costs nothing.
 REQUIRED_MODULES = ("numpy", "torch", "scipy", "numba", "cv2", "plyfile", "zstandard", "PIL")
 
@@ -31,7 +31,7 @@ EXIT_CODES_HELP = """exit codes:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handful-cli",
-        description="Handful engine: inspect, convert and reconstruct 3D Gaussian splat scenes.",
+        description="Handful engine: inspect, convert, compress and reconstruct 3D Gaussian splat scenes.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,4 +1,5 @@
-"""``python -m engine convert IN OUT``: convert between splat formats (.ply .splat .spz .compressed.ply).
+"""``python -m engine convert IN OUT``: convert between splat formats (.ply .splat .spz .compressed.ply
+.handful .sog .glb).
 
 The output format comes from ``--format`` or OUT's extension and is checked before anything is read;
 the write is atomic, so a failed conversion never leaves a partial OUT behind.
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.detect import EXTENSIONS as FORMAT_EXTENSIONS
 from ..events import Progress, Warning
 
 # Below this size a conversion takes well under a second and a bar would only flicker.
@@ -21,7 +23,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("convert", help="convert a splat file to another format")
     p.add_argument("input", type=Path, help="the file to read (format detected from its content)")
     p.add_argument("output", type=Path, help="the file to write (format from its extension or --format)")
-    p.add_argument("--format", choices=("ply", "splat", "spz", "compressed_ply"), help="output format")
+    p.add_argument("--format", choices=tuple(FORMAT_EXTENSIONS), help="output format")
     p.add_argument("--spz-version", type=int, choices=(2, 3, 4), metavar="V",
                    help="for .spz output: the file version (default 4; 2 and 3 for readers that predate 4)")
     p.add_argument("--sh-degree", type=int, choices=range(4), metavar="D",

@@ -10,7 +10,7 @@ from ..units import human_bytes
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("info", help="describe a splat file (.ply, .splat, .spz, .compressed.ply)")
+    p = subparsers.add_parser("info", help="describe a splat file (.ply, .splat, .spz, .compressed.ply, .handful, .sog, .glb)")
     p.add_argument("file", type=Path, help="the splat file")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)

@@ -85,7 +85,7 @@ class _Writer:
     def floats(self, name: str, values: np.ndarray) -> dict:
         v = np.ascontiguousarray(values, dtype="<f4")
         self.streams[name] = codec.byte_planes(v.view("<u4").reshape(-1), 4)
-        return {"codec": "f32", "dim": int(v.reshape(len(v), -1).shape[1])}
+        return {"codec": "f32", "dim": int(np.prod(v.shape[1:], dtype=np.int64))}
 
     def ints(self, name: str, values: np.ndarray, bits: int) -> None:
         self.streams[name] = codec.byte_planes(np.asarray(values).reshape(-1).astype(np.uint64), _nbytes(bits))

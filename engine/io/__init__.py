@@ -144,6 +144,9 @@ def load_cameras(path: str | Path) -> list[Camera]:
 # Ratio of the zstd/gzip-compressed SPZ payload to its raw quantised size; measured on trained scenes
 # it lies around 0.6-0.9, so the estimate is labelled "about".
 SPZ_COMPRESSION = 0.75
+# Measured the same way for Handful's lossless .handful (byte planes of float32 + zstd) and SOG's WebP.
+HANDFUL_LOSSLESS_COMPRESSION = 0.85
+SOG_COMPRESSION = 0.6
 
 
 def estimate_size(scene: GaussianScene, fmt: str) -> int:
@@ -158,6 +161,12 @@ def estimate_size(scene: GaussianScene, fmt: str) -> int:
         return n * (16 + rest) + ((n + 255) // 256) * 18 * 4 + 1500
     if fmt == "spz":  # 24-bit positions, u8 alpha/colour/scale, 4-byte rotation, u8 SH, then compressed
         return int((n * (9 + 1 + 3 + 3 + 4 + rest)) * SPZ_COMPRESSION) + 32
+    if fmt == "handful":  # the lossless default: float32 attributes, byte planes + zstd
+        return int(n * 4 * (14 + rest) * HANDFUL_LOSSLESS_COMPRESSION) + 1024
+    if fmt == "sog":  # 6 + 4 + 3 + 4 bytes of textures (+ 2 of SH labels), lossless WebP
+        return int(n * (17 + (2 if rest else 0)) * SOG_COMPRESSION) + 20_000
+    if fmt == "gltf":  # float32 attributes + RGBA8 fallback colour
+        return n * (4 * (14 + rest) + 4) + 3000
     raise FormatError(f"unknown format {fmt!r}", hint=f"formats we write: {', '.join(FORMAT_EXTENSIONS)}")
 
 

@@ -1,0 +1,161 @@
+"""The shared codec layer and the .handful scene codec: each step round-trips within its stated error,
+and damaged files give a FormatError, never a partial scene."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.compress import codec, container
+from engine.compress.scene_codec import LOSSLESS, CodecSettings, decode_scene, encode_scene
+from engine.errors import FormatError, InputError
+from engine.io import detect_format, load_scene, save_scene
+from engine.io import handful
+from tests.factories import assert_scenes_close, random_scene
+
+RNG = np.random.default_rng(7)
+
+
+@pytest.mark.parametrize("bits", [1, 6, 8, 11, 16])
+def test_uniform_quantiser_error_is_at_most_half_a_step(bits):
+    values = RNG.uniform(-3, 5, size=(2000, 3))
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    back = codec.dequantize_range(codec.quantize_range(values, lo, hi, bits), lo, hi, bits)
+    step = (hi - lo) / ((1 << bits) - 1)
+    assert (np.abs(back - values) <= step / 2 + 1e-12).all()
+    assert np.abs(back - values).max() > step.min() / 4  # the bound is tight, not vacuous
+
+
+def test_smallest_three_round_trip_and_error_bound():
+    q = codec.normalize_quats(RNG.normal(size=(5000, 4)))
+    largest, others = codec.smallest_three(q)
+    assert (np.abs(others) <= codec.SQRT1_2 + 1e-12).all()
+    exact = codec.from_smallest_three(largest, others)
+    assert np.abs(np.abs((exact * q).sum(1)) - 1).max() < 1e-12
+    bits = 8
+    stored = codec.from_unorm(codec.unorm(others * codec.SQRT1_2 + 0.5, bits), bits)
+    back = codec.from_smallest_three(largest, (stored - 0.5) / codec.SQRT1_2)
+    per_component = 0.5 * math.sqrt(2) / ((1 << bits) - 1)
+    assert np.abs(np.abs(back[:, :]) - np.abs(q)).max() < 4 * per_component  # the rebuilt component adds a little
+
+
+def test_morton_codes_and_byte_planes_are_lossless():
+    cells = RNG.integers(0, 1 << 21, size=(3000, 3))
+    codes = codec.morton_encode_63(cells)
+    assert (codec.morton_decode_63(codes) == cells).all()
+    # Morton order of cells keeps each octant together: the top 3 bits are the coarsest cell
+    assert ((codes >> np.uint64(60)) == ((cells[:, 0] >> 20) | ((cells[:, 1] >> 20) << 1) | ((cells[:, 2] >> 20) << 2))).all()
+    sorted_codes = np.sort(codes)
+    gaps = codec.delta_encode(sorted_codes)
+    assert (codec.delta_decode(gaps) == sorted_codes).all()
+    assert (codec.from_byte_planes(codec.byte_planes(gaps, 8), len(gaps), 8) == gaps).all()
+
+
+def test_lossless_codec_is_exact_including_groups_and_features():
+    scene = random_scene(700, sh_degree=3, with_groups=True, feature_dim=5)
+    back = decode_scene(encode_scene(scene))
+    assert_scenes_close(back, scene)
+    assert torch.equal(back.group_ids, scene.group_ids) and torch.equal(back.features, scene.features)
+
+
+def _sorted_like_codec(scene, bits):
+    means = scene.means.numpy().astype(np.float64)
+    lo, hi = means.min(axis=0), means.max(axis=0)
+    order = np.argsort(codec.morton_encode_63(codec.quantize_range(means, lo, hi, bits)), kind="stable")
+    return scene.subset(torch.as_tensor(order)), (hi - lo) / ((1 << bits) - 1)
+
+
+def test_fixed_point_codecs_round_trip_within_their_steps():
+    scene = random_scene(1500, sh_degree=2, extent=3.0)
+    settings = CodecSettings(means="q14", opacity="q8", dc="q8", log_scales="q8", quats="q9", sh_rest="q6")
+    back = decode_scene(encode_scene(scene, settings))
+    ref, step = _sorted_like_codec(scene, 14)
+    assert len(back) == len(scene) and back.sh_degree == 2
+    assert (np.abs(back.means.numpy() - ref.means.numpy()) <= step / 2 + 1e-5).all()
+    alpha_err = np.abs((torch.sigmoid(back.opacity_logits) - torch.sigmoid(ref.opacity_logits)).numpy())
+    assert alpha_err.max() <= 0.5 / 255 + 1e-6
+    ls = ref.log_scales.numpy()
+    assert (np.abs(back.log_scales.numpy() - ls) <= (ls.max(0) - ls.min(0)) / 255 / 2 + 1e-5).all()
+    dots = np.abs((back.quats.numpy() * ref.normalized_quats.numpy()).sum(1))
+    assert dots.min() > 1 - 1e-4
+    rest = ref.sh.numpy()[:, 1:].reshape(len(ref), -1)
+    half = (rest.max(0) - rest.min(0)) / 63 / 2
+    assert (np.abs(back.sh.numpy()[:, 1:].reshape(len(ref), -1) - rest) <= half + 1e-5).all()
+
+
+def test_codebooks_map_each_splat_to_its_nearest_word_and_cut_sh_costs_one_word():
+    scene = random_scene(900, sh_degree=1)
+    sh = scene.sh.clone()
+    sh[:300, 1:] = 0  # SH cut: these share the reserved zero word
+    scene.sh = sh
+    settings = CodecSettings(log_scales="vq64", sh_rest="vq32")
+    back = decode_scene(encode_scene(scene, settings))  # means f32: order kept
+    words = np.unique(back.log_scales.numpy(), axis=0)
+    assert len(words) <= 64
+    dist = ((scene.log_scales.numpy()[:, None, :] - words[None]) ** 2).sum(-1)
+    chosen = ((scene.log_scales.numpy() - back.log_scales.numpy()) ** 2).sum(-1)
+    assert (chosen <= dist.min(axis=1) + 1e-3).all()  # nearest word (up to float16 rounding)
+    assert (back.sh[:300, 1:] == 0).all()
+    assert len(np.unique(back.sh[300:, 1:].reshape(600, -1).numpy(), axis=0)) <= 31
+
+
+def test_settings_are_validated():
+    with pytest.raises(InputError, match="means"):
+        CodecSettings(means="vq16").validate()
+    with pytest.raises(InputError, match="q1-q21"):
+        CodecSettings(means="q40").validate()
+
+
+def _file(tmp_path, scene=None):
+    path = tmp_path / "scene.handful"
+    save_scene(scene if scene is not None else random_scene(300, sh_degree=2), path)
+    return path
+
+
+def test_truncated_or_bit_flipped_files_give_a_clear_error(tmp_path):
+    data = _file(tmp_path).read_bytes()
+    bad = tmp_path / "bad.handful"
+    for cut in (5, 17, len(data) // 3, len(data) - 1):
+        bad.write_bytes(data[:cut])
+        with pytest.raises(FormatError, match="truncated|damaged|checksum"):
+            handful.read(bad)
+    for position in (20, len(data) // 2, len(data) - 10, len(data) - 2):
+        flipped = bytearray(data)
+        flipped[position] ^= 0x10
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(FormatError, match="damaged|checksum"):
+            load_scene(bad)
+
+
+def test_a_newer_version_is_refused_clearly(tmp_path):
+    data = bytearray(_file(tmp_path).read_bytes())
+    data[8:12] = (container.FORMAT_VERSION + 1).to_bytes(4, "little")
+    newer = tmp_path / "newer.handful"
+    newer.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match=r"newer Handful .*version 2.*update Handful"):
+        load_scene(newer)
+
+
+def test_handful_files_are_detected_and_written_atomically(tmp_path, monkeypatch):
+    path = _file(tmp_path)
+    assert detect_format(path) == "handful"
+    before = path.read_bytes()
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(handful, "encode_scene", explode)
+    with pytest.raises(RuntimeError):
+        save_scene(random_scene(50), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["scene.handful"]
+
+
+def test_empty_scene_round_trips():
+    from engine.scene import GaussianScene
+
+    back = decode_scene(encode_scene(GaussianScene.empty(2), LOSSLESS))
+    assert len(back) == 0 and back.sh_degree == 2
