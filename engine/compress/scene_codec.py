@@ -78,6 +78,11 @@ def _nbytes(bits: int) -> int:
 # ===================================================================== encoding
 
 
+def _rows(values: np.ndarray) -> np.ndarray:
+    """(N, D) view (reshape(N, -1) fails for N = 0)."""
+    return values.reshape(len(values), int(np.prod(values.shape[1:], dtype=np.int64)))
+
+
 class _Writer:
     def __init__(self):
         self.streams: dict[str, bytes] = {}
@@ -91,14 +96,14 @@ class _Writer:
         self.streams[name] = codec.byte_planes(np.asarray(values).reshape(-1).astype(np.uint64), _nbytes(bits))
 
     def uniform(self, name: str, values: np.ndarray, bits: int) -> dict:
-        values = values.reshape(len(values), -1).astype(np.float64)
+        values = _rows(values).astype(np.float64)
         lo = values.min(axis=0) if len(values) else np.zeros(values.shape[1])
         hi = values.max(axis=0) if len(values) else np.zeros(values.shape[1])
         self.ints(name, codec.quantize_range(values, lo, hi, bits), bits)
         return {"codec": "q", "bits": bits, "dim": values.shape[1], "lo": lo.tolist(), "hi": hi.tolist()}
 
     def codebook(self, name: str, values: np.ndarray, k: int, weights, zero_word: bool = False) -> dict:
-        values = values.reshape(len(values), -1).astype(np.float32)
+        values = _rows(values).astype(np.float32)
         dim = values.shape[1]
         labels = np.zeros(len(values), dtype=np.int64)
         words = [np.zeros((1, dim), np.float32)] if zero_word else []
