@@ -152,7 +152,7 @@ def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weigh
     attrs["log_scales"] = _encode_plain(w, "log_scales", settings.log_scales, take(log_scales), weights)
     attrs["quats"] = _encode_quats(w, settings.quats, take(quats), weights)
     if sh.shape[1] > 1:
-        rest = take(sh[:, 1:].reshape(n, -1).astype(np.float64))
+        rest = take(_rows(sh[:, 1:]).astype(np.float64))
         attrs["sh_rest"] = _encode_plain(w, "sh_rest", settings.sh_rest, rest, weights, zero_word=True)
     if scene.group_ids is not None:
         w.ints("group_ids", take(scene.group_ids.numpy().astype(np.int64)).astype(np.uint32), 32)
