@@ -69,8 +69,10 @@ def compress(
     backend: str = "auto",
     on_event: Callable[[ev.Event], None] | None = None,
     cancel=None,
+    importance: np.ndarray | None = None,
 ) -> tuple[bytes, CompressReport, GaussianScene]:
-    """(file bytes, report, the scene as a reader will decode it)."""
+    """(file bytes, report, the scene as a reader will decode it). ``importance`` (N,): contributions
+    already measured for these cameras (``importance.contributions``), to compare settings cheaply."""
     emit = on_event or (lambda _e: None)
     q = quality_named(quality)
     cameras = list(cameras or [])
@@ -92,7 +94,9 @@ def compress(
 
     t = time.perf_counter()
     step("measuring each splat's contribution")
-    if cameras:
+    if importance is not None:
+        weights = np.asarray(importance, dtype=np.float64)
+    elif cameras:
         weights = imp.contributions(scene, cameras, backend=backend, cancel=cancel,
                                     progress=lambda i, k: emit(ev.Progress(STAGE, i / k, steps, "importance")))
     else:
@@ -128,7 +132,7 @@ def compress(
     report = CompressReport(
         quality=q.name, input_gaussians=len(scene), kept_gaussians=len(decoded), sh_degree=decoded.sh_degree,
         bytes=len(data), bytes_per_input_splat=len(data) / len(scene), ply_bytes=ply, ratio_to_ply=ply / len(data),
-        importance_from="renders" if cameras else "proxy", finetune_steps=finetune_steps if images is not None else 0,
+        importance_from="renders" if cameras or importance is not None else "proxy", finetune_steps=finetune_steps if images is not None else 0,
         seconds={k: round(v, 3) for k, v in timings.items()},
     )
     if cameras:

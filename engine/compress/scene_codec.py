@@ -108,6 +108,9 @@ class _Writer:
         labels = np.zeros(len(values), dtype=np.int64)
         words = [np.zeros((1, dim), np.float32)] if zero_word else []
         rows = np.flatnonzero(np.abs(values).max(axis=1) > 0) if zero_word else np.arange(len(values))
+        # a codebook much larger than a small scene costs more bytes than it saves: at most one word
+        # per 8 splats (the spec's k is the ceiling, reached from 8k splats up)
+        k = min(k, max(16, len(rows) // 8 + len(words)))
         if len(rows):
             book, lab = kmeans(values[rows], k - len(words), weights=None if weights is None else weights[rows])
             labels[rows] = lab + len(words)

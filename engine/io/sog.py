@@ -62,13 +62,13 @@ def _texture_size(n: int) -> tuple[int, int]:
 
 
 def _codebook_1d(values: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(256 sorted float32 words, uint8 index of each value)."""
+    """(256 sorted float32 words, uint8 index of each value's nearest word)."""
     flat = values.reshape(-1, 1).astype(np.float32)
-    book, labels = kmeans(flat, 256, seed=seed)
-    order = np.argsort(book[:, 0])
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return book[order, 0], rank[labels].astype(np.uint8).reshape(values.shape)
+    book, _ = kmeans(flat, 256, seed=seed)
+    words = np.sort(book[:, 0])
+    # exact nearest word by the midpoints (the float32 distance expansion can mislabel near-ties)
+    index = np.searchsorted((words[1:].astype(np.float64) + words[:-1]) / 2, flat[:, 0].astype(np.float64))
+    return words, index.astype(np.uint8).reshape(values.shape)
 
 
 def _webp(pixels: np.ndarray, width: int, height: int) -> bytes:
@@ -119,7 +119,7 @@ def encode(scene: GaussianScene) -> tuple[dict, dict[str, bytes]]:
     }
     coeffs = sh.shape[1] - 1
     if coeffs and n:
-        palette = int(min(65536, max(1, 2 ** math.floor(math.log2(max(n / 4, 1))))))
+        palette = int(min(65536, max(1, 2 ** math.floor(math.log2(max(n / 8, 1))))))
         rest = sh[:, 1:].transpose(0, 2, 1).reshape(n, 3 * coeffs)  # channel-major, like f_rest
         centroids, labels = kmeans(rest, palette)
         palette = len(centroids)

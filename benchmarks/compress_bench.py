@@ -1,0 +1,166 @@
+"""Rate-distortion of every format Handful writes, on scenes trained by Handful, side by side.
+
+    .venv/bin/python benchmarks/compress_bench.py JOB_DIR [JOB_DIR ...] [--finetune N] [--decode-count 1000000]
+
+JOB_DIR is a folder written by ``python -m engine reconstruct`` (scene.ply, sparse/, images/); its
+held-out views are the job's (every 8th photo), the training views are the rest. For each format:
+size (MB, bytes per splat of the input scene, ratio to .ply), PSNR / SSIM of the held-out renders
+against the photos and the change from the uncompressed scene (dB), PSNR of the renders against the
+uncompressed scene's renders, and encode / decode seconds. The baseline row is the .ply itself.
+
+A second table times decoding a synthetic 1M-splat .handful file against reading the same scene's .ply
+in the same process (ratio < 1: faster than .ply).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._machine import print_table  # noqa: E402
+from engine.compress.importance import contributions  # noqa: E402
+from engine.compress.pipeline import compress  # noqa: E402
+from engine.compress.quality import QUALITY_NAMES  # noqa: E402
+from engine.compress.scene_codec import CodecSettings, decode_scene, encode_scene  # noqa: E402
+from engine.io import load_cameras, load_scene, save_scene  # noqa: E402
+from engine.metrics import psnr, ssim  # noqa: E402
+from engine.render import render  # noqa: E402
+from engine.scene import GaussianScene, sh_coeffs_for_degree  # noqa: E402
+
+FORMATS = [("ply", ".ply"), ("spz", ".spz"), ("compressed_ply", ".compressed.ply"), ("splat", ".splat"),
+           ("sog", ".sog"), ("gltf", ".glb"), ("handful", ".handful")]
+
+
+def job_views(job: Path):
+    import json
+
+    from engine.commands.compress import photos_for
+
+    cams = sorted(load_cameras(job / "sparse"), key=lambda c: c.name)
+    report = json.loads((job / "report.json").read_text())
+    held = set(report["eval"]["views"]) if report.get("eval", {}).get("held_out") else set()
+    test = [c for c in cams if c.name in held]
+    train = [c for c in cams if c.name not in held]
+    return train, test, photos_for(test, job / "images")
+
+
+def renders(scene: GaussianScene, cams, background):
+    with torch.no_grad():
+        return [render(scene, c, background=background, backend="cpu").rgb.clamp(0, 1) for c in cams]
+
+
+def quality_row(label, nbytes, n, ply_bytes, imgs, photos, base_imgs, base_psnr, enc, dec):
+    p = float(np.mean([psnr(a, b) for a, b in zip(imgs, photos)]))
+    s = float(np.mean([ssim(a, b) for a, b in zip(imgs, photos)]))
+    vs = float(np.mean([psnr(a, b) for a, b in zip(imgs, base_imgs)]))
+    return [label, nbytes / 1e6, nbytes / n, ply_bytes / nbytes, p, s, p - base_psnr, vs, enc, dec]
+
+
+def bench_job(job: Path, finetune: int, background_arg) -> None:
+    scene = load_scene(job / "scene.ply")
+    train, test, photos = job_views(job)
+    background = background_arg or (0.0, 0.0, 0.0)
+    n = len(scene)
+    base_imgs = renders(scene, test, background)
+    base_psnr = float(np.mean([psnr(a, b) for a, b in zip(base_imgs, photos)]))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ply_bytes = None
+        for fmt, ext in FORMATS:
+            path = Path(tmp) / f"scene{ext}"
+            t = time.perf_counter()
+            save_scene(scene, path, format=fmt)
+            enc = time.perf_counter() - t
+            t = time.perf_counter()
+            back = load_scene(path)
+            dec = time.perf_counter() - t
+            size = path.stat().st_size
+            ply_bytes = ply_bytes or size
+            label = "handful (lossless)" if fmt == "handful" else fmt
+            rows.append(quality_row(label, size, n, ply_bytes, renders(back, test, background), photos,
+                                    base_imgs, base_psnr, enc, dec))
+        t = time.perf_counter()
+        weights = contributions(scene, train, backend="cpu")
+        importance_s = time.perf_counter() - t
+        train_photos = None
+        for q in QUALITY_NAMES:
+            steps = [0] + ([finetune] if finetune else [])
+            for ft in steps:
+                if ft and train_photos is None:
+                    from engine.commands.compress import photos_for
+
+                    train_photos = photos_for(train, job / "images")
+                t = time.perf_counter()
+                data, report, _ = compress(scene, q, cameras=train, importance=weights, background=background,
+                                           images=train_photos if ft else None, finetune_steps=ft, backend="cpu")
+                enc = time.perf_counter() - t + importance_s
+                t = time.perf_counter()
+                back = decode_scene(data)
+                dec = time.perf_counter() - t
+                label = f"handful {q}" + (f" +ft{ft}" if ft else "") + f" ({report.kept_gaussians / n:.0%} kept)"
+                rows.append(quality_row(label, len(data), n, ply_bytes, renders(back, test, background), photos,
+                                        base_imgs, base_psnr, enc, dec))
+    print_table(
+        f"compression on {job.name}: {n:,} splats, SH degree {scene.sh_degree}, {len(test)} held-out views "
+        f"(uncompressed: {base_psnr:.2f} dB vs photos); baseline = .ply",
+        ["format", "MB", "B/splat", "x vs ply", "PSNR", "SSIM", "dPSNR", "PSNR vs orig", "encode s", "decode s"],
+        rows,
+    )
+
+
+def bench_decode(count: int) -> None:
+    g = np.random.default_rng(0)
+    k = sh_coeffs_for_degree(3)
+    # a surface-like cloud: points near a sphere, so that Morton gaps look like a real scene's
+    d = g.normal(size=(count, 3))
+    means = d / np.linalg.norm(d, axis=1, keepdims=True) * (2 + 0.01 * g.normal(size=(count, 1)))
+    scene = GaussianScene.from_numpy(means, g.normal(size=(count, 4)), g.uniform(-6, -2, (count, 3)),
+                                     g.normal(scale=2, size=count), g.normal(scale=0.3, size=(count, k, 3)))
+    settings = CodecSettings(means="q16", opacity="q8", dc="q8", log_scales="vq256", quats="vq256",
+                             sh_rest="vq256", zstd_level=9)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ply = Path(tmp) / "s.ply"
+        save_scene(scene, ply)
+        t = time.perf_counter()
+        load_scene(ply)
+        base = time.perf_counter() - t
+        t = time.perf_counter()
+        data = encode_scene(scene, settings)
+        enc = time.perf_counter() - t
+        path = Path(tmp) / "s.handful"
+        path.write_bytes(data)
+        t = time.perf_counter()
+        load_scene(path)
+        dec = time.perf_counter() - t
+        rows.append([".ply read (baseline)", ply.stat().st_size / 1e6, base, 1.0])
+        rows.append([".handful decode (q16 positions, codebooks)", len(data) / 1e6, dec, dec / base])
+    print_table(f"decode speed, {count:,} synthetic splats, SH degree 3 (.handful encode took {enc:.1f} s)",
+                ["file", "MB", "seconds", "ratio vs .ply"], rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("jobs", nargs="*", type=Path, help="job folders (scene.ply, sparse/, images/, report.json)")
+    p.add_argument("--finetune", type=int, default=0, help="also fine-tune N steps against the training photos")
+    p.add_argument("--background", choices=("black", "white"), help="the job's background (default: black)")
+    p.add_argument("--decode-count", type=int, default=1_000_000, help="splats in the decode-speed file (0: skip)")
+    args = p.parse_args(argv)
+    bg = None if args.background is None else ((1.0,) * 3 if args.background == "white" else (0.0,) * 3)
+    for job in args.jobs:
+        bench_job(job, args.finetune, bg)
+    if args.decode_count:
+        bench_decode(args.decode_count)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

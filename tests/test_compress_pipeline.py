@@ -1,0 +1,119 @@
+"""Importance pruning, SH reduction, the quality knob and ``python -m engine compress``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine.__main__ import main as cli
+from engine.compress import importance as imp
+from engine.compress.pipeline import compress
+from engine.compress.quality import QUALITY_NAMES, predicted_bytes
+from engine.compress.scene_codec import decode_scene
+from engine.compress.sh_reduce import band_rms, truncate_degrees
+from engine.errors import InputError
+from engine.io import load_scene, save_scene
+from engine.render import render
+from engine.scene import GaussianScene
+from tests.factories import orbit_cameras, random_scene
+
+BACKEND = "reference"  # plain torch: no kernel compilation, exact enough for these small views
+
+
+def test_contributions_sum_to_the_rendered_alpha():
+    scene = random_scene(120, sh_degree=1, extent=0.6)
+    cams = orbit_cameras(3, width=40, image_height=30)
+    c = imp.contributions(scene, cams, backend=BACKEND)
+    total_alpha = sum(float(render(scene, cam, background=(0, 0, 0), backend=BACKEND).alpha.sum()) for cam in cams)
+    assert c.shape == (120,) and (c >= 0).all()
+    assert c.sum() == pytest.approx(total_alpha, rel=1e-4)
+
+
+def test_a_hidden_gaussian_contributes_nothing_and_is_pruned():
+    # an opaque wall between the camera and a small splat behind it
+    cam = orbit_cameras(1, radius=4.0, height=0.0, width=32, image_height=24)[0]
+    eye = cam.center
+    toward = -eye / np.linalg.norm(eye)
+    wall = eye + 2.0 * toward
+    hidden = eye + 3.0 * toward
+    scene = GaussianScene.from_numpy(
+        means=np.stack([wall, hidden]), quats=np.tile([1.0, 0, 0, 0], (2, 1)),
+        log_scales=np.log([[3.0, 3.0, 3.0], [0.05, 0.05, 0.05]]), opacity_logits=np.array([8.0, 2.0]),
+        sh=np.zeros((2, 1, 3)),
+    )
+    c = imp.contributions(scene, [cam], backend=BACKEND)
+    assert c[0] > 100 and c[1] < 1e-3 * c[0]
+    keep = imp.prune_mask(c, imp.threshold_for_kept_share(c, 0.999))
+    assert keep.tolist() == [True, False]
+
+
+@pytest.mark.parametrize("share", [1.0, 0.999, 0.99, 0.9, 0.5])
+def test_pruning_never_removes_a_gaussian_above_the_threshold(share):
+    importance = np.random.default_rng(3).lognormal(sigma=2.0, size=5000)
+    importance[:100] = 0.0
+    t = imp.threshold_for_kept_share(importance, share)
+    keep = imp.prune_mask(importance, t)
+    assert (importance[~keep] <= t).all() and (importance[keep] > t).all()
+    assert importance[keep].sum() >= share * importance.sum() - 1e-9  # the kept share is at least asked
+    assert not keep[:100].any()  # no contribution at all: always removed
+    if share < 1:
+        assert keep.sum() < len(importance) - 100
+
+
+def test_sh_truncation_cuts_only_bands_below_the_tolerance():
+    scene = random_scene(3, sh_degree=2)
+    sh = torch.zeros_like(scene.sh)
+    sh[:, 0] = 0.3
+    sh[0, 1:4] = 1e-4  # tiny band 1, no band 2: cut to degree 0
+    sh[1, 1:4] = 0.5  # a strong band 1, a tiny band 2: kept at degree 1
+    sh[1, 4:9] = 1e-4
+    sh[2, 4:9] = 0.5  # a strong band 2: kept whole
+    scene.sh = sh
+    reduced, degrees = truncate_degrees(scene, tolerance=0.01)
+    assert degrees.tolist() == [0, 1, 2]
+    assert (reduced.sh[0, 1:] == 0).all() and (reduced.sh[1, 4:] == 0).all()
+    assert torch.equal(reduced.sh[2], scene.sh[2]) and torch.equal(reduced.sh[:, 0], scene.sh[:, 0])
+    cut = band_rms(scene.sh.numpy() - reduced.sh.numpy())
+    assert np.sqrt((cut**2).sum(axis=1)).max() <= 0.01
+
+
+def test_quality_knob_orders_size_and_reports_quality_before_writing():
+    scene = random_scene(1500, sh_degree=2, extent=0.6)
+    cams = orbit_cameras(4, width=40, image_height=30)
+    weights = imp.contributions(scene, cams, backend=BACKEND)
+    sizes, kept = {}, {}
+    for q in QUALITY_NAMES:
+        data, report, decoded = compress(scene, q, cameras=cams, importance=weights, backend=BACKEND)
+        assert report.bytes == len(data) and report.kept_gaussians == len(decoded) <= len(scene)
+        assert len(decode_scene(data)) == report.kept_gaussians
+        assert report.psnr_vs_uncompressed is not None and np.isfinite(report.psnr_vs_uncompressed)
+        assert report.ratio_to_ply > 5
+        assert predicted_bytes(len(scene), q) > 0
+        sizes[q], kept[q] = len(data), report.kept_gaussians
+    assert sizes["low"] < sizes["medium"] < sizes["high"]
+    assert kept["low"] <= kept["medium"] <= kept["high"]
+
+
+def test_compress_rejects_bad_input():
+    with pytest.raises(InputError, match="no Gaussians"):
+        compress(GaussianScene.empty(1), "medium")
+    with pytest.raises(InputError, match="unknown quality"):
+        compress(random_scene(10), "ultra")
+
+
+def test_cli_compress_then_info_and_convert_read_it(tmp_path, capsys):
+    src, out = tmp_path / "in.ply", tmp_path / "out.handful"
+    save_scene(random_scene(800, sh_degree=1), src)
+    assert cli(["compress", str(src), str(out), "--quality", "low", "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bytes"] == out.stat().st_size and report["importance_from"] == "proxy"
+    assert cli(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "handful" and info["num_gaussians"] == report["kept_gaussians"]
+    assert cli(["convert", str(out), str(tmp_path / "back.ply")]) == 0
+    assert len(load_scene(tmp_path / "back.ply")) == report["kept_gaussians"]
+    assert cli(["compress", str(src), str(tmp_path / "x.ply")]) == 2
+    assert "a .handful file" in capsys.readouterr().err

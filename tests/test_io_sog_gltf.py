@@ -1,0 +1,139 @@
+"""SOG and glTF (KHR_gaussian_splatting) exports, checked with implementations that are not ours:
+PlayCanvas's splat-transform (npm, installed by scripts/setup.sh into .npm-tools/) and pygltflib."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.compress import codec
+from engine.io import detect_format, load_scene, save_scene
+from engine.io import gltf, sog
+from engine.render import render
+from engine.scene import Camera
+from tests.factories import orbit_cameras, random_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLAT_TRANSFORM = ROOT / ".npm-tools" / "node_modules" / ".bin" / "splat-transform"
+
+
+def splat_transform():
+    if shutil.which("node") is None:
+        pytest.skip("node/npm is not installed: splat-transform interop needs it (scripts/setup.sh installs it)")
+    if not SPLAT_TRANSFORM.exists():
+        pytest.skip(f"splat-transform is not installed in {SPLAT_TRANSFORM.parent}: run scripts/setup.sh")
+    return str(SPLAT_TRANSFORM)
+
+
+def _morton_sorted(scene):
+    return scene.subset(torch.as_tensor(codec.morton_order(scene.means.numpy())))
+
+
+def _log_step(scene):
+    logm = np.sign(scene.means.numpy()) * np.log1p(np.abs(scene.means.numpy()))
+    return (logm.max(0) - logm.min(0)) / 65535
+
+
+def _assert_positions_within_sog_step(read, scene):
+    # the position error of a 16-bit step in log space, mapped back: d|x| = (|x| + 1) d(log)
+    ref = _morton_sorted(scene).means.numpy()
+    bound = (np.abs(ref) + 1) * _log_step(scene) * 0.5 * 1.01 + 1e-6
+    assert len(read) == len(scene)
+    assert (np.abs(read.means.numpy() - ref) <= bound).all()
+
+
+def test_sog_round_trips_within_its_quantisation(tmp_path):
+    scene = random_scene(2000, sh_degree=2, extent=2.0)
+    path = tmp_path / "scene.sog"
+    save_scene(scene, path)
+    assert detect_format(path) == "sog"
+    back = load_scene(path)
+    assert back.sh_degree == 2
+    _assert_positions_within_sog_step(back, scene)
+    ref = _morton_sorted(scene)
+    dots = np.abs((back.quats.numpy() * ref.normalized_quats.numpy()).sum(1))
+    assert dots.min() > 0.995  # 8-bit smallest-three
+    alpha = np.abs((torch.sigmoid(back.opacity_logits) - torch.sigmoid(ref.opacity_logits)).numpy())
+    assert alpha.max() <= 0.5 / 255 + 1e-4
+    # 256-word codebooks for scales and DC: each value lands on its nearest word
+    for got, want in ((back.log_scales.numpy(), ref.log_scales.numpy()), (back.sh[:, 0].numpy(), ref.sh[:, 0].numpy())):
+        words = np.unique(got)
+        assert len(words) <= 256
+        nearest = np.abs(want.reshape(-1, 1) - words[None]).min(axis=1)
+        assert np.allclose(np.abs(got - want).reshape(-1), nearest, atol=1e-6)
+
+
+def test_sog_folder_layout_writes_meta_json_last(tmp_path):
+    meta = tmp_path / "out" / "meta.json"
+    save_scene(random_scene(300, sh_degree=0), meta, format="sog")
+    names = sorted(p.name for p in meta.parent.iterdir())
+    assert names == ["means_l.webp", "means_u.webp", "meta.json", "quats.webp", "scales.webp", "sh0.webp"]
+    assert len(load_scene(meta)) == 300
+
+
+def test_splat_transform_reads_our_sog_and_our_ply(tmp_path):
+    tool = splat_transform()
+    scene = random_scene(1500, sh_degree=3, extent=2.0)
+    ours_sog, ours_ply = tmp_path / "ours.sog", tmp_path / "ours.ply"
+    save_scene(scene, ours_sog)
+    save_scene(scene, ours_ply)
+    for src, dst in ((ours_sog, tmp_path / "from_sog.ply"), (ours_ply, tmp_path / "from_ply.ply")):
+        run = subprocess.run([tool, "-w", str(src), str(dst)], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+    from_sog = load_scene(tmp_path / "from_sog.ply")
+    assert from_sog.sh_degree == 3
+    _assert_positions_within_sog_step(from_sog, scene)
+    mine = load_scene(ours_sog)  # the same decoding as splat-transform's, value for value
+    assert np.abs(from_sog.sh.numpy() - mine.sh.numpy()).max() < 1e-5
+    from_ply = load_scene(tmp_path / "from_ply.ply")
+    assert len(from_ply) == len(scene)
+    assert np.array_equal(from_ply.means.numpy(), scene.means.numpy())
+
+
+def test_gltf_round_trip_and_pygltflib_reads_it(tmp_path):
+    pygltflib = pytest.importorskip("pygltflib", reason="pygltflib is a dev dependency")
+    scene = random_scene(400, sh_degree=3)
+    for name in ("scene.glb", "scene.gltf"):
+        path = tmp_path / name
+        save_scene(scene, path)
+        assert detect_format(path) == "gltf"
+        back = load_scene(path)
+        assert np.abs(back.means.numpy() - scene.means.numpy()).max() < 1e-6
+        assert np.abs(back.sh.numpy() - scene.sh.numpy()).max() < 1e-6
+        dots = np.abs((back.quats.numpy() * scene.normalized_quats.numpy()).sum(1))
+        assert dots.min() > 1 - 1e-6
+    doc = pygltflib.GLTF2().load(str(tmp_path / "scene.glb"))
+    prim = doc.meshes[0].primitives[0]
+    assert doc.extensionsUsed == ["KHR_gaussian_splatting"] and prim.mode == pygltflib.POINTS
+    accessor = doc.accessors[prim.attributes.POSITION]
+    assert accessor.count == 400 and accessor.type == "VEC3"
+    blob = doc.binary_blob()
+    view = doc.bufferViews[accessor.bufferView]
+    pos = np.frombuffer(blob, "<f4", 400 * 3, view.byteOffset).reshape(400, 3)
+    assert np.allclose(pos, scene.means.numpy() * [-1, -1, 1])  # Y-up: turned 180 degrees about z
+
+
+def test_gltf_turn_keeps_the_rendered_image(tmp_path):
+    """The scene as stored (turned about z, SH signs flipped) seen by the turned camera renders the
+    same image: positions, rotations and every SH band are turned consistently."""
+    scene = random_scene(150, sh_degree=3, extent=0.6)
+    cam = orbit_cameras(1, width=40, image_height=30)[0]
+    raw = gltf.encode(scene)
+    path = tmp_path / "s.glb"
+    path.write_bytes(raw)
+    stored = load_scene(path)
+    stored.means = stored.means * torch.tensor([-1.0, -1.0, 1.0])  # undo only the reader's position turn
+    stored.quats = torch.as_tensor(gltf._turn_quats(stored.quats.double().numpy()), dtype=torch.float32)
+    stored.sh[:, 1:] *= torch.as_tensor(gltf._SH_REST_TURN, dtype=torch.float32)[:, None]
+    turn = np.diag([-1.0, -1.0, 1.0])
+    turned_cam = Camera(R=cam.R @ turn, t=cam.t, fx=cam.fx, fy=cam.fy, cx=cam.cx, cy=cam.cy,
+                        width=cam.width, height=cam.height)
+    a = render(scene, cam, background=(0, 0, 0), backend="reference").rgb
+    b = render(stored, turned_cam, background=(0, 0, 0), backend="reference").rgb
+    assert (a - b).abs().max() < 1e-4
+    assert a.abs().max() > 0.1  # the view is not empty
