@@ -38,3 +38,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VPY" -m pip install -q -e ".[dev]"
   touch "$stamp"
 fi
+
+# PlayCanvas's splat-transform (npm), a reader that is not ours, for the SOG / PLY interop tests; in a
+# project-local, git-ignored folder. Tests that need it skip with a reason where npm is missing.
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -x .npm-tools/node_modules/.bin/splat-transform ]; then
+    mkdir -p .npm-tools
+    npm install --prefix .npm-tools --no-audit --no-fund --loglevel=error @playcanvas/splat-transform@2.7.1 \
+      || echo "setup: could not install @playcanvas/splat-transform; its interop tests will skip" >&2
+  fi
+else
+  echo "setup: npm is missing; the splat-transform interop tests will skip" >&2
+fi
