@@ -9,6 +9,7 @@ everything before it, and running the same job again resumes after the last fini
     init     init.ply
     train    scene.ply, refined/ (the training cameras with refined poses, when pose refinement ran)
     evaluate report.json, previews/
+    compress scene.handful (only with ``JobOptions.compress``), its figures in report.json["compress"]
 
 Events (``engine.events``) report progress to the CLI and the GUI alike.
 """
@@ -37,7 +38,7 @@ from .scene import Camera, CameraRig, GaussianScene
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "poses", "init", "train", "evaluate")
+STAGES = ("ingest", "poses", "init", "train", "evaluate", "compress")
 PRESETS = ("preview", "standard", "high")
 STATE_FILE = "job.json"
 # below this many SfM points the initialisation is topped up with random points in the cameras' view
@@ -57,6 +58,7 @@ class JobOptions:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     seed: int = 0
     refine_poses: bool | None = None  # learn pose corrections while training (None: the preset decides)
+    compress: str | None = None  # end with a compression stage at this quality (low / medium / high)
 
     def validate(self) -> "JobOptions":
         if self.preset not in PRESETS:
@@ -67,6 +69,8 @@ class JobOptions:
             raise InputError(f"unknown device {self.device!r}", hint="choose auto, cpu or cuda")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise InputError("CUDA was requested but no CUDA device is available", hint="use --device cpu")
+        if self.compress is not None and self.compress not in ("low", "medium", "high"):
+            raise InputError(f"unknown compression quality {self.compress!r}", hint="choose low, medium or high")
         if self.eval_every is not None and self.eval_every < 0:
             raise InputError("--eval-every must be 0 (no hold-out) or a positive number")
         return self
@@ -79,6 +83,7 @@ class JobOptions:
             "init": ("seed", "preset"),
             "train": ("preset", "iterations", "eval_every", "background", "device", "seed", "refine_poses"),
             "evaluate": (),
+            "compress": ("compress", "background"),
         }[stage]
         return {k: _jsonable(getattr(self, k)) for k in keys}
 
@@ -217,6 +222,7 @@ class Job:
     def run(self) -> JobResult:
         ensure_writable_folder(self.out, hint="choose an output folder you can write to")
         stages = STAGES if self.options.until is None else STAGES[: STAGES.index(self.options.until) + 1]
+        stages = tuple(s for s in stages if s != "compress" or self.options.compress)
         for s in stages:
             if not self._is_done(s):
                 self._invalidate_from(s)
@@ -564,6 +570,21 @@ class Job:
             "skipped": ingested.get("skipped", []),
         }
         atomic_write_text(self.out / "report.json", json.dumps(report, indent=1))
+
+    def _stage_compress(self) -> None:
+        from .compress.pipeline import compress
+        from .io import load_scene
+        from .io.atomic import atomic_write_bytes
+
+        _, train_cams, _, _ = self._train_setup(refined=True)
+        scene = load_scene(self.out / "scene.ply")
+        data, summary, _ = compress(scene, self.options.compress, cameras=train_cams,
+                                    background=self.options.background, on_event=self.emit, cancel=self.cancel)
+        atomic_write_bytes(self.out / "scene.handful", data)
+        path = self.out / "report.json"
+        report = json.loads(path.read_text()) if path.is_file() else {}
+        report["compress"] = {"file": "scene.handful", **summary.as_dict()}
+        atomic_write_text(path, json.dumps(report, indent=1))
 
     def _write_previews(self, scene: GaussianScene, cams: list[Camera]) -> None:
         import cv2

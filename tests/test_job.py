@@ -230,3 +230,19 @@ def test_a_gpu_without_working_gsplat_kernels_falls_back_to_the_cpu_or_says_why(
 
     monkeypatch.setattr(gsplat_backend, "kernel_status", lambda: (True, ""))
     assert Job([tmp_path], tmp_path / "gpu", JobOptions(device="auto")).device == "cuda"
+
+
+def test_the_job_can_end_with_a_compression_stage(sample_subset, tmp_path):
+    out = tmp_path / "out"
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30)
+    run_job([sample_subset], out, JobOptions(**opts))
+    assert not (out / "scene.handful").exists()
+    seen, sink = _events()
+    run_job([sample_subset], out, JobOptions(compress="low", **opts), emit=sink)
+    assert [e.stage for e in seen if isinstance(e, ev.StageStarted)] == ["compress"]  # the rest resumed
+    report = json.loads((out / "report.json").read_text())["compress"]
+    assert report["bytes"] == (out / "scene.handful").stat().st_size
+    assert report["importance_from"] == "renders" and report["psnr_vs_uncompressed"] is not None
+    assert len(load_scene(out / "scene.handful")) == report["kept_gaussians"] <= len(load_scene(out / "scene.ply"))
+    with pytest.raises(InputError, match="compression quality"):
+        JobOptions(compress="tiny").validate()

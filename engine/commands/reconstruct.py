@@ -41,6 +41,8 @@ def register(sub) -> None:
     p.add_argument("--max-long-edge", type=int, default=1600, help="working resolution for pose estimation")
     p.add_argument("--refine-poses", action=argparse.BooleanOptionalAction, default=None,
                    help="learn small corrections to the camera poses while training (off by default)")
+    p.add_argument("--compress", choices=("low", "medium", "high"), default=None,
+                   help="end with a compression stage writing scene.handful at this quality")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -59,6 +61,7 @@ def run(args) -> int:
         background=(1.0, 1.0, 1.0) if args.background == "white" else (0.0, 0.0, 0.0),
         seed=args.seed,
         refine_poses=args.refine_poses,
+        compress=args.compress,
     )
     bar = ProgressBar()
     sink = (lambda e: bar(e) if isinstance(e, ev.Warning) else None) if args.quiet else bar
