@@ -39,7 +39,7 @@ from engine.io.reading import read_bytes
 from engine.scene import GaussianScene, sh_coeffs_for_degree, sh_degree_from_coeffs
 
 FORMAT_NAME = "sog"
-EXTENSIONS = (".sog", "meta.json")
+EXTENSIONS = (".sog",)  # and a folder's meta.json (engine.io.detect knows the name)
 META_VERSION = 2
 PALETTE_ROW = 64
 _ALPHA_EDGE = 0.5 / 255
