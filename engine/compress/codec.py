@@ -41,8 +41,8 @@ def unorm(t: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(np.floor(np.asarray(t, dtype=np.float64) * top + 0.5), 0, top).astype(np.uint32)
 
 
-def from_unorm(q: np.ndarray, bits: int) -> np.ndarray:
-    return np.asarray(q, dtype=np.float64) / ((1 << bits) - 1)
+def from_unorm(q: np.ndarray, bits: int, dtype=np.float64) -> np.ndarray:
+    return np.asarray(q).astype(dtype) * dtype(1.0 / ((1 << bits) - 1))
 
 
 def quantize_range(values: np.ndarray, lo, hi, bits: int) -> np.ndarray:
@@ -52,9 +52,10 @@ def quantize_range(values: np.ndarray, lo, hi, bits: int) -> np.ndarray:
     return unorm((np.asarray(values, dtype=np.float64) - lo) / span, bits)
 
 
-def dequantize_range(q: np.ndarray, lo, hi, bits: int) -> np.ndarray:
+def dequantize_range(q: np.ndarray, lo, hi, bits: int, dtype=np.float64) -> np.ndarray:
+    """``lo + q / (2^bits - 1) * (hi - lo)``; float32 ``dtype`` halves the work of decoding big scenes."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-    return lo + from_unorm(q, bits) * (hi - lo)
+    return (lo.astype(dtype) + from_unorm(q, bits, dtype) * (hi - lo).astype(dtype)).astype(dtype, copy=False)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

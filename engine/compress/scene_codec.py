@@ -214,7 +214,7 @@ class _Reader:
 
     def floats(self, name: str, dim: int) -> np.ndarray:
         planes = self.ints(name, self.n * dim, 32).astype(np.uint32)
-        return planes.view("<f4").reshape(self.n, dim).astype(np.float64)
+        return planes.view("<f4").reshape(self.n, dim)
 
     def attribute(self, name: str, meta: dict) -> np.ndarray:
         try:
@@ -224,14 +224,14 @@ class _Reader:
             if kind == "q":
                 bits = int(meta["bits"])
                 q = self.ints(name, self.n * dim, bits).reshape(self.n, dim)
-                return codec.dequantize_range(q, np.asarray(meta["lo"]), np.asarray(meta["hi"]), bits)
+                return codec.dequantize_range(q, np.asarray(meta["lo"]), np.asarray(meta["hi"]), bits, np.float32)
             if kind == "vq":
                 k, bits = int(meta["k"]), int(meta["bits"])
                 book = np.frombuffer(self.raw(f"{name}.codebook", k * dim * 2), "<f2").reshape(k, dim)
                 labels = self.ints(name, self.n, bits).astype(np.int64)
                 if len(labels) and labels.max() >= k:
                     raise FormatError(f"has {name} indices past its {k}-word codebook", self.path)
-                return book.astype(np.float64)[labels]
+                return book.astype(np.float32)[labels]
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"has an unreadable description of {name} ({e})", self.path) from None
         raise FormatError(f"stores {name} with an unknown codec {kind!r}", self.path, "update Handful")
