@@ -117,3 +117,18 @@ def test_cli_compress_then_info_and_convert_read_it(tmp_path, capsys):
     assert len(load_scene(tmp_path / "back.ply")) == report["kept_gaussians"]
     assert cli(["compress", str(src), str(tmp_path / "x.ply")]) == 2
     assert "a .handful file" in capsys.readouterr().err
+
+
+def test_with_photos_it_fine_tunes_and_reports_the_psnr_kept():
+    scene = random_scene(300, sh_degree=1, extent=0.6)
+    cams = orbit_cameras(3, width=40, image_height=30)
+    photos = [(render(scene, c, background=(0, 0, 0), backend=BACKEND).rgb.clamp(0, 1).numpy() * 255).astype(np.uint8)
+              for c in cams]
+    plain, r0, _ = compress(scene, "low", cameras=cams, images=photos, backend=BACKEND)
+    tuned, r1, _ = compress(scene, "low", cameras=cams, images=photos, finetune_steps=3, backend=BACKEND)
+    assert r0.finetune_steps == 0 and r1.finetune_steps == 3 and plain != tuned
+    for r in (r0, r1):
+        assert r.psnr_photos_before > r.psnr_photos_after  # the photos are the uncompressed renders
+        assert r.psnr_photos_after == pytest.approx(r.psnr_vs_uncompressed, abs=0.05)
+    with pytest.raises(InputError, match="photo per camera"):
+        compress(scene, "low", cameras=cams, images=photos[:1])
