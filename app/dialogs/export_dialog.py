@@ -45,10 +45,10 @@ EXPECTED_QUALITY = {
     "ply": "lossless",
     "gltf": "lossless (float32)",
     "handful": "lossless",
-    "spz": "about 52 dB from the original (8-bit colours, 24-bit positions)",
-    "compressed_ply": "about 46 dB from the original (11/10/11-bit chunks)",
+    "spz": "about 47-52 dB from the original (8-bit colours, 24-bit positions)",
+    "compressed_ply": "about 33-46 dB from the original (11/10/11-bit chunks)",
     "splat": "base colour only; view-dependent colour is dropped",
-    "sog": "about 52 dB from the original (16-bit positions, 256-word codebooks)",
+    "sog": "about 27-52 dB from the original (16-bit positions, 256-word codebooks)",
 }
 COMPRESSION_CHOICES = (("none", "None (lossless)"),) + tuple(
     (name, f"{name.capitalize()}: prune and quantise") for name in ("high", "medium", "low"))
