@@ -56,6 +56,11 @@ def _log_transform(v: np.ndarray) -> np.ndarray:
     return np.sign(v) * np.log1p(np.abs(v))
 
 
+def _short(values) -> list[float]:
+    """Floats with 9 significant digits: exact for float32, and half the JSON of Python's repr."""
+    return [float(f"{v:.9g}") for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+
+
 def _texture_size(n: int) -> tuple[int, int]:
     width = max(4, math.ceil(math.sqrt(n) / 4) * 4)
     return width, max(4, math.ceil(n / width / 4) * 4)
@@ -112,10 +117,10 @@ def encode(scene: GaussianScene) -> tuple[dict, dict[str, bytes]]:
         "asset": {"generator": "Handful"},
         "count": n,
         "antialias": False,
-        "means": {"mins": lo.tolist(), "maxs": hi.tolist(), "files": ["means_l.webp", "means_u.webp"]},
-        "scales": {"codebook": scale_book.tolist(), "files": ["scales.webp"]},
+        "means": {"mins": _short(lo), "maxs": _short(hi), "files": ["means_l.webp", "means_u.webp"]},
+        "scales": {"codebook": _short(scale_book), "files": ["scales.webp"]},
         "quats": {"files": ["quats.webp"]},
-        "sh0": {"codebook": dc_book.tolist(), "files": ["sh0.webp"]},
+        "sh0": {"codebook": _short(dc_book), "files": ["sh0.webp"]},
     }
     coeffs = sh.shape[1] - 1
     if coeffs and n:
@@ -134,7 +139,7 @@ def encode(scene: GaussianScene) -> tuple[dict, dict[str, bytes]]:
         files["shN_centroids.webp"] = buf.getvalue()
         lab = np.stack([labels & 0xFF, labels >> 8], axis=1).astype(np.uint8)
         files["shN_labels.webp"] = _webp(lab, width, height)
-        meta["shN"] = {"count": palette, "bands": sh_degree_from_coeffs(coeffs + 1), "codebook": rest_book.tolist(),
+        meta["shN"] = {"count": palette, "bands": sh_degree_from_coeffs(coeffs + 1), "codebook": _short(rest_book),
                        "files": ["shN_centroids.webp", "shN_labels.webp"]}
     return meta, files
 
@@ -151,7 +156,7 @@ def write(scene: GaussianScene, path: str | Path) -> None:
         return
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:  # WebP is compressed already
-        z.writestr("meta.json", meta_bytes)
+        z.writestr("meta.json", meta_bytes, compress_type=zipfile.ZIP_DEFLATED)
         for name, data in files.items():
             z.writestr(name, data)
     atomic_write_bytes(path, buf.getvalue())
