@@ -191,12 +191,13 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_state()
         self._update_actions()
+        self._welcome_text = ""
         if sample_ok and not self.settings.sample_offered:
             # first start: offer the bundled sample once (it stays on the Inputs panel while empty)
             self.settings.sample_offered = True
-            self.banner.show_message("New to Handful? Reconstruct the bundled sample to see how it works, "
-                                     "or drop your own photos on the Inputs panel.", "info",
-                                     ("Try the sample", "sample"), timeout_ms=0)
+            self._welcome_text = ("New to Handful? Reconstruct the bundled sample to see how it works, "
+                                  "or drop your own photos on the Inputs panel.")
+            self.banner.show_message(self._welcome_text, "info", ("Try the sample", "sample"), timeout_ms=0)
 
     # ----------------------------------------------------------------- construction
     def _dock(self, title, widget, area, name) -> QDockWidget:
@@ -313,6 +314,8 @@ class MainWindow(QMainWindow):
         r.running_changed.connect(self._on_running_changed)
         r.log_line.connect(self.log_panel.append)
         self.progress_panel.cancel_requested.connect(self.cancel_job)
+        self.scene_shown.connect(self._hide_welcome)
+        r.running_changed.connect(lambda running: self._hide_welcome() if running else None)
 
         s = self.session
         s.scene_changed.connect(self._on_session_scene)
@@ -337,6 +340,11 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, level: str = "error", action: tuple[str, str] | None = None) -> None:
         self.banner.show_message(text, level, action)
         getattr(self.log_panel, "error" if level == "error" else "warning" if level == "warning" else "info")(text)
+
+    def _hide_welcome(self, *_):
+        """The first-start offer is for an empty window: once a scene shows or a job runs it is in the way."""
+        if self._welcome_text and self.banner.text() == self._welcome_text:
+            self.banner.dismiss()
 
     def _on_banner_action(self, key: str):
         if key == "export":

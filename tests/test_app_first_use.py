@@ -1,0 +1,104 @@
+"""What a new user meets first in the window (offscreen, placeholder view): shortcuts that fire, the
+first-start banner, the preset the window starts with and what each preset says it costs."""
+
+from collections import defaultdict
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QFileDialog
+
+from app.main_window import MainWindow, PlaceholderViewer
+from app.settings import Settings
+from app.theme import SAMPLE
+from tests.factories import random_scene
+
+
+@pytest.fixture
+def settings(tmp_path, qapp):
+    s = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    s.projects_folder = tmp_path / "projects"
+    return s
+
+
+@pytest.fixture
+def window(qtbot, settings):
+    w = MainWindow(settings=settings, viewer=PlaceholderViewer("tests run without OpenGL"))
+    w.show()
+    yield w
+    w.session.set_scene(None)  # no unsaved-edits question at close
+    w.close()
+
+
+def _key_owners(window) -> dict[str, list[str]]:
+    """Every key sequence bound in the window, with the names of the actions and shortcuts on it."""
+    owners = defaultdict(list)
+    for action in window.findChildren(QAction):
+        for seq in action.shortcuts():
+            if not seq.isEmpty():
+                owners[seq.toString(QKeySequence.SequenceFormat.PortableText)].append(action.text())
+    for shortcut in window.findChildren(QShortcut):
+        for seq in shortcut.keys():
+            if not seq.isEmpty():
+                owners[seq.toString(QKeySequence.SequenceFormat.PortableText)].append(f"shortcut {shortcut.objectName()}")
+    return owners
+
+
+def test_no_two_actions_share_a_key_sequence(window):
+    owners = _key_owners(window)
+    assert len(owners) >= 15  # the window's actions really were collected
+    clashes = {seq: names for seq, names in owners.items() if len(names) > 1}
+    assert clashes == {}
+
+
+def test_save_as_and_screenshot_shortcuts_each_open_their_dialog(qtbot, window, monkeypatch):
+    titles = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda parent, title, *a, **k: (titles.append(title), ("", ""))[1])
+    window.session.set_scene(random_scene(50, sh_degree=0))
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=3000)
+    save_as = window.save_as_action.shortcut()
+    shot = window.screenshot_action.shortcut()
+    assert save_as != shot
+    for seq in (save_as, shot):
+        combo = seq[0]
+        QTest.keyClick(window, combo.key(), combo.keyboardModifiers())
+    assert titles == ["Save scene", "Save screenshot"]
+
+
+def test_welcome_banner_goes_away_when_a_scene_opens(qtbot, tmp_path):
+    if not (SAMPLE / "images").is_dir():
+        pytest.skip("resources/sample is not there")
+    settings = Settings(QSettings(str(tmp_path / "first.ini"), QSettings.Format.IniFormat))
+    window = MainWindow(settings=settings, viewer=PlaceholderViewer("no GL"))
+    window.show()
+    try:
+        assert "New to Handful?" in window.banner.text()
+        from engine.io import save_scene
+
+        path = tmp_path / "scene.ply"
+        save_scene(random_scene(40, sh_degree=0), path)
+        assert window.open_scene(path)
+        assert "New to Handful?" not in window.banner.text()
+        # other messages are not hidden by a scene: only the offer for an empty window is
+        window.show_message("something to read", "warning")
+        window.scene_shown.emit(window.session.edited_scene())
+        assert window.banner.text() == "something to read"
+    finally:
+        window.session.set_scene(None)
+        window.close()
+
+
+def test_welcome_banner_goes_away_when_a_job_runs(qtbot, tmp_path):
+    if not (SAMPLE / "images").is_dir():
+        pytest.skip("resources/sample is not there")
+    settings = Settings(QSettings(str(tmp_path / "first.ini"), QSettings.Format.IniFormat))
+    window = MainWindow(settings=settings, viewer=PlaceholderViewer("no GL"))
+    window.show()
+    try:
+        assert "New to Handful?" in window.banner.text()
+        window.runner.running_changed.emit(True)  # what the runner says when a job starts
+        assert window.banner.text() == ""
+    finally:
+        window.close()
