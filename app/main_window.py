@@ -424,11 +424,7 @@ class MainWindow(QMainWindow):
         cameras = self._job_cameras_next_to(path)
         self.session_cameras = cameras
         self.viewer.set_cameras(cameras)
-        self.viewer.set_scene(scene, frame=True)
-        if cameras:
-            # start where the first photo was taken: framing by bounds is fooled by far-away
-            # background Gaussians (sky), a photo's viewpoint never is
-            self.viewer.view_camera(cameras[0])
+        self.viewer.set_scene(scene, frame=True)  # the opening view: the first photo's, when there are cameras
         self.scene_shown.emit(scene)
         self.log_panel.info(f"opened {path}: {scene.describe()}")
         self.statusBar().showMessage(f"Opened {path.name}", 5000)

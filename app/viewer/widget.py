@@ -30,6 +30,7 @@ from vispy import app as vispy_app  # noqa: E402
 from vispy import gloo  # noqa: E402
 from vispy.gloo import gl  # noqa: E402
 
+from engine.bounds import bounding_sphere, bulk_bounds, weighted_bounds  # noqa: E402
 from engine.scene import Camera, GaussianScene  # noqa: E402
 
 from . import splat_data  # noqa: E402
@@ -112,7 +113,6 @@ class SplatViewer(QtWidgets.QWidget):
         self._overlay.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
         self._view = ViewState()
-        self._home_R = np.eye(3)
         self._source: _SceneSource | None = None
         self._generation = 0
         self._visible: np.ndarray | None = None
@@ -184,10 +184,10 @@ class SplatViewer(QtWidgets.QWidget):
 
     # ================================================================== public API
     def set_scene(self, scene: GaussianScene, frame: bool = True) -> None:
-        """Show ``scene``; with ``frame`` the view moves to see all of it."""
+        """Show ``scene``; with ``frame`` the view moves to the opening view (``reset_view``)."""
         self._set_source(scene)
         if frame:
-            self.frame_all()
+            self.reset_view()
 
     def update_scene(self, scene: GaussianScene) -> None:
         """Replace the splats but keep the view (training snapshots). Cheap on the GUI thread:
@@ -214,8 +214,6 @@ class SplatViewer(QtWidgets.QWidget):
             colors = np.tile(np.array(FRUSTUM_COLOR, np.float32), (self._line_count, 1))
             self._lines["a_position"] = gloo.VertexBuffer(lines)
             self._lines["a_color"] = gloo.VertexBuffer(colors)
-        if self._cameras:
-            self._home_R = self._cameras[0].R.copy()
         self._canvas.update()
 
     def frame_all(self) -> None:
@@ -227,11 +225,20 @@ class SplatViewer(QtWidgets.QWidget):
         self._canvas.update()
 
     def reset_view(self) -> None:
-        """Home orientation (the first input camera's, or looking along +z), default lens, framed."""
-        self._view.R = self._home_R.copy()
-        self._view.up = -self._home_R[1]
-        self._view.relative_intrinsics = None
-        self.frame_all()
+        """The opening view: where the first input photo was taken (with its lens) when there are cameras,
+        a photo's viewpoint is never fooled by far-away background Gaussians; otherwise looking along +z
+        with the default lens, framing the bulk of the scene."""
+        if not self._cameras:
+            self._view.R = np.eye(3)
+            self._view.up = np.array([0.0, -1.0, 0.0])
+            self._view.relative_intrinsics = None
+            self.frame_all()
+            return
+        center, radius = self._scene_sphere()
+        self._view.scene_radius = radius
+        self._view.pivot = center  # the orbit pivot goes in front of the photo at the scene's distance
+        self._view.set_camera(self._cameras[0])
+        self.set_cameras(self._cameras)  # frustum size follows the scene radius
 
     def view_camera(self, camera: Camera) -> None:
         """Make the view exactly ``camera`` (its intrinsics scaled to this widget's size)."""
@@ -305,17 +312,12 @@ class SplatViewer(QtWidgets.QWidget):
         return mask
 
     def _scene_sphere(self) -> tuple[np.ndarray, float]:
-        pts = None
+        """The sphere around the bulk of the splats (floaters left out), else around the cameras."""
         if self._source is not None and self._source.count:
-            means = self._source.scene.means
-            step = max(1, len(means) // 100_000)
-            pts = means[::step].float().cpu().numpy()
-        elif self._cameras:
-            pts = np.array([c.center for c in self._cameras])
-        if pts is None or len(pts) == 0:
-            return np.zeros(3), 1.0
-        lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
-        return (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, 1e-3)
+            return bounding_sphere(*bulk_bounds(self._source.scene))
+        if self._cameras:
+            return bounding_sphere(*weighted_bounds(np.array([c.center for c in self._cameras]), coverage=1.0))
+        return np.zeros(3), 1.0
 
     def _needs_sort(self) -> bool:
         if self._source is None:
