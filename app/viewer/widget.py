@@ -161,7 +161,7 @@ class SplatViewer(QtWidgets.QWidget):
         self._sort_ready.connect(self._apply_sort_result, QtCore.Qt.ConnectionType.QueuedConnection)
         self._last_sort_ms = 0.0
         self._last_job_ms = 0.0
-        self._frame_times: deque[float] = deque(maxlen=240)
+        self._frame_ms: deque[float] = deque(maxlen=30)  # what the last frames cost to draw
         self._last_stats = 0.0
 
         self._press_pos = None
@@ -472,15 +472,15 @@ class SplatViewer(QtWidgets.QWidget):
             self._lines["u_viewmat"] = gl_uniform(cam.world_to_camera)
             self._lines["u_cam_to_clip"] = gl_uniform(opencv_to_gl_clip(cam, near, far))
             self._lines.draw("lines")
+        gl.glFinish()  # GL (llvmpipe too) draws asynchronously: finish to learn what a frame costs
+        frame_ms = (time.perf_counter() - start) * 1000
+        self._frame_ms.append(frame_ms)
         if scale == 1.0 and (self.adaptive_resolution or self.level_of_detail):
-            gl.glFinish()  # llvmpipe draws asynchronously: finish to learn what a frame costs
-            frame_ms = (time.perf_counter() - start) * 1000
             if not lod:
                 self._full_frame_ms = 0.7 * self._full_frame_ms + 0.3 * frame_ms
             if self._last_drawn_splats:
                 per_splat = frame_ms / self._last_drawn_splats
                 self._ms_per_splat = 0.7 * self._ms_per_splat + 0.3 * per_splat if self._ms_per_splat else per_splat
-        self._frame_times.append(time.perf_counter())
         self._request_sort_if_needed()
         self._emit_stats()
         self.drawn.emit()
@@ -552,11 +552,11 @@ class SplatViewer(QtWidgets.QWidget):
         return self._target_fbo
 
     def fps(self) -> float:
-        now = time.perf_counter()
-        recent = [t for t in self._frame_times if now - t <= 1.0]
-        if len(recent) < 2:
+        """Frames a second the view draws at, from what its last frames cost. The view draws on demand
+        (nothing while it is still), so counting frames in the last second read 0 whenever it was still."""
+        if not self._frame_ms:
             return 0.0
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+        return 1000.0 / max(float(np.median(self._frame_ms)), 1e-3)
 
     def _emit_stats(self) -> None:
         now = time.perf_counter()
