@@ -498,12 +498,12 @@ class MainWindow(QMainWindow):
                               "or drop your own photos", "warning")
             return
         self.import_panel.add_paths([images])
+        self.import_panel.set_preset("preview")  # the quickest look: a first run should not take an hour
         # the sample goes through the real pipeline (its photos carry their focal length in EXIF, so
         # pose estimation takes seconds); its transforms.json holds the true cameras for tests only
         self.job_cameras = None
         self.settings.sample_offered = True
-        self.show_message("Sample photos added: press Reconstruct (Preview takes about two minutes on a CPU).",
-                          "info")
+        self.show_message("Sample photos added with the Preview quality, the quickest: press Reconstruct.", "info")
 
     # ----------------------------------------------------------------- saving
     def confirm_discard(self) -> bool:

@@ -102,3 +102,44 @@ def test_welcome_banner_goes_away_when_a_job_runs(qtbot, tmp_path):
         assert window.banner.text() == ""
     finally:
         window.close()
+
+
+@pytest.mark.parametrize("cuda,expected", [(False, "preview"), (True, "standard")], ids=["cpu", "gpu"])
+def test_a_new_window_starts_with_the_preset_for_the_device(qtbot, tmp_path, monkeypatch, cuda, expected):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    settings = Settings(QSettings(str(tmp_path / "fresh.ini"), QSettings.Format.IniFormat))
+    window = MainWindow(settings=settings, viewer=PlaceholderViewer("no GL"))
+    try:
+        assert window.import_panel.preset() == expected
+        assert window.job_options().preset == expected
+        window.import_panel.set_preset("high")  # a choice is remembered over the device's default
+        assert Settings(settings.store).preset == "high"
+    finally:
+        window.close()
+
+
+def test_the_sample_switches_to_preview(qtbot, window):
+    if not (SAMPLE / "images").is_dir():
+        pytest.skip("resources/sample is not there")
+    window.import_panel.set_preset("high")
+    window.load_sample()
+    qtbot.waitUntil(lambda: not window.import_panel.checking, timeout=10000)
+    assert window.import_panel.preset() == "preview" and window.job_options().preset == "preview"
+    assert "Preview" in window.banner.text() and "two minutes" not in window.banner.text()
+
+
+def test_each_preset_says_what_it_does(qtbot, window):
+    from engine.train import preset
+
+    panel = window.import_panel
+    panel.set_device("cpu")
+    lines = {}
+    for name in ("preview", "standard", "high"):
+        panel.set_preset(name)
+        cfg = preset(name, num_images=20, device="cpu")
+        lines[name] = panel.preset_cost.text()
+        assert lines[name].startswith("On the CPU for 20 photos:")
+        assert f"{cfg.iterations:,} steps" in lines[name] and f"{cfg.cap_max:,} splats" in lines[name]
+    assert len(set(lines.values())) == 3
