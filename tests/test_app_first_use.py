@@ -12,22 +12,21 @@ from PySide6.QtWidgets import QFileDialog
 from app.main_window import MainWindow, PlaceholderViewer
 from app.settings import Settings
 from app.theme import SAMPLE
+from tests.app_helpers import settings, window  # noqa: F401 (fixtures)
 from tests.factories import random_scene
 
 
 @pytest.fixture
-def settings(tmp_path, qapp):
-    s = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    s.projects_folder = tmp_path / "projects"
-    return s
-
-
-@pytest.fixture
-def window(qtbot, settings):
-    w = MainWindow(settings=settings, viewer=PlaceholderViewer("tests run without OpenGL"))
+def first_start(qtbot, tmp_path):
+    """A window started for the first time: it offers the bundled sample."""
+    if not (SAMPLE / "images").is_dir():
+        pytest.skip("resources/sample is not there")
+    w = MainWindow(settings=Settings(QSettings(str(tmp_path / "first.ini"), QSettings.Format.IniFormat)),
+                   viewer=PlaceholderViewer("no GL"))
     w.show()
+    assert "New to Handful?" in w.banner.text()
     yield w
-    w.session.set_scene(None)  # no unsaved-edits question at close
+    w.session.set_scene(None)
     w.close()
 
 
@@ -67,41 +66,22 @@ def test_save_as_and_screenshot_shortcuts_each_open_their_dialog(qtbot, window, 
     assert titles == ["Save scene", "Save screenshot"]
 
 
-def test_welcome_banner_goes_away_when_a_scene_opens(qtbot, tmp_path):
-    if not (SAMPLE / "images").is_dir():
-        pytest.skip("resources/sample is not there")
-    settings = Settings(QSettings(str(tmp_path / "first.ini"), QSettings.Format.IniFormat))
-    window = MainWindow(settings=settings, viewer=PlaceholderViewer("no GL"))
-    window.show()
-    try:
-        assert "New to Handful?" in window.banner.text()
-        from engine.io import save_scene
+def test_welcome_banner_goes_away_when_a_scene_opens(first_start, tmp_path):
+    from engine.io import save_scene
 
-        path = tmp_path / "scene.ply"
-        save_scene(random_scene(40, sh_degree=0), path)
-        assert window.open_scene(path)
-        assert "New to Handful?" not in window.banner.text()
-        # other messages are not hidden by a scene: only the offer for an empty window is
-        window.show_message("something to read", "warning")
-        window.scene_shown.emit(window.session.edited_scene())
-        assert window.banner.text() == "something to read"
-    finally:
-        window.session.set_scene(None)
-        window.close()
+    path = tmp_path / "scene.ply"
+    save_scene(random_scene(40, sh_degree=0), path)
+    assert first_start.open_scene(path)
+    assert "New to Handful?" not in first_start.banner.text()
+    # other messages are not hidden by a scene: only the offer for an empty window is
+    first_start.show_message("something to read", "warning")
+    first_start.scene_shown.emit(first_start.session.edited_scene())
+    assert first_start.banner.text() == "something to read"
 
 
-def test_welcome_banner_goes_away_when_a_job_runs(qtbot, tmp_path):
-    if not (SAMPLE / "images").is_dir():
-        pytest.skip("resources/sample is not there")
-    settings = Settings(QSettings(str(tmp_path / "first.ini"), QSettings.Format.IniFormat))
-    window = MainWindow(settings=settings, viewer=PlaceholderViewer("no GL"))
-    window.show()
-    try:
-        assert "New to Handful?" in window.banner.text()
-        window.runner.running_changed.emit(True)  # what the runner says when a job starts
-        assert window.banner.text() == ""
-    finally:
-        window.close()
+def test_welcome_banner_goes_away_when_a_job_runs(first_start):
+    first_start.runner.running_changed.emit(True)  # what the runner says when a job starts
+    assert first_start.banner.text() == ""
 
 
 @pytest.mark.parametrize("cuda,expected", [(False, "preview"), (True, "standard")], ids=["cpu", "gpu"])
