@@ -225,8 +225,8 @@ class SplatViewer(QtWidgets.QWidget):
         self._canvas.update()
 
     def reset_view(self) -> None:
-        """The opening view: where the first input photo was taken (with its lens) when there are cameras,
-        a photo's viewpoint is never fooled by far-away background Gaussians; otherwise looking along +z
+        """The opening view. With input cameras: the first photo's viewpoint and lens (unlike bounds, a
+        photo's viewpoint is never fooled by far-away background Gaussians). Without: looking along +z
         with the default lens, framing the bulk of the scene."""
         if not self._cameras:
             self._view.R = np.eye(3)
