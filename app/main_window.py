@@ -678,7 +678,7 @@ class MainWindow(QMainWindow):
     def _on_viewer_stats(self, stats: dict):
         fps = stats.get("fps")
         if fps:
-            self.statusBar().showMessage(f"{fps:.0f} FPS", 2000)
+            self.statusBar().showMessage(f"{fps:.1f} FPS" if fps < 10 else f"{fps:.0f} FPS", 2000)
 
     def _frame_all(self):
         self.viewer.frame_all()
