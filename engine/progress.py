@@ -58,8 +58,9 @@ class EtaEstimator:
         self._finishes.append(now + max(total - done, 0.0) / rate)
         if self._count < self.min_samples or len(self._finishes) < self.agree:
             return None
-        left = max(self._finishes[-1] - now, 1e-9)
-        spread = (max(self._finishes) - min(self._finishes)) / left
+        # spread relative to the time left, but near the end no finer than the span sampled
+        scale = max(self._finishes[-1] - now, t1 - t0)
+        spread = (max(self._finishes) - min(self._finishes)) / scale
         self._steady = spread <= (2 * self.tolerance if self._steady else self.tolerance)
         return self._estimate(now) if self._steady else None
 

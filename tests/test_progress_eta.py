@@ -92,3 +92,10 @@ def test_progress_bar_estimates_stages_without_an_eta_only_when_steady():
     lines = stream.getvalue().splitlines()
     assert all(line.endswith(f"eta {ESTIMATING}") for line in lines[:5])
     assert lines[-1].endswith("eta 0:22")  # 11 items left at 2 s each
+
+
+def test_the_estimate_does_not_give_up_in_the_last_seconds():
+    samples = simulated_training(jitter=0.3, seed=7)
+    eta = EtaEstimator()
+    answers = [eta.update(done, 1000, now) for now, done in samples]
+    assert all(a is not None for a in answers[-20:-1])  # the last ten seconds keep counting down
