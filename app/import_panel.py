@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from engine.ingest import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
 from engine.ingest import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
+from engine.train import describe_preset
 
 from .theme import icon
 
@@ -39,6 +40,7 @@ THUMB_SIZE = 96
 MAX_THUMB_SOURCE_PIXELS = 200_000_000  # refuse to decode absurd images even for a thumbnail
 
 PRESET_LABELS = (("Preview", "preview"), ("Standard", "standard"), ("High", "high"))
+TYPICAL_PHOTOS = 20  # what the preset line describes before any photo is added
 
 
 def classify(path: Path) -> str:
@@ -244,8 +246,15 @@ class ImportPanel(QWidget):
             "cameras are off (blurred or doubled edges); with well-estimated cameras it changes little. "
             "Needs at least 6 photos."
         )
+        self.preset_cost = QLabel()
+        self.preset_cost.setObjectName("PresetCost")
+        self.preset_cost.setWordWrap(True)
+        self.preset_box.currentIndexChanged.connect(self._update_preset_cost)
+        self.device_box.currentIndexChanged.connect(self._update_preset_cost)
+        self.inputs_changed.connect(self._update_preset_cost)
         form = QFormLayout()
         form.addRow("Quality", self.preset_box)
+        form.addRow("", self.preset_cost)
         form.addRow("Device", self.device_box)
         form.addRow("", self.refine_poses_box)
 
@@ -261,6 +270,7 @@ class ImportPanel(QWidget):
         layout.addLayout(row)
         layout.addLayout(form)
         layout.addWidget(self.reconstruct_button)
+        self._update_preset_cost()
 
     # ----------------------------------------------------------------- public API
     def preset(self) -> str:
@@ -396,6 +406,16 @@ class ImportPanel(QWidget):
                 item.setToolTip(f"{path}\n{dims}")
         self._update_summary()
         self.inputs_changed.emit()
+
+    def _update_preset_cost(self) -> None:
+        """What the chosen preset does with these photos on this device (its steps, resolution, splats)."""
+        count = len(self.good_inputs())
+        device = self.device()
+        if device == "auto":
+            device = "cuda" if _cuda_available() else "cpu"
+        where = "a GPU" if device == "cuda" else "the CPU"
+        photos = f"{count} input{'s' if count != 1 else ''}" if count else f"{TYPICAL_PHOTOS} photos"
+        self.preset_cost.setText(f"On {where} for {photos}: {describe_preset(self.preset(), count or TYPICAL_PHOTOS, device)}.")
 
     def _update_summary(self) -> None:
         good = len(self.good_inputs())

@@ -191,12 +191,13 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_state()
         self._update_actions()
+        self._welcome_text = ""
         if sample_ok and not self.settings.sample_offered:
             # first start: offer the bundled sample once (it stays on the Inputs panel while empty)
             self.settings.sample_offered = True
-            self.banner.show_message("New to Handful? Reconstruct the bundled sample to see how it works, "
-                                     "or drop your own photos on the Inputs panel.", "info",
-                                     ("Try the sample", "sample"), timeout_ms=0)
+            self._welcome_text = ("New to Handful? Reconstruct the bundled sample to see how it works, "
+                                  "or drop your own photos on the Inputs panel.")
+            self.banner.show_message(self._welcome_text, "info", ("Try the sample", "sample"), timeout_ms=0)
 
     # ----------------------------------------------------------------- construction
     def _dock(self, title, widget, area, name) -> QDockWidget:
@@ -313,6 +314,8 @@ class MainWindow(QMainWindow):
         r.running_changed.connect(self._on_running_changed)
         r.log_line.connect(self.log_panel.append)
         self.progress_panel.cancel_requested.connect(self.cancel_job)
+        self.scene_shown.connect(self._hide_welcome)
+        r.running_changed.connect(lambda running: self._hide_welcome() if running else None)
 
         s = self.session
         s.scene_changed.connect(self._on_session_scene)
@@ -337,6 +340,11 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, level: str = "error", action: tuple[str, str] | None = None) -> None:
         self.banner.show_message(text, level, action)
         getattr(self.log_panel, "error" if level == "error" else "warning" if level == "warning" else "info")(text)
+
+    def _hide_welcome(self, *_):
+        """The first-start offer is for an empty window: once a scene shows or a job runs it is in the way."""
+        if self._welcome_text and self.banner.text() == self._welcome_text:
+            self.banner.dismiss()
 
     def _on_banner_action(self, key: str):
         if key == "export":
@@ -416,11 +424,7 @@ class MainWindow(QMainWindow):
         cameras = self._job_cameras_next_to(path)
         self.session_cameras = cameras
         self.viewer.set_cameras(cameras)
-        self.viewer.set_scene(scene, frame=True)
-        if cameras:
-            # start where the first photo was taken: framing by bounds is fooled by far-away
-            # background Gaussians (sky), a photo's viewpoint never is
-            self.viewer.view_camera(cameras[0])
+        self.viewer.set_scene(scene, frame=True)  # the opening view: the first photo's, when there are cameras
         self.scene_shown.emit(scene)
         self.log_panel.info(f"opened {path}: {scene.describe()}")
         self.statusBar().showMessage(f"Opened {path.name}", 5000)
@@ -494,12 +498,12 @@ class MainWindow(QMainWindow):
                               "or drop your own photos", "warning")
             return
         self.import_panel.add_paths([images])
+        self.import_panel.set_preset("preview")  # the quickest look: a first run should not take an hour
         # the sample goes through the real pipeline (its photos carry their focal length in EXIF, so
         # pose estimation takes seconds); its transforms.json holds the true cameras for tests only
         self.job_cameras = None
         self.settings.sample_offered = True
-        self.show_message("Sample photos added: press Reconstruct (Preview takes about two minutes on a CPU).",
-                          "info")
+        self.show_message("Sample photos added with the Preview quality, the quickest: press Reconstruct.", "info")
 
     # ----------------------------------------------------------------- saving
     def confirm_discard(self) -> bool:
@@ -674,7 +678,7 @@ class MainWindow(QMainWindow):
     def _on_viewer_stats(self, stats: dict):
         fps = stats.get("fps")
         if fps:
-            self.statusBar().showMessage(f"{fps:.0f} FPS", 2000)
+            self.statusBar().showMessage(f"{fps:.1f} FPS" if fps < 10 else f"{fps:.0f} FPS", 2000)
 
     def _frame_all(self):
         self.viewer.frame_all()

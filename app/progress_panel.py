@@ -8,6 +8,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from engine import events as ev
+from engine.progress import ESTIMATING, EtaEstimator
 
 from .theme import icon
 
@@ -63,7 +64,8 @@ class ProgressPanel(QWidget):
         self.cancel_button = QPushButton(icon("cancel"), "Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self._on_cancel)
-        self._eta_origin: tuple[str, float, float] | None = None
+        self._eta = EtaEstimator()  # for stages that give no ETA of their own
+        self._eta_stage: str | None = None
 
         top = QHBoxLayout()
         top.addWidget(self.stage, 1)
@@ -108,21 +110,17 @@ class ProgressPanel(QWidget):
         # the engine's message usually says the step already; otherwise show done / total
         done = f"{event.done:,.0f} / {event.total:,.0f}" if event.total > 0 else ""
         self.step.setText(event.message or done)
+        if event.stage != self._eta_stage:
+            self._eta.reset()
+            self._eta_stage = event.stage
         eta = event.eta_seconds
-        if eta is None:
-            eta = self._estimate_eta(event)
-        self.eta.setText(format_eta(eta))
-
-    def _estimate_eta(self, event: ev.Progress) -> float | None:
-        """Linear extrapolation from when the stage first reported progress (stages without an ETA)."""
-        if self._eta_origin is None or self._eta_origin[0] != event.stage:
-            self._eta_origin = (event.stage, event.time, event.fraction)
-            return None
-        _, t0, f0 = self._eta_origin
-        elapsed, gained = event.time - t0, event.fraction - f0
-        if elapsed < 2.0 or gained <= 0:
-            return None
-        return elapsed * (1.0 - event.fraction) / gained
+        if eta is None and not event.estimating and 0 < event.fraction < 1:
+            eta = self._eta.update(event.fraction, 1.0, event.time)
+        if event.total <= 0 or event.fraction >= 1:
+            self.eta.setText("")
+        else:
+            # an ETA wrong by 10x is worse than none: say so until the rate is steady
+            self.eta.setText(ESTIMATING if eta is None else format_eta(eta))
 
     def metrics_changed(self, step: int, values: dict):
         text = format_metrics(values)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
+from engine.train import default_preset
+
 from . import APPLICATION, ORGANIZATION
 
 MAX_RECENT = 10
@@ -47,7 +49,8 @@ class Settings:
 
     @property
     def preset(self) -> str:
-        return self._choice("job/preset", PRESETS, "standard")
+        """The chosen preset; until one is chosen, Preview on a CPU and Standard on a GPU."""
+        return self._choice("job/preset", PRESETS, default_preset(self.device))
 
     @preset.setter
     def preset(self, value: str) -> None:

@@ -35,6 +35,7 @@ class Progress(Event):
     total: float
     message: str = ""
     eta_seconds: float | None = None
+    estimating: bool = False  # the stage gives an ETA once its rate is steady: show "estimating…" till then
 
     @property
     def fraction(self) -> float:

@@ -47,7 +47,7 @@ MIN_SFM_POINTS = 2000
 
 @dataclass
 class JobOptions:
-    preset: str = "standard"
+    preset: str = "auto"  # preview, standard, high; auto: Preview when training on a CPU, Standard on a GPU
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     max_images: int | None = None
     iterations: int | None = None
@@ -61,7 +61,7 @@ class JobOptions:
     compress: str | None = None  # end with a compression stage at this quality (low / medium / high)
 
     def validate(self) -> "JobOptions":
-        if self.preset not in PRESETS:
+        if self.preset not in PRESETS + ("auto",):
             raise InputError(f"unknown preset {self.preset!r}", hint=f"choose one of {', '.join(PRESETS)}")
         if self.until is not None and self.until not in STAGES:
             raise InputError(f"unknown stage {self.until!r} for --until", hint=f"choose one of {', '.join(STAGES)}")
@@ -141,6 +141,11 @@ class Job:
         # kept in job.json so that a resumed job still reports those of the stages it skips.
         self.stage_warnings: dict[str, list[str]] = {k: list(v) for k, v in self.state.get("warnings", {}).items()}
         self._stage: str | None = None
+        if self.options.preset == "auto":
+            from .train import default_preset
+
+            self.options = dataclasses.replace(self.options, preset=default_preset(self.device))
+            log.info("preset %s (chosen for training on %s)", self.options.preset, self.device)
 
     def emit(self, event: ev.Event) -> None:
         if isinstance(event, ev.Warning):

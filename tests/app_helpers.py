@@ -5,9 +5,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
+
+
+@pytest.fixture
+def settings(tmp_path, qapp):
+    """Settings in a temporary INI file, projects in a temporary folder (import it into a test module)."""
+    from app.settings import Settings
+
+    s = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    s.projects_folder = tmp_path / "projects"
+    return s
+
+
+@pytest.fixture
+def window(qtbot, settings):
+    """The main window with those settings and the placeholder view (no OpenGL)."""
+    from app.main_window import MainWindow, PlaceholderViewer
+
+    w = MainWindow(settings=settings, viewer=PlaceholderViewer("tests run without OpenGL"))
+    w.show()
+    yield w
+    w.session.set_scene(None)  # no unsaved-edits question at close
+    w.close()
 
 
 def drop_paths(widget, paths) -> bool:
@@ -40,4 +63,4 @@ def write_photos(folder: Path, count: int = 3, size=(64, 48), seed: int = 0) -> 
     return paths
 
 
-__all__ = ["drop_paths", "write_photos"]
+__all__ = ["drop_paths", "write_photos", "settings", "window"]

@@ -22,12 +22,19 @@ def test_panel_shows_stage_progress_eta_and_ends(qtbot):
     panel.progress(ev.Progress("train", 250, 1000, "step 250/1000", eta_seconds=90))
     assert panel.bar.value() == 250 and panel.step.text() == "step 250/1000"
     assert panel.eta.text() == "1 min 30 s left"
-    # without an ETA from the engine: extrapolated from the stage's own pace
+    panel.progress(ev.Progress("train", 260, 1000, "step 260/1000", estimating=True))
+    assert panel.eta.text() == "estimating…"  # the engine says its rate is not steady yet
+    # without an ETA from the engine: from the stage's own pace, once it is steady
     panel.stage_started("evaluate", 4, 5)
-    panel.progress(ev.Progress("evaluate", 0, 10, time=100.0))
-    assert panel.eta.text() == "" and panel.step.text() == "0 / 10"
-    panel.progress(ev.Progress("evaluate", 5, 10, time=110.0))
-    assert panel.eta.text() == "10 s left"
+    panel.progress(ev.Progress("evaluate", 0, 20, time=100.0))
+    assert panel.eta.text() == "estimating…" and panel.step.text() == "0 / 20"
+    texts = []
+    for i in range(1, 10):
+        panel.progress(ev.Progress("evaluate", i, 20, time=100.0 + 2 * i))
+        texts.append(panel.eta.text())
+    assert texts[:5] == ["estimating…"] * 5 and texts[-1] == "22 s left"
+    panel.progress(ev.Progress("evaluate", 20, 20, time=140.0))
+    assert panel.eta.text() == ""
     panel.metrics_changed(500, {"psnr": 25.0})
     assert "PSNR 25.00 dB" in panel.metrics.text()
     with qtbot.waitSignal(panel.cancel_requested):

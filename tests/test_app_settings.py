@@ -3,6 +3,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from app.settings import MAX_RECENT, Settings, use_settings_folder
+from engine.train import default_preset
 
 
 def make(path: Path) -> Settings:
@@ -12,7 +13,7 @@ def make(path: Path) -> Settings:
 def test_values_persist_across_instances(tmp_path, qapp):
     ini = tmp_path / "handful.ini"
     s = make(ini)
-    assert s.preset == "standard" and s.device == "auto"
+    assert s.preset == default_preset("auto") and s.device == "auto"  # until chosen, the device's preset
     s.preset, s.device = "high", "cpu"
     assert s.refine_poses is False
     s.refine_poses = True
@@ -34,7 +35,7 @@ def test_unknown_stored_values_fall_back_to_defaults(tmp_path, qapp):
     raw.setValue("job/device", "tpu")
     raw.sync()
     s = make(ini)
-    assert (s.preset, s.device) == ("standard", "auto")
+    assert (s.preset, s.device) == (default_preset("auto"), "auto")
 
 
 def test_recent_files_most_recent_first_without_duplicates_and_capped(tmp_path, qapp):

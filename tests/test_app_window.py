@@ -12,24 +12,8 @@ from app.main_window import MainWindow, PlaceholderViewer
 from app.settings import Settings
 from engine.edit import Select
 from engine.io import FORMATS, load_scene, save_scene
-from tests.app_helpers import drop_paths, write_photos
+from tests.app_helpers import drop_paths, settings, window, write_photos  # noqa: F401 (fixtures)
 from tests.factories import random_scene
-
-
-@pytest.fixture
-def settings(tmp_path, qapp):
-    s = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    s.projects_folder = tmp_path / "projects"
-    return s
-
-
-@pytest.fixture
-def window(qtbot, settings):
-    w = MainWindow(settings=settings, viewer=PlaceholderViewer("tests run without OpenGL"))
-    w.show()
-    yield w
-    w.session.set_scene(None)  # no unsaved-edits question at close
-    w.close()
 
 
 def wait_checked(qtbot, panel):

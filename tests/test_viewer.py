@@ -26,6 +26,8 @@ else:
 
 pytestmark = [pytest.mark.gl, pytest.mark.filterwarnings("ignore:Function.*deprecated:DeprecationWarning"), pytest.mark.skipif(_SKIP_REASON is not None, reason=_SKIP_REASON or "")]
 
+import torch  # noqa: E402
+
 from engine.scene import Camera, GaussianScene  # noqa: E402
 from tests.factories import orbit_cameras  # noqa: E402
 
@@ -371,3 +373,69 @@ def test_level_of_detail_budget_follows_the_measured_frame_cost(viewer):
     viewer.level_of_detail = False
     viewer._ms_per_splat = 4 * LOD_FRAME_MS / n
     assert viewer._lod_budget() == 0
+
+
+def scene_with_floaters(n: int = 3000, floaters: int = 90, distance: float = 800.0, seed: int = 5) -> GaussianScene:
+    """``moderate_scene`` (the bulk within +-1) plus ``floaters`` splats like it but out at +-``distance``
+    on every axis, 3% of the splats: more than plain 1/99 percentiles leave out."""
+    bulk = moderate_scene(n, seed=seed)
+    far = moderate_scene(floaters, seed=seed + 1)
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(floaters, 3))
+    far.means = far.means + torch.from_numpy(signs * distance).to(far.means.dtype)
+    return GaussianScene.concatenate([bulk, far])
+
+
+def test_frame_all_frames_the_bulk_not_the_floaters(viewer):
+    viewer.set_scene(scene_with_floaters())
+    viewer.frame_all()
+    assert viewer._view.scene_radius < 3.0  # the bulk's half-diagonal is sqrt(3) ~ 1.7; with floaters ~1400
+    image = viewer.grab()
+    bg = np.round(np.array(BACKGROUND) * 255)
+    covered = (np.abs(image.astype(float) - bg).max(axis=-1) > 8).mean()
+    assert covered > 0.2  # the bulk fills the view instead of shrinking to a dot
+
+
+def test_home_returns_to_the_first_photo_after_orbiting(viewer, qtbot):
+    from PySide6 import QtCore
+    from PySide6.QtTest import QTest
+
+    cams = orbit_cameras(4, radius=3.0, height=0.8, width=64, image_height=48)
+    viewer.set_cameras(cams)
+    viewer.set_scene(scene_with_floaters())  # opening view: the first photo's
+    opening = viewer.current_camera()
+    np.testing.assert_allclose(opening.R, cams[0].R, atol=1e-12)
+    np.testing.assert_allclose(opening.t, cams[0].t, atol=1e-12)
+    assert opening.fx == pytest.approx(cams[0].resized(WIDTH, HEIGHT).fx)
+    # the orbit pivot sits in front of the photo at the bulk's distance, not out among the floaters
+    assert np.linalg.norm(viewer._view.pivot - cams[0].center) == pytest.approx(np.linalg.norm(cams[0].center), rel=0.1)
+
+    _drag(viewer.canvas.native, (100, 75), (160, 40), QtCore.Qt.MouseButton.LeftButton)
+    viewer._view.zoom(3)
+    assert not np.allclose(viewer.current_camera().R, cams[0].R, atol=1e-3)
+    QTest.keyClick(viewer.canvas.native, QtCore.Qt.Key.Key_Home)
+    home = viewer.current_camera()
+    np.testing.assert_allclose(home.R, cams[0].R, atol=1e-12)
+    np.testing.assert_allclose(home.t, cams[0].t, atol=1e-12)
+    assert home.fx == pytest.approx(opening.fx)
+
+
+def test_fps_overlay_measures_the_frames_drawn(viewer, qtbot):
+    import re
+
+    def overlay_fps() -> float:
+        return float(re.search(r"([\d.]+) fps", viewer._overlay.text()).group(1))
+
+    viewer.set_scene(moderate_scene(800))
+    viewer.wait_until_sorted()
+    for _ in range(3):
+        with qtbot.waitSignal(viewer.drawn, timeout=3000):
+            viewer.canvas.update()
+    assert viewer.fps() > 0
+    # the view draws on demand: still for a while, then one frame (as after a click or a snapshot);
+    # counting frames in the last second read 0.0 here
+    qtbot.wait(1200)
+    viewer._last_stats = 0.0  # the overlay refreshes at most twice a second: let this frame refresh it
+    with qtbot.waitSignal(viewer.stats_changed, timeout=3000) as stats:
+        viewer.canvas.update()
+    assert stats.args[0]["fps"] > 0
+    assert overlay_fps() > 0

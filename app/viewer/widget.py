@@ -30,6 +30,7 @@ from vispy import app as vispy_app  # noqa: E402
 from vispy import gloo  # noqa: E402
 from vispy.gloo import gl  # noqa: E402
 
+from engine.bounds import bounding_sphere, bulk_bounds, weighted_bounds  # noqa: E402
 from engine.scene import Camera, GaussianScene  # noqa: E402
 
 from . import splat_data  # noqa: E402
@@ -112,7 +113,6 @@ class SplatViewer(QtWidgets.QWidget):
         self._overlay.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
         self._view = ViewState()
-        self._home_R = np.eye(3)
         self._source: _SceneSource | None = None
         self._generation = 0
         self._visible: np.ndarray | None = None
@@ -161,7 +161,7 @@ class SplatViewer(QtWidgets.QWidget):
         self._sort_ready.connect(self._apply_sort_result, QtCore.Qt.ConnectionType.QueuedConnection)
         self._last_sort_ms = 0.0
         self._last_job_ms = 0.0
-        self._frame_times: deque[float] = deque(maxlen=240)
+        self._frame_ms: deque[float] = deque(maxlen=30)  # what the last frames cost to draw
         self._last_stats = 0.0
 
         self._press_pos = None
@@ -184,10 +184,10 @@ class SplatViewer(QtWidgets.QWidget):
 
     # ================================================================== public API
     def set_scene(self, scene: GaussianScene, frame: bool = True) -> None:
-        """Show ``scene``; with ``frame`` the view moves to see all of it."""
+        """Show ``scene``; with ``frame`` the view moves to the opening view (``reset_view``)."""
         self._set_source(scene)
         if frame:
-            self.frame_all()
+            self.reset_view()
 
     def update_scene(self, scene: GaussianScene) -> None:
         """Replace the splats but keep the view (training snapshots). Cheap on the GUI thread:
@@ -214,8 +214,6 @@ class SplatViewer(QtWidgets.QWidget):
             colors = np.tile(np.array(FRUSTUM_COLOR, np.float32), (self._line_count, 1))
             self._lines["a_position"] = gloo.VertexBuffer(lines)
             self._lines["a_color"] = gloo.VertexBuffer(colors)
-        if self._cameras:
-            self._home_R = self._cameras[0].R.copy()
         self._canvas.update()
 
     def frame_all(self) -> None:
@@ -227,11 +225,20 @@ class SplatViewer(QtWidgets.QWidget):
         self._canvas.update()
 
     def reset_view(self) -> None:
-        """Home orientation (the first input camera's, or looking along +z), default lens, framed."""
-        self._view.R = self._home_R.copy()
-        self._view.up = -self._home_R[1]
-        self._view.relative_intrinsics = None
-        self.frame_all()
+        """The opening view. With input cameras: the first photo's viewpoint and lens (unlike bounds, a
+        photo's viewpoint is never fooled by far-away background Gaussians). Without: looking along +z
+        with the default lens, framing the bulk of the scene."""
+        if not self._cameras:
+            self._view.R = np.eye(3)
+            self._view.up = np.array([0.0, -1.0, 0.0])
+            self._view.relative_intrinsics = None
+            self.frame_all()
+            return
+        center, radius = self._scene_sphere()
+        self._view.scene_radius = radius
+        self._view.pivot = center  # the orbit pivot goes in front of the photo at the scene's distance
+        self._view.set_camera(self._cameras[0])
+        self.set_cameras(self._cameras)  # frustum size follows the scene radius
 
     def view_camera(self, camera: Camera) -> None:
         """Make the view exactly ``camera`` (its intrinsics scaled to this widget's size)."""
@@ -305,17 +312,12 @@ class SplatViewer(QtWidgets.QWidget):
         return mask
 
     def _scene_sphere(self) -> tuple[np.ndarray, float]:
-        pts = None
+        """The sphere around the bulk of the splats (floaters left out), else around the cameras."""
         if self._source is not None and self._source.count:
-            means = self._source.scene.means
-            step = max(1, len(means) // 100_000)
-            pts = means[::step].float().cpu().numpy()
-        elif self._cameras:
-            pts = np.array([c.center for c in self._cameras])
-        if pts is None or len(pts) == 0:
-            return np.zeros(3), 1.0
-        lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
-        return (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, 1e-3)
+            return bounding_sphere(*bulk_bounds(self._source.scene))
+        if self._cameras:
+            return bounding_sphere(*weighted_bounds(np.array([c.center for c in self._cameras]), coverage=1.0))
+        return np.zeros(3), 1.0
 
     def _needs_sort(self) -> bool:
         if self._source is None:
@@ -470,15 +472,15 @@ class SplatViewer(QtWidgets.QWidget):
             self._lines["u_viewmat"] = gl_uniform(cam.world_to_camera)
             self._lines["u_cam_to_clip"] = gl_uniform(opencv_to_gl_clip(cam, near, far))
             self._lines.draw("lines")
+        gl.glFinish()  # GL (llvmpipe too) draws asynchronously: finish to learn what a frame costs
+        frame_ms = (time.perf_counter() - start) * 1000
+        self._frame_ms.append(frame_ms)
         if scale == 1.0 and (self.adaptive_resolution or self.level_of_detail):
-            gl.glFinish()  # llvmpipe draws asynchronously: finish to learn what a frame costs
-            frame_ms = (time.perf_counter() - start) * 1000
             if not lod:
                 self._full_frame_ms = 0.7 * self._full_frame_ms + 0.3 * frame_ms
             if self._last_drawn_splats:
                 per_splat = frame_ms / self._last_drawn_splats
                 self._ms_per_splat = 0.7 * self._ms_per_splat + 0.3 * per_splat if self._ms_per_splat else per_splat
-        self._frame_times.append(time.perf_counter())
         self._request_sort_if_needed()
         self._emit_stats()
         self.drawn.emit()
@@ -550,11 +552,11 @@ class SplatViewer(QtWidgets.QWidget):
         return self._target_fbo
 
     def fps(self) -> float:
-        now = time.perf_counter()
-        recent = [t for t in self._frame_times if now - t <= 1.0]
-        if len(recent) < 2:
+        """Frames a second the view draws at, from what its last frames cost. The view draws on demand
+        (nothing while it is still), so counting frames in the last second read 0 whenever it was still."""
+        if not self._frame_ms:
             return 0.0
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+        return 1000.0 / max(float(np.median(self._frame_ms)), 1e-3)
 
     def _emit_stats(self) -> None:
         now = time.perf_counter()

@@ -27,7 +27,8 @@ def register(sub) -> None:
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos, folders of photos, or videos")
     p.add_argument("-o", "--out", type=Path, required=True, help="output (and working) folder")
-    p.add_argument("--preset", choices=PRESETS, default="standard", help="quality preset (default: standard)")
+    p.add_argument("--preset", choices=PRESETS + ("auto",), default="auto",
+                   help="quality preset (default: auto, meaning preview on a CPU and standard on a GPU)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--max-images", type=int, default=None, help="use at most N photos (spread evenly)")
     p.add_argument("--iterations", type=int, default=None, help="training iterations (default: from the preset)")

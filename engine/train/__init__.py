@@ -8,7 +8,7 @@ Public API::
     init_from_points(points, ...) / random_init(cameras, count, ...) -> GaussianScene
 """
 
-from .config import PRESETS, TrainConfig, preset
+from .config import AUTO_PRESET, PRESETS, TrainConfig, default_preset, describe_preset, preset
 from .init import init_from_points, random_init
 from .loop import TrainResult, train
 from .strategy import ClassicStrategy, MCMCStrategy, NoStrategy, Strategy
@@ -18,6 +18,9 @@ __all__ = [
     "TrainResult",
     "preset",
     "PRESETS",
+    "AUTO_PRESET",
+    "default_preset",
+    "describe_preset",
     "train",
     "init_from_points",
     "random_init",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from engine.errors import InputError
 
 PRESETS = ("preview", "standard", "high")
+AUTO_PRESET = "auto"  # a job's preset when none is chosen: ``default_preset`` of its training device
 
 
 @dataclass
@@ -144,4 +145,23 @@ def preset(name: str, num_images: int, device: str = "cpu") -> TrainConfig:
     return cfg.validate()
 
 
-__all__ = ["TrainConfig", "preset", "PRESETS"]
+def default_preset(device: str = "auto") -> str:
+    """Preview on a CPU (Standard trains for hours there), Standard on a GPU; ``device`` "auto" means a
+    GPU when torch sees CUDA."""
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "standard" if str(device).startswith("cuda") else "preview"
+
+
+def describe_preset(name: str, num_images: int, device: str = "cpu") -> str:
+    """One line saying what a preset does on ``device`` for ``num_images`` photos, from its settings:
+    steps, training resolution and splat budget (the time follows from the machine; the progress panel
+    shows it once the training rate is steady)."""
+    cfg = preset(name, num_images=max(num_images, 1), device=device)
+    side = f"photos at up to {cfg.max_image_side} px" if cfg.max_image_side else "photos at full size"
+    return f"{cfg.iterations:,} steps, {side}, up to {cfg.cap_max:,} splats"
+
+
+__all__ = ["TrainConfig", "preset", "PRESETS", "AUTO_PRESET", "default_preset", "describe_preset"]

@@ -15,6 +15,7 @@ from engine.errors import Cancelled, InputError, StageError
 from engine.events import CancelToken, EventSink, Metrics, Progress, Snapshot, null_sink
 from engine.events import Warning as WarningEvent
 from engine.metrics import psnr_from_mse, ssim_loss_value
+from engine.progress import EtaEstimator
 from engine.scene import Camera, CameraRig, GaussianScene
 
 from .config import TrainConfig
@@ -182,6 +183,10 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
     order: list[int] = []
     loss_ema = mse_ema = None
     last_progress = last_snapshot = -math.inf
+    # the ETA counts pixels, not steps: a full-resolution step rasterises 4x the pixels of a half-size one
+    work = np.cumsum([resolution_at(s, total, config.start_resolution, config.full_resolution_at) ** 2
+                      for s in range(total)])
+    eta = EtaEstimator()
     last_good = pending_good = None
     step = 0
     cancelled = False
@@ -281,11 +286,11 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         now = time.perf_counter()
         if now - last_progress >= config.progress_every_s or done == total:
             last_progress = now
-            rate = done / max(now - start, 1e-9)
+            left = eta.update(float(work[done - 1]), float(work[-1]), now)
             emit(Progress(
                 STAGE, done, total,
                 f"step {done}/{total}  loss {loss_ema:.4f}  PSNR {psnr_from_mse(mse_ema):.2f} dB  {n:,} Gaussians",
-                eta_seconds=(total - done) / rate,
+                eta_seconds=left, estimating=left is None and done < total,
             ))
         if now - last_snapshot >= config.snapshot_every_s:
             last_snapshot = now
