@@ -7,6 +7,9 @@
 The scene is an SfM-like initialisation: Gaussians filling a unit ball, sized by their spacing,
 opacity around 0.5, SH degree 3, seen from 3 units away with a 60 degree field of view. Times are
 medians of a few runs after a warm-up; ``ratio`` is reference time / cpu time measured in this run.
+The ``legacy`` columns time the raster kernels from before the row-chord rewrite (kept in
+``engine/render/cpu_kernels_legacy.py`` for this comparison) on the same scene, alternating with
+today's kernels run by run so that a shared machine's load drift cancels.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import print_table  # noqa: E402
 
 from engine.render import render  # noqa: E402
-from engine.render import cpu_kernels  # noqa: E402
+from engine.render import cpu_backend, cpu_kernels  # noqa: E402
 from engine.scene import Camera, GaussianScene  # noqa: E402
 
 RESOLUTIONS = {"128": (128, 128), "256": (256, 256), "512": (512, 512), "1080p": (1920, 1080)}
@@ -98,6 +101,28 @@ def measure(scene: GaussianScene, camera: Camera, backend: str, threads: int, re
     return time_it(forward, repeats), time_it(step, repeats), n_isects, cpu_step, pose_step
 
 
+def kernels_side_by_side(scene: GaussianScene, camera: Camera, threads: int, repeats: int) -> dict:
+    """Median forward+backward seconds of the legacy and today's raster kernels, run alternately."""
+    torch.set_num_threads(threads)
+    cpu_kernels.set_threads(threads)
+    leaves = {p: getattr(scene, p).detach().clone().requires_grad_(True) for p in PARAMS}
+    trainable = replace(scene, **leaves)
+
+    def step():
+        r = render(trainable, camera, sh_degree=3, background=(0, 0, 0), backend="cpu")
+        (r.rgb.sum() + r.depth.sum() * 0.01).backward()
+
+    times = {"legacy": [], "rows": []}
+    for i in range(repeats + 1):
+        for name in (("legacy", "rows") if i % 2 else ("rows", "legacy")):
+            with cpu_backend.use_kernels(name):
+                t0 = time.perf_counter()
+                step()
+                if i:  # the first round warms up
+                    times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
@@ -129,6 +154,7 @@ def main(argv=None) -> None:
         reps = 1 if n >= 1_000_000 or res == "1080p" else repeats
         fwd1, step1, n_isects, cpu_step1, _ = measure(scenes[n], cam, "cpu", 1, reps)
         fwd2, step2, _, _, pose_step2 = measure(scenes[n], cam, "cpu", 2, reps)
+        side = kernels_side_by_side(scenes[n], cam, 2, reps)
         ref_fwd = ref_step = None
         if (n, res) in reference_cases:
             ref_fwd, ref_step, _, _, _ = measure(scenes[n], cam, "reference", 2, 1)
@@ -141,14 +167,17 @@ def main(argv=None) -> None:
             "" if ref_fwd is None else f"{ref_fwd / fwd2:.1f}x",
             "" if ref_step is None else f"{ref_step / step2:.1f}x",
             f"{fwd1 / fwd2:.2f}x",
+            round(side["legacy"] * 1e3, 1), round(side["rows"] * 1e3, 1), f"{side['legacy'] / side['rows']:.2f}x",
         ])
         print(f"  done {n:,} Gaussians at {res}", file=sys.stderr, flush=True)
     print_table(
         "render_bench: ms (median wall; 'cpu-ms' = process CPU time); cpu backend at 1 and 2 threads, "
-        f"reference at 2; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
+        f"reference at 2; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; load average "
+        f"{os.getloadavg()[0]:.1f}",
         ["gaussians", "res", "isects", "cpu fwd 1t", "cpu fwd 2t", "cpu f+b 1t", "f+b 1t cpu-ms", "cpu f+b 2t",
          "+pose 2t", "ref fwd",
-         "ref f+b", "ref/cpu fwd", "ref/cpu f+b", "2t speedup"],
+         "ref f+b", "ref/cpu fwd", "ref/cpu f+b", "2t speedup", "legacy f+b 2t", "rows f+b 2t",
+         "legacy/rows"],
         rows,
     )
 

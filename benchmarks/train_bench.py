@@ -1,12 +1,20 @@
 """Training benchmark: fit a scene to a real dataset on this machine and report speed and quality.
 
     .venv/bin/python benchmarks/train_bench.py --dataset lego            # Standard preset, CPU
+    .venv/bin/python benchmarks/train_bench.py --dataset sample --iterations 200
     .venv/bin/python benchmarks/train_bench.py --dataset lego --preset high --iterations 8000
 
 Lego: 25 training views (every 4th of the 100) and the 25 test views at 200x200, white background,
-random initialisation (the synthetic scenes have no SfM points). Prints iterations/s, time and the
-test-view PSNR/SSIM, with the untrained initial scene as the baseline row and the speed of the
-``reference`` renderer backend on the same steps as the speed baseline.
+random initialisation (the synthetic scenes have no SfM points). Sample: the bundled
+``resources/sample`` (24 views at 480x360), every 8th view held out for testing as the job does, black
+background, random initialisation.
+
+Every run trains twice from the same initial scene and seed, once with each CPU raster kernel set
+(``legacy``: the kernels before the row-chord rewrite, kept for this comparison; ``rows``: today's),
+and prints seconds per step and the test-view PSNR/SSIM of each, with the untrained initial scene as
+the quality baseline. Because a shared machine's load drifts during a long run, the speed ratio is
+also measured interleaved: a few full-resolution steps on the trained scene with each kernel in turn,
+several rounds, medians. ``--speed-steps`` adds the readable ``reference`` backend on those steps.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 import math
 import os
 import sys
+import statistics
 import time
 from pathlib import Path
 
@@ -26,11 +35,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import print_table  # noqa: E402
+from engine.io import transforms  # noqa: E402
 from engine.metrics import evaluate  # noqa: E402
+from engine.render import cpu_backend  # noqa: E402
 from engine.scene import Camera  # noqa: E402
 from engine.train import TrainConfig, preset, random_init, train  # noqa: E402
 
-DATASETS = {"lego": "nerf_synthetic_lego"}
+DATASETS = {"lego": "nerf_synthetic_lego", "sample": None}
+SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
+KERNELS = ("legacy", "rows")
 
 
 def load_blender_split(root: Path, split: str, size: int, every: int = 1, background=(1.0, 1.0, 1.0)):
@@ -64,6 +77,34 @@ def lego_setup(root: Path, size: int = 200, every: int = 4):
     return train_cams, train_imgs, test_cams, test_imgs
 
 
+def sample_setup(root: Path = SAMPLE, every: int = 8):
+    """The bundled sample's cameras and RGB float images, every ``every``-th view held out (as the job)."""
+    rig = transforms.read(root / "transforms.json")
+    views = []
+    for cam in rig.cameras:
+        bgr = cv2.imread(str(cam.image_path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(cam.image_path)
+        views.append((cam, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0))
+    train_views = [v for i, v in enumerate(views) if i % every]
+    test_views = [v for i, v in enumerate(views) if not i % every]
+    return ([c for c, _ in train_views], [im for _, im in train_views],
+            [c for c, _ in test_views], [im for _, im in test_views])
+
+
+def _interleaved_step_times(scene, cams, imgs, config, background, steps: int, rounds: int) -> dict:
+    """Median seconds per full-resolution step of each kernel set, alternating kernels every round."""
+    fixed = config.with_(iterations=steps, strategy="none", start_resolution=1.0, sh_interval=1)
+    times = {name: [] for name in KERNELS}
+    for r in range(rounds + 1):
+        for name in (KERNELS if r % 2 else KERNELS[::-1]):
+            with cpu_backend.use_kernels(name):
+                seconds = train(scene, cams, imgs, fixed, background=background).seconds
+            if r:  # round 0 warms up (numba cache loads, allocators settle)
+                times[name].append(seconds / steps)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="lego", choices=sorted(DATASETS))
@@ -74,12 +115,22 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--init-points", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--speed-steps", type=int, default=3, help="steps for the backend speed comparison (0: skip)")
+    parser.add_argument("--speed-steps", type=int, default=0,
+                        help="steps for the cpu vs reference backend comparison (0: skip; the reference is slow)")
+    parser.add_argument("--kernel-steps", type=int, default=3, help="steps per interleaved kernel timing")
+    parser.add_argument("--kernel-rounds", type=int, default=3, help="rounds of the interleaved kernel timing")
     args = parser.parse_args(argv)
 
-    root = Path(os.environ.get("HANDFUL_DATASETS", "/work/shared/datasets")) / DATASETS[args.dataset]
     torch.set_num_threads(args.threads)
-    train_cams, train_imgs, test_cams, test_imgs = lego_setup(root, args.size)
+    if args.dataset == "sample":
+        train_cams, train_imgs, test_cams, test_imgs = sample_setup()
+        background = (0.0, 0.0, 0.0)
+        what = f"sample, {len(train_cams)} views at {train_cams[0].width}x{train_cams[0].height}"
+    else:
+        root = Path(os.environ.get("HANDFUL_DATASETS", "/work/shared/datasets")) / DATASETS[args.dataset]
+        train_cams, train_imgs, test_cams, test_imgs = lego_setup(root, args.size)
+        background = (1.0, 1.0, 1.0)
+        what = f"{args.dataset}, {len(train_cams)} views at {args.size}px"
     config: TrainConfig = preset(args.preset, len(train_cams), "cpu")
     changes = {"seed": args.seed}
     if args.iterations:
@@ -89,43 +140,62 @@ def main(argv=None) -> int:
     config = config.with_(**changes)
     init_points = args.init_points or config.extra.get("init_points") or min(config.cap_max // 2, 20_000)
     init = random_init(train_cams, init_points, sh_degree=config.sh_degree, seed=args.seed)
-    white = (1.0, 1.0, 1.0)
-    base = evaluate(init, test_cams, test_imgs, background=white, backend=config.backend)
+    base = evaluate(init, test_cams, test_imgs, background=background, backend=config.backend)
+    load_before = os.getloadavg()
 
     last = [0.0]
+    t0_wall = [0.0]
 
     def log(event):  # progress to stderr every 10 s
         if type(event).__name__ == "Progress" and (time.perf_counter() - last[0] > 10 or event.done == event.total):
             last[0] = time.perf_counter()
-            print(f"  {event.message}  ({event.time - t0_wall:.0f} s)", file=sys.stderr, flush=True)
+            print(f"  {event.message}  ({time.time() - t0_wall[0]:.0f} s)", file=sys.stderr, flush=True)
 
+    for name in KERNELS:  # compile / load both kernel sets before anything is timed
+        with cpu_backend.use_kernels(name):
+            train(init, train_cams[:1], train_imgs[:1], config.with_(iterations=1, strategy="none"),
+                  background=background)
     t0 = time.perf_counter()
-    t0_wall = time.time()
-    result = train(init, train_cams, train_imgs, config, background=white, emit=log,
-                   eval_cameras=test_cams, eval_images=test_imgs)
-    seconds = result.seconds
-    train_time = result.history[-1]["seconds"]
-
-    rows = [
-        ["random init (baseline)", 0, len(init), "", "", base["psnr"], base["ssim"]],
-        [f"{args.preset} / {config.strategy}", result.iterations, len(result.scene), train_time,
-         result.iterations / train_time, result.eval["psnr"], result.eval["ssim"]],
-    ]
+    rows = [["random init (baseline)", "", 0, len(init), "", "", "", base["psnr"], base["ssim"]]]
+    results = {}
+    for name in KERNELS:
+        print(f"training with the {name} kernels", file=sys.stderr, flush=True)
+        t0_wall[0] = time.time()
+        with cpu_backend.use_kernels(name):
+            results[name] = train(init, train_cams, train_imgs, config, background=background, emit=log,
+                                  eval_cameras=test_cams, eval_images=test_imgs)
+    steps = args.kernel_steps
+    trained = results[KERNELS[-1]].scene
+    step_times = (_interleaved_step_times(trained, train_cams, train_imgs, config, background, steps,
+                                          args.kernel_rounds) if steps else {})
+    base_time = results["legacy"].history[-1]["seconds"] / results["legacy"].iterations
+    for name in KERNELS:
+        result = results[name]
+        per_step = result.history[-1]["seconds"] / result.iterations
+        interleaved = step_times.get(name, "")
+        rows.append([
+            f"{args.preset} / {config.strategy}", name, result.iterations, len(result.scene), round(per_step, 3),
+            f"{base_time / per_step:.2f}x", "" if not step_times else
+            f"{round(interleaved, 3)} ({step_times['legacy'] / interleaved:.2f}x)",
+            result.eval["psnr"], result.eval["ssim"],
+        ])
     print_table(
-        f"train_bench: {args.dataset}, {len(train_cams)} views at {args.size}px, CPU, {args.threads} threads",
-        ["run", "iterations", "gaussians", "train s", "it/s", "test PSNR", "test SSIM"],
+        f"train_bench: {what}, CPU, {args.threads} threads; load average before "
+        f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}",
+        ["run", "kernels", "iterations", "gaussians", "s/step", "vs legacy", "full-res s/step interleaved",
+         "test PSNR", "test SSIM"],
         rows,
     )
-    print(f"total wall time incl. evaluation: {time.perf_counter() - t0:.1f} s (train() reported {seconds:.1f} s)",
+    print(f"total wall time incl. evaluation: {time.perf_counter() - t0:.1f} s; the interleaved column: "
+          f"median of {args.kernel_rounds} rounds x {steps} steps at full resolution on the trained scene",
           flush=True)
 
-    # Speed baseline: the readable reference backend against the configured one, on the trained
-    # scene at full resolution, a few steps each.
+    # Speed baseline: the readable reference backend against the cpu one, a few steps each.
     steps = args.speed_steps
     if steps:
         fixed = config.with_(iterations=steps, strategy="none", start_resolution=1.0, sh_interval=1)
-        fast = train(result.scene, train_cams, train_imgs, fixed, background=white)
-        ref = train(result.scene, train_cams, train_imgs, fixed.with_(backend="reference"), background=white)
+        fast = train(trained, train_cams, train_imgs, fixed, background=background)
+        ref = train(trained, train_cams, train_imgs, fixed.with_(backend="reference"), background=background)
         print(f"full-resolution step speed on the trained scene: {config.backend} backend "
               f"{steps / fast.seconds:.2f} it/s, reference backend {steps / ref.seconds:.2f} it/s "
               f"(ratio {ref.seconds / max(fast.seconds, 1e-9):.1f}x)")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.render import available_backends, render
+from engine.render import available_backends, cpu_backend, render
 from engine.render.checks import assert_agreement, compare_backends, edge_case_scene, render_with_grads
 from engine.scene import Camera, GaussianScene, SceneError
 from tests.factories import orbit_cameras, random_scene
@@ -34,6 +34,25 @@ def test_cpu_matches_reference_on_edge_cases(width, height, seed, inside, featur
     assert report["n_isects"][0] == report["n_isects"][1] > 0
     # depth is in scene units (~5) where float32 carries ~1e-6 relative; colours are ~1.
     assert_agreement(report, FORWARD_TOL, GRAD_TOL)
+
+
+def test_row_chord_kernels_match_the_legacy_kernels_in_float64():
+    """The row-chord kernels change only how each pixel's exp(-sigma) is computed (by multiplication
+    along the row) and which pixels are visited (the alpha >= 1/255 chord instead of the box): in
+    float64 they must give the old kernels' image and gradients to rounding (measured ~3e-15)."""
+    cam = _camera(80, 60)
+    scene = edge_case_scene(cam, n=300, feature_dim=2, seed=0, camera_inside=True).to(dtype=torch.float64)
+    with cpu_backend.use_kernels("legacy"):
+        old, old_grads = render_with_grads(scene, cam, "cpu", 3, (0.2, 0.4, 0.6))
+    new, new_grads = render_with_grads(scene, cam, "cpu", 3, (0.2, 0.4, 0.6))
+    assert new.meta.n_isects == old.meta.n_isects > 0
+    for name in ("rgb", "alpha", "depth", "features"):
+        assert float((getattr(new, name) - getattr(old, name)).detach().abs().max()) < 1e-11, name
+    for name, g in old_grads.items():
+        assert float((new_grads[name] - g).norm() / g.norm()) < 1e-11, name
+    with pytest.raises(ValueError, match="unknown cpu kernels"):
+        with cpu_backend.use_kernels("fastest"):
+            pass
 
 
 def test_cpu_matches_reference_on_dense_random_scene():

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 import torch
 
 from engine.render import cpu_kernels as K
+from engine.render import cpu_kernels_legacy
+
+# The raster kernels in use: "rows" (cpu_kernels) or "legacy" (the earlier ones, kept as the benchmarks'
+# baseline). Both take the same arguments and give the same images and gradients.
+_KERNELS = {"rows": K, "legacy": cpu_kernels_legacy}
+_active = ["rows"]
+
+
+@contextlib.contextmanager
+def use_kernels(name: str):
+    """Rasterize with the named kernels inside the ``with`` block (for side-by-side benchmarks)."""
+    if name not in _KERNELS:
+        raise ValueError(f"unknown cpu kernels {name!r}; choose one of {', '.join(_KERNELS)}")
+    previous = _active[0]
+    _active[0] = name
+    try:
+        yield
+    finally:
+        _active[0] = previous
 from engine.render.projection import Projection, tile_grid
 from engine.scene import Camera
 
@@ -50,12 +71,13 @@ class RasterizeCPU(torch.autograd.Function):
         out = np.empty((height, width, C), dtype=np.float64)
         final_t = np.empty((height, width), dtype=np.float64)
         n_contrib = np.empty((height, width), dtype=np.int32)
+        kernels = _KERNELS[_active[0]]
         inputs = [_np(means2d), _np(conics), _np(opacities), _np(radii), _np(channels), _np(background)]
         with numba.parallel_chunksize(1):  # tiles differ a lot in cost: hand them out one by one
-            K.rasterize_forward(*inputs, bins.tile_offsets, bins.flat_ids, width, height, bins.tiles_x,
+            kernels.rasterize_forward(*inputs, bins.tile_offsets, bins.flat_ids, width, height, bins.tiles_x,
                                 out, final_t, n_contrib)
         ctx.inputs, ctx.bins, ctx.size = inputs, bins, (width, height)
-        ctx.final_t, ctx.n_contrib = final_t, n_contrib
+        ctx.final_t, ctx.n_contrib, ctx.kernels = final_t, n_contrib, kernels
         image = torch.from_numpy(out).to(dtype)
         alpha = torch.from_numpy(1.0 - final_t).to(dtype)
         return image, alpha
@@ -74,7 +96,7 @@ class RasterizeCPU(torch.autograd.Function):
         g_alpha = _np(grad_alpha.to(torch.float64))
         g_isect = np.empty((bins.n_isects, 6 + C), dtype=channels.dtype)
         with numba.parallel_chunksize(1):
-            K.rasterize_backward(means2d, conics, opacities, radii, channels, background, bins.tile_offsets,
+            ctx.kernels.rasterize_backward(means2d, conics, opacities, radii, channels, background, bins.tile_offsets,
                                  bins.flat_ids, width, height, bins.tiles_x, ctx.final_t, ctx.n_contrib, g_img,
                                  g_alpha, g_isect)
         per_gaussian = np.zeros((means2d.shape[0], 6 + C), dtype=np.float64)
