@@ -108,6 +108,9 @@ class ProgressPanel(QWidget):
         # the engine's message usually says the step already; otherwise show done / total
         done = f"{event.done:,.0f} / {event.total:,.0f}" if event.total > 0 else ""
         self.step.setText(event.message or done)
+        if event.estimating:
+            self.eta.setText("estimating…")
+            return
         eta = event.eta_seconds
         if eta is None:
             eta = self._estimate_eta(event)

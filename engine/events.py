@@ -35,6 +35,7 @@ class Progress(Event):
     total: float
     message: str = ""
     eta_seconds: float | None = None
+    estimating: bool = False  # the stage will give an ETA but cannot yet: show "estimating", not a guess
 
     @property
     def fraction(self) -> float:

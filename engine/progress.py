@@ -21,6 +21,9 @@ def _format_seconds(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+ESTIMATING = "estimating"  # an ETA that the stage will give but cannot yet (not a number to guess from)
+
+
 class ProgressBar:
     def __init__(
         self,
@@ -49,7 +52,8 @@ class ProgressBar:
     def __call__(self, event: Event) -> None:
         """An ``EventSink``: pass ``bar`` wherever a job takes ``on_event``."""
         if isinstance(event, Progress):
-            self.update(event.done, event.total, event.message, stage=event.stage, eta=event.eta_seconds)
+            self.update(event.done, event.total, event.message, stage=event.stage,
+                        eta=ESTIMATING if event.estimating else event.eta_seconds)
         elif isinstance(event, StageStarted):
             self._set_stage(event.stage)
         elif isinstance(event, StageFinished):
@@ -61,7 +65,7 @@ class ProgressBar:
     on_event = __call__
 
     def update(self, done: float, total: float, message: str = "", stage: str | None = None,
-               eta: float | None = None) -> None:
+               eta: float | str | None = None) -> None:
         if stage is not None:
             self._set_stage(stage)
         fraction = 0.0 if total <= 0 else min(1.0, max(0.0, done / total))
@@ -113,7 +117,10 @@ class ProgressBar:
             parts.append(f"{int(done):,}/{int(total):,}")
         if eta is None and 0 < fraction < 1:
             eta = (self._clock() - self._started) * (1 - fraction) / fraction
-        if eta is not None and fraction < 1:
+        if eta == ESTIMATING:
+            if fraction < 1:
+                parts.append("eta estimating...")
+        elif eta is not None and fraction < 1:
             parts.append(f"eta {_format_seconds(eta)}")
         if message:
             parts.append(message)

@@ -93,9 +93,12 @@ def white_studio(tmp_path_factory):
     return root
 
 
+ITERATIONS = "50"
+
+
 def _run(studio, out, *cli_background):
     code = cli(["reconstruct", str(studio / "photos"), "-o", str(out), "--cameras", str(studio / "sparse"),
-                "--preset", "preview", "--iterations", "200", "--quiet", *cli_background])
+                "--preset", "preview", "--iterations", ITERATIONS, "--quiet", *cli_background])
     assert code == 0
     return json.loads((out / "report.json").read_text())
 

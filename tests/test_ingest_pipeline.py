@@ -239,6 +239,7 @@ def test_downscaled_cut_out_keeps_its_edge_colours(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     Image.fromarray(rgba).save(src / "disc.png")
+    Image.fromarray(rgba[:, ::-1].copy()).save(src / "disc_2.png")  # ingest wants two photos
     result = ingest([src], tmp_path / "work", max_long_edge=100)
     small = load_image(result.images[0].path, background=(1.0, 1.0, 1.0)).astype(int)
     assert small.shape == (100, 100, 3)

@@ -18,6 +18,7 @@ from engine.metrics import psnr_from_mse, ssim_loss_value
 from engine.scene import Camera, CameraRig, GaussianScene
 
 from .config import TrainConfig
+from .eta import TrainingEta
 from .exposure import ExposureCorrection
 from .params import make_optimizers, params_from_scene, scene_from_params
 from .pose_refine import MIN_VIEWS, PoseRefinement
@@ -178,6 +179,7 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
     pose_start = int(config.pose_refine_start * config.iterations)
 
     total = config.iterations
+    eta = TrainingEta(total, lambda s: resolution_at(s, total, config.start_resolution, config.full_resolution_at))
     history: list[dict] = []
     order: list[int] = []
     loss_ema = mse_ema = None
@@ -281,11 +283,11 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         now = time.perf_counter()
         if now - last_progress >= config.progress_every_s or done == total:
             last_progress = now
-            rate = done / max(now - start, 1e-9)
+            left = eta.update(done, now)
             emit(Progress(
                 STAGE, done, total,
                 f"step {done}/{total}  loss {loss_ema:.4f}  PSNR {psnr_from_mse(mse_ema):.2f} dB  {n:,} Gaussians",
-                eta_seconds=(total - done) / rate,
+                eta_seconds=left, estimating=left is None and done < total,
             ))
         if now - last_snapshot >= config.snapshot_every_s:
             last_snapshot = now
