@@ -11,7 +11,7 @@ import torch
 
 from engine.__main__ import main as cli
 from engine.errors import InputError
-from engine.io import colmap
+from engine.io import colmap, load_scene
 from engine.job import JobOptions, run_job
 from engine.render import render
 from engine.scene import CameraRig
@@ -103,6 +103,12 @@ def _run(studio, out, *cli_background):
     return json.loads((out / "report.json").read_text())
 
 
+def _far_opacity(out, radius=1.2) -> float:
+    scene = load_scene(out / "scene.ply")
+    far = scene.means.norm(dim=1) > radius
+    return float(torch.sigmoid(scene.opacity_logits)[far].sum())
+
+
 def test_a_white_studio_is_trained_on_white_without_a_shell(white_studio, tmp_path):
     auto = _run(white_studio, tmp_path / "auto")
     black = _run(white_studio, tmp_path / "black", "--background", "black")
@@ -111,6 +117,8 @@ def test_a_white_studio_is_trained_on_white_without_a_shell(white_studio, tmp_pa
     # two of the 16 views are held out: from there a painted background shows its gaps
     assert auto["eval"]["held_out"] and len(auto["eval"]["views"]) == 2
     assert auto["eval"]["psnr"] > black["eval"]["psnr"] + 3, (auto["eval"], black["eval"])
+    # no shell: beyond the object (radius 0.5 * sqrt(3)) the white-trained scene keeps little opacity
+    assert _far_opacity(tmp_path / "auto") < 0.2 * _far_opacity(tmp_path / "black")
     # the previews are rendered on the background the scene was trained on: white around the object
     preview = cv2.imread(str(next((tmp_path / "auto" / "previews").glob("*.png"))))
     assert np.median(np.concatenate([preview[0], preview[-1]])) > 240
