@@ -6,8 +6,10 @@
 Each case runs a real ``engine.job`` (the CLI's code path) on the few-view selections of the pose acceptance
 tests, then compares the estimated cameras with the dataset's reference cameras after similarity alignment.
 Prints registration, pose error, seconds per stage, training iterations per second, PSNR/SSIM (on the
-training views: with 3-6 photos none can be held out) and the peak resident memory of the job. The
-baseline row per case is the untrained initial scene's PSNR, measured in the same run.
+training views: with 3-6 photos none can be held out), the CPU seconds of the job (this process and the pose
+worker, all threads: on a busy machine wall time says little, CPU time divided by the cores a step keeps busy
+estimates an idle machine) and the peak resident memory of the job. The baseline row per case is the
+untrained initial scene's PSNR, measured in the same run.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ def _initial_psnr(out: Path, cameras) -> float:
     return evaluate(scene, cameras, images)["psnr"]
 
 
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run_case(name: str, photos: list[Path], reference, options: JobOptions) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"handful-bench-{name}-") as tmp:
         folder = Path(tmp) / "photos"
@@ -57,7 +64,7 @@ def run_case(name: str, photos: list[Path], reference, options: JobOptions) -> d
         for p in photos:
             os.symlink(p, folder / p.name)
         out = Path(tmp) / "out"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _cpu_seconds()
         try:
             result = run_job([folder], out, options)
         except Exception as e:  # a failed case is a row, not the end of the benchmark
@@ -84,6 +91,7 @@ def run_case(name: str, photos: list[Path], reference, options: JobOptions) -> d
             "ssim": report["eval"]["ssim"],
             "gaussians": report["num_gaussians"],
             "total_s": time.perf_counter() - t0,
+            "cpu_s": _cpu_seconds() - cpu0,
             "peak_mb": _peak_rss_mb(),
         }
 
@@ -127,7 +135,7 @@ def main(argv=None) -> int:
         print(rows[-1], flush=True)
 
     header = ["case", "photos", "placed", "rot_med_deg", "centre_max_rel", "rot_med_refined", "poses_s", "train_s", "it_per_s",
-              "psnr_init", "psnr", "ssim", "gaussians", "total_s", "peak_mb", "error"]
+              "psnr_init", "psnr", "ssim", "gaussians", "total_s", "cpu_s", "peak_mb", "error"]
     print_table(f"reconstruct ({args.preset}; PSNR/SSIM on the training views; psnr_init = untrained baseline)",
                 header, [[r.get(h) for h in header] for r in rows])
     return 0

@@ -55,7 +55,8 @@ class JobOptions:
     eval_every: int = 8  # every k-th photo is held out for evaluation (when there are enough photos)
     until: str | None = None  # stop after this stage
     max_long_edge: int = 1600  # working resolution for pose estimation
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # "auto" (the photos' own: engine.train.background) or an RGB triple in [0, 1] to train and render on
+    background: str | tuple[float, float, float] = "auto"
     seed: int = 0
     refine_poses: bool | None = None  # learn pose corrections while training (None: the preset decides)
     compress: str | None = None  # end with a compression stage at this quality (low / medium / high)
@@ -73,6 +74,9 @@ class JobOptions:
             raise InputError(f"unknown compression quality {self.compress!r}", hint="choose low, medium or high")
         if self.eval_every is not None and self.eval_every < 0:
             raise InputError("--eval-every must be 0 (no hold-out) or a positive number")
+        from .train.background import check_background
+
+        self.background = check_background(self.background)
         return self
 
     def fingerprint(self, stage: str) -> dict:
@@ -181,6 +185,16 @@ class Job:
                              hint="choose the CPU (--device cpu), or install the CUDA toolkit so gsplat can build its kernels")
         self._warn(f"a CUDA GPU is present but cannot be used for training: {why}; training on the CPU instead")
         return "cpu"
+
+    @functools.cached_property
+    def background(self):
+        """The ``engine.train.background.Background`` training, evaluation and previews use."""
+        from .train.background import choose_background
+
+        paths = [self.out / im["path"] for im in self._ingested()["images"]]
+        chosen = choose_background(self.options.background, paths)
+        self.emit(ev.Progress(self._stage or "train", 0, 1, f"background: {chosen.detail}"))
+        return chosen
 
     # ------------------------------------------------------------------ state
     def _load_state(self) -> dict:
@@ -467,7 +481,7 @@ class Job:
 
         out = []
         for cam in cams:
-            img = load_image(cam.image_path)
+            img = load_image(cam.image_path, background=self.background.rgb)
             if img.shape[1] != cam.width or img.shape[0] != cam.height:
                 import cv2
 
@@ -503,7 +517,7 @@ class Job:
         emit_snap = self._snapshot_forwarder(rig.cameras)
         res = train(
             init, train_cams, images, cfg,
-            emit=emit_snap, cancel=self.cancel, background=self.options.background,
+            emit=emit_snap, cancel=self.cancel, background=self.background.rgb,
             scene_extent=rig.scene_extent(),
         )
         # a cancelled training still leaves a usable scene: keep it, then report the cancel
@@ -548,7 +562,7 @@ class Job:
         else:
             what = f"scoring the {len(eval_cams)} training views (--eval-every 0: none held out)"
         self.emit(ev.Progress("evaluate", 0, len(eval_cams), what))
-        metrics = evaluate(scene, eval_cams, images, background=self.options.background)
+        metrics = evaluate(scene, eval_cams, images, background=self.background.rgb)
         self._write_previews(scene, eval_cams[:4])
         ingested = self._ingested()
         poses_doc = json.loads((self.out / "poses.json").read_text())
@@ -565,6 +579,7 @@ class Job:
                 "held_out": bool(test_cams),
                 "per_view": metrics.get("views", []),
             },
+            "background": self.background.to_dict(),
             "num_gaussians": len(scene),
             "sh_degree": scene.sh_degree,
             "training": self.state.get("train", {}),
@@ -600,7 +615,7 @@ class Job:
         (self.out / "previews").mkdir(exist_ok=True)
         with torch.no_grad():
             for cam in cams:
-                out = render(scene, cam, background=torch.tensor(self.options.background, dtype=torch.float32))
+                out = render(scene, cam, background=torch.tensor(self.background.rgb, dtype=torch.float32))
                 rgb = (out.rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
                 ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                 if ok:

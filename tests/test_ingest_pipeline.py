@@ -230,3 +230,18 @@ def test_real_llff_fern_folder(dataset, tmp_path):
     # a careful hand-held set: nothing blurry, no duplicates, one camera
     assert result.warnings == []
     assert all((im.width, im.height) == (504, 378) and im.scale == pytest.approx(0.5) for im in result.images)
+
+
+def test_downscaled_cut_out_keeps_its_edge_colours(tmp_path):
+    # a red disc on transparent pixels whose stored colour is black, as renders often save them
+    rgba = np.zeros((400, 400, 4), np.uint8)
+    cv2.circle(rgba, (200, 200), 120, (255, 40, 40, 255), -1)  # hard edge: partial alpha comes from the resize
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(rgba).save(src / "disc.png")
+    Image.fromarray(rgba[:, ::-1].copy()).save(src / "disc_2.png")  # ingest wants two photos
+    result = ingest([src], tmp_path / "work", max_long_edge=100)
+    small = load_image(result.images[0].path, background=(1.0, 1.0, 1.0)).astype(int)
+    assert small.shape == (100, 100, 3)
+    # on white, every pixel lies between red and white: no dark fringe from the black under the alpha
+    assert small[..., 0].min() >= 250 and small.sum(axis=2).min() > 3 * 100, small[..., 0].min()

@@ -37,8 +37,9 @@ def register(sub) -> None:
     p.add_argument("--cameras", type=Path, default=None,
                    help="known cameras (COLMAP model folder/file or transforms.json): skips pose estimation")
     p.add_argument("--until", choices=STAGES, default=None, help="stop after this stage (e.g. poses)")
-    p.add_argument("--background", choices=("black", "white"), default="black",
-                   help="background colour the scene is trained against")
+    p.add_argument("--background", type=_background, default="auto", metavar="auto|white|black|R,G,B",
+                   help="background colour the scene is trained against and rendered on; auto (default): the "
+                        "photos' own (transparent photos: white; a uniform border colour; else black)")
     p.add_argument("--max-long-edge", type=int, default=1600, help="working resolution for pose estimation")
     p.add_argument("--refine-poses", action=argparse.BooleanOptionalAction, default=None,
                    help="learn small corrections to the camera poses while training (off by default)")
@@ -47,6 +48,16 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _background(text: str):
+    from ..errors import InputError
+    from ..train.background import parse_background
+
+    try:
+        return parse_background(text)
+    except InputError as e:  # argparse reports it as a usage error (exit code 2)
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run(args) -> int:
@@ -59,7 +70,7 @@ def run(args) -> int:
         eval_every=args.eval_every,
         until=args.until,
         max_long_edge=args.max_long_edge,
-        background=(1.0, 1.0, 1.0) if args.background == "white" else (0.0, 0.0, 0.0),
+        background=args.background,
         seed=args.seed,
         refine_poses=args.refine_poses,
         compress=args.compress,

@@ -183,6 +183,19 @@ def _encode(pixels: np.ndarray, ext: str) -> bytes:
     return data.tobytes()
 
 
+def _resized(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-resized RGB or RGBA; RGBA is averaged with colour weighted by alpha, so that the colour stored
+    under transparent pixels (often black) does not bleed into the subject's edges."""
+    if pixels.shape[2] != 4:
+        return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    rgba = pixels.astype(np.float32)
+    rgba[..., :3] *= rgba[..., 3:] / 255.0
+    small = cv2.resize(rgba, size, interpolation=cv2.INTER_AREA)
+    alpha = small[..., 3:]
+    small[..., :3] = np.where(alpha > 0, small[..., :3] * 255.0 / np.maximum(alpha, 1e-6), 0.0)
+    return np.clip(np.round(small), 0, 255).astype(np.uint8)
+
+
 @dataclass
 class _Prepared:
     pixels: np.ndarray
@@ -197,7 +210,7 @@ def _prepare_photo(path: Path, max_long_edge: int) -> _Prepared:
     work_w, work_h = _working_size(w, h, max_long_edge)
     pixels = decoded.pixels
     if pixels.shape[1] != work_w or pixels.shape[0] != work_h:
-        pixels = cv2.resize(pixels, (work_w, work_h), interpolation=cv2.INTER_AREA)
+        pixels = _resized(pixels, (work_w, work_h))
     focal = focal_px_from_exif_data(decoded.exif, work_w, work_h, stored_long_edge=max(w, h))
     upright = decoded.exif.get(EXIF_ORIENTATION, 1) in (1, None)
     unchanged = (work_w, work_h) == (w, h) and upright
