@@ -64,10 +64,10 @@ def make_mask_source(
 ) -> MaskSource:
     """The mask source for ``backend``; a SAM folder that cannot be loaded falls back to regions with a
     warning through ``warn`` (without ``warn`` the error is raised)."""
-    from .regions import RegionMaskSource
-
     if backend not in MASK_BACKENDS:
         raise InputError(f"unknown mask source {backend!r}", hint=f"choose one of {', '.join(MASK_BACKENDS)}")
+    from .regions import RegionMaskSource
+
     if backend == "regions":
         return RegionMaskSource()
     from .sam import SamMaskSource

@@ -95,11 +95,13 @@ class RegionMaskSource:
 
     ``scale`` is Felzenszwalb's k for a 100k-pixel image (larger: fewer, bigger regions), scaled with
     the image area so a region means the same at any resolution; ``depth_weight`` converts a relative
-    depth jump into colour units (0.05 = a 5 % jump weighs like ``depth_weight * 0.05``).
+    depth jump beyond ``depth_tolerance`` into colour units. The tolerance keeps a slanted floor whole:
+    its depth grows a little from pixel to pixel, an occlusion jumps by more.
     """
 
     scale: float = 1.0
     depth_weight: float = 6.0
+    depth_tolerance: float = 0.03
     min_region_fraction: float = 0.002
     min_alpha: float = 0.5
     blur_sigma: float = 0.8
@@ -120,7 +122,8 @@ class RegionMaskSource:
         if cues.depth is not None:
             depth = np.asarray(cues.depth, np.float64).ravel()
             near = np.maximum(np.minimum(depth[a], depth[b]), 1e-6)
-            weight += self.depth_weight * np.abs(depth[a] - depth[b]) / near
+            jump = np.abs(depth[a] - depth[b]) / near
+            weight += self.depth_weight * np.maximum(jump - self.depth_tolerance, 0.0)
         if cues.alpha is not None:
             valid = np.asarray(cues.alpha).ravel() >= self.min_alpha
         order = np.argsort(weight, kind="stable")
