@@ -38,6 +38,18 @@ def _events():
     return seen, seen.append
 
 
+def _cancelling_at(stage: str, done: int):
+    """(events seen, a sink that records them, the token it cancels once ``stage`` reports ``done``)."""
+    seen, token = [], ev.CancelToken()
+
+    def sink(e):
+        seen.append(e)
+        if isinstance(e, ev.Progress) and e.stage == stage and e.done >= done:
+            token.cancel()
+
+    return seen, sink, token
+
+
 def test_reconstruct_cli_with_known_cameras(sample_subset, tmp_path, capsys):
     out = tmp_path / "out"
     code = cli([
@@ -111,14 +123,7 @@ def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(
 
 def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
     out = tmp_path / "out"
-    token = ev.CancelToken()
-    seen = []
-
-    def sink(e):
-        seen.append(e)
-        if isinstance(e, ev.Progress) and e.stage == "train" and e.done >= 5:
-            token.cancel()
-
+    seen, sink, token = _cancelling_at("train", 5)
     with pytest.raises(Cancelled):
         run_job([sample_subset], out, JobOptions(cameras=SAMPLE / "transforms.json", preset="preview",
                                                  iterations=5000), emit=sink, cancel=token)
@@ -132,14 +137,7 @@ def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
 def test_group_stage_writes_objects_and_a_cancel_in_it_keeps_the_trained_scene(sample_subset, tmp_path):
     out = tmp_path / "out"
     opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30)
-    token = ev.CancelToken()
-    seen = []
-
-    def sink(e):
-        seen.append(e)
-        if isinstance(e, ev.Progress) and e.stage == "group" and e.done >= 1:
-            token.cancel()
-
+    seen, sink, token = _cancelling_at("group", 1)
     with pytest.raises(Cancelled):
         run_job([sample_subset], out, JobOptions(**opts), emit=sink, cancel=token)
     assert [e for e in seen if isinstance(e, ev.Failed)][-1].stage == "group"
