@@ -172,6 +172,7 @@ def _tiny_sam(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # importing transformers alone takes 10-30 s on the 2-core machine
 def test_sam_masks_from_a_local_tiny_model_feed_the_grouping(objects, tmp_path):
     from engine.grouping.sam import SamMaskSource
 
