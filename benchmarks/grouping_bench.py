@@ -15,6 +15,8 @@ Rows:
 - ``sample``: the bundled sample's trained scene; each Gaussian's true object is the surface of
   scripts/make_sample.py's still life (floor, three boxes, ball) it lies on (within 4 cm; the others,
   sky and floaters, are left out of the IoU).
+- ``+ identity``: the same, with identity features trained through the renderer (Gaussian Grouping
+  style, ``engine/grouping/identity.py``) on top of the votes' per-view targets.
 - ``lego masks``: 2D only, the photo's regions against the RGBA alpha of nerf_synthetic_lego (a real
   foreground mask): ``border`` calls every region touching the image border background; ``best``
   gives each region the side most of its pixels are on (how well region edges follow the outline).
@@ -82,7 +84,7 @@ def still_life_labels(means: np.ndarray, tolerance: float = 0.04) -> np.ndarray:
     return labels
 
 
-def sample_row(job: Path) -> list:
+def sample_row(job: Path, **kw) -> list:
     from engine.io import colmap, load_scene
     from engine.ingest import load_image
 
@@ -93,8 +95,8 @@ def sample_row(job: Path) -> list:
         c.image_path = job / "images" / c.name
     photos = [load_image(c.image_path) for c in cams]
     truth = still_life_labels(scene.means.numpy())
-    row = iou_row("sample (trained)", scene, truth, cams, photos)
-    row[0] = f"sample ({(truth >= 0).mean() * 100:.0f}% on a surface)"
+    row = iou_row("sample (trained)", scene, truth, cams, photos, **kw)
+    row[0] = f"sample ({(truth >= 0).mean() * 100:.0f}% on a surface)" + (" + identity" if kw else "")
     return row
 
 
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sample-job", type=Path, default=None, help="a job folder of the bundled sample")
     ap.add_argument("--no-100k", action="store_true", help="skip the 100k-Gaussian timing")
+    ap.add_argument("--identity-steps", type=int, default=150,
+                    help="also train identity features for this many steps and compare (0: skip)")
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
 
@@ -135,12 +139,17 @@ def main(argv=None) -> int:
     cams, photos = objects_photos(scene, views=10)
     group_scene(scene, cams[:1], photos[:1])  # warm-up: numba loads or compiles its kernels
     rows.append(iou_row("synthetic", scene, truth, cams, photos))
+    if args.identity_steps:
+        rows.append(iou_row(f"synthetic + identity {args.identity_steps}", scene, truth, cams, photos,
+                            identity_steps=args.identity_steps))
     if not args.no_100k:
         big, big_truth = objects_scene(spacing=0.0118)
         big_cams, big_photos = objects_photos(big, views=10, width=320, height=240)
         rows.append(iou_row("synthetic 100k", big, big_truth, big_cams, big_photos))
     if args.sample_job is not None:
         rows.append(sample_row(args.sample_job))
+        if args.identity_steps:
+            rows.append(sample_row(args.sample_job, identity_steps=args.identity_steps))
     print_table("object grouping: IoU over Gaussians per known object (best-matching group)",
                 ["scene", "gaussians", "views", "size", "groups", "objects", "min IoU", "mean IoU", "per object",
                  "seconds", "ratio"], rows)

@@ -76,6 +76,17 @@ def _merge_small(comp: np.ndarray, a: np.ndarray, b: np.ndarray, min_size: int, 
     return comp
 
 
+def by_size(ids: np.ndarray) -> np.ndarray:
+    """The same grouping with ids renumbered 0.. by decreasing size (-1 stays -1)."""
+    out = np.full(ids.shape, UNGROUPED, np.int32)
+    grouped = ids >= 0
+    present, inverse, counts = np.unique(ids[grouped], return_inverse=True, return_counts=True)
+    rank = np.empty(len(present), np.int32)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(len(present), dtype=np.int32)
+    out[grouped] = rank[inverse]
+    return out
+
+
 def associate(
     labels: np.ndarray,
     weights: np.ndarray,
@@ -114,15 +125,7 @@ def associate(
     comp = _merge_small(comp, all_a, all_b, min_size, opt.merge_rounds)
 
     sizes = np.bincount(comp)
-    rank = np.empty(len(sizes), np.int64)
-    rank[np.argsort(-sizes, kind="stable")] = np.arange(len(sizes))
-    ids = rank[comp].astype(np.int32)
-    ids[sizes[comp] < min_size] = UNGROUPED  # specks with no neighbour to join
-    # renumber densely after dropping the specks
-    kept = np.unique(ids[ids >= 0])
-    remap = np.full(len(sizes), UNGROUPED, np.int32)
-    remap[kept] = np.arange(len(kept), dtype=np.int32)
-    ids = np.where(ids >= 0, remap[np.maximum(ids, 0)], UNGROUPED).astype(np.int32)
+    ids = by_size(np.where(sizes[comp] >= min_size, comp, UNGROUPED))  # specks with no neighbour to join: -1
     result[seen_idx] = ids
 
     unseen_idx = np.nonzero(~seen)[0]

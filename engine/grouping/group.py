@@ -19,7 +19,7 @@ import torch
 from ..errors import InputError
 from ..events import CancelToken, EventSink, Progress, null_sink
 from ..scene import Camera, GaussianScene
-from .associate import AssociationOptions, associate
+from .associate import AssociationOptions, associate, by_size
 from .groups_file import groups_document
 from .lift import view_votes
 from .masks import MaskSource
@@ -34,6 +34,7 @@ class GroupingResult:
     views: list[str] = field(default_factory=list)
     seconds: float = 0.0
     regions: list[np.ndarray] = field(default_factory=list)  # each view's label image (when kept)
+    vote_ids: torch.Tensor | None = None  # the votes' ids, when identity features refined them
 
     @property
     def num_groups(self) -> int:
@@ -77,9 +78,11 @@ def group_scene(
     emit: EventSink = null_sink,
     cancel: CancelToken | None = None,
     keep_regions: bool = False,
+    identity_steps: int = 0,
 ) -> GroupingResult:
     """Object ids for every Gaussian of ``scene`` from the photos ``images`` taken by ``cameras``
-    (``images`` None: read each camera's ``image_path``)."""
+    (``images`` None: read each camera's ``image_path``). ``identity_steps`` > 0 also trains identity
+    features through the renderer for that many steps (``engine.grouping.identity``) and uses them."""
     from .regions import RegionMaskSource
 
     start = time.perf_counter()
@@ -96,7 +99,7 @@ def group_scene(
     n = len(scene)
     labels = np.full((len(picked), n), -1, np.int32)
     weights = np.zeros((len(picked), n), np.float32)
-    kept_regions = []
+    kept_regions, small_cams = [], []
     for row, index in enumerate(picked):
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -106,7 +109,8 @@ def group_scene(
         image = _view_image(None if images is None else images[index], cam, small)
         votes = view_votes(scene, small, image, source)
         labels[row], weights[row] = votes.labels, votes.weights
-        if keep_regions:
+        small_cams.append(small)
+        if keep_regions or identity_steps > 0:
             kept_regions.append(votes.regions)
         emit(Progress(STAGE, row + 1, len(picked) + 1,
                       f"view {row + 1}/{len(picked)}: {int(votes.regions.max()) + 1} regions"))
@@ -115,6 +119,16 @@ def group_scene(
     emit(Progress(STAGE, len(picked), len(picked) + 1, "associating the views' regions"))
     ids = associate(labels, weights, scene.means.detach().cpu().numpy(),
                     scene.colors_dc.detach().cpu().numpy(), options)
+    vote_ids = None
+    if identity_steps > 0 and (ids >= 0).any():
+        from .identity import region_targets, train_identity
+
+        groups = int(ids.max()) + 1
+        targets = [region_targets(r, labels[i], weights[i], ids, groups) for i, r in enumerate(kept_regions)]
+        emit(Progress(STAGE, len(picked), len(picked) + 1, f"training identity features ({identity_steps} steps)"))
+        vote_ids = torch.as_tensor(ids, dtype=torch.int32)
+        trained, _ = train_identity(scene, small_cams, targets, ids, groups, identity_steps, cancel=cancel)
+        ids = by_size(trained)
     document = groups_document(ids, getattr(source, "name", type(source).__name__), len(picked))
     emit(Progress(STAGE, len(picked) + 1, len(picked) + 1, f"{len(document['groups'])} objects"))
     return GroupingResult(
@@ -122,5 +136,7 @@ def group_scene(
         document=document,
         views=[cameras[i].name for i in picked],
         seconds=time.perf_counter() - start,
-        regions=kept_regions,
+        regions=kept_regions if keep_regions else [],
+        vote_ids=vote_ids,
     )
+
