@@ -260,3 +260,24 @@ def test_subset_and_concatenate_keep_ids():
     assert (sub.group_ids == a.group_ids[0]).all()
     both = GaussianScene.concatenate([a, b])
     assert torch.equal(both.group_ids[:10], a.group_ids) and (both.group_ids[10:] == -1).all()
+
+
+@pytest.mark.slow  # a render and backward per step
+def test_identity_features_learn_the_objects_the_votes_found(objects):
+    from engine.grouping.identity import region_targets
+
+    regions = np.array([[0, 0, 1], [1, 2, -1]])
+    labels = np.array([0, 0, 0, 1, 1, 2, -1])  # region of each Gaussian in this view
+    weights = np.array([1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 0.0])
+    ids = np.array([3, 3, 1, 0, 1, 2, 2])
+    # region 0: id 3 has 2 of 3 weight; region 1: id 0 has 2 of 3; region 2: only id 2
+    np.testing.assert_array_equal(region_targets(regions, labels, weights, ids, 4), [[3, 3, 0], [0, 2, -1]])
+    weights[3] = 1.0  # region 1 now split half and half: no object
+    np.testing.assert_array_equal(region_targets(regions, labels, weights, ids, 4), [[3, 3, -1], [-1, 2, -1]])
+
+    scene, truth, cams, photos = objects
+    result = group_scene(scene, cams[:4], photos[:4], identity_steps=24)
+    assert result.vote_ids is not None
+    agree = (result.group_ids.numpy() == result.vote_ids.numpy()).mean()
+    assert agree > 0.8, agree
+    assert min(best_iou_per_object(result.group_ids.numpy(), truth).values()) > 0.6

@@ -34,7 +34,7 @@ def region_targets(regions: np.ndarray, labels: np.ndarray, weights: np.ndarray,
     total = table.sum(1)
     best = table.argmax(1)
     share = np.where(total > 0, table[np.arange(n_regions), best] / np.maximum(total, 1e-12), 0.0)
-    mapping = np.where(share >= MIN_REGION_SHARE, best, -1)
+    mapping = np.where(share > MIN_REGION_SHARE, best, -1)
     return np.where(regions >= 0, mapping[np.maximum(regions, 0)], -1)
 
 
