@@ -44,6 +44,19 @@ def _neighbour_edges(points: np.ndarray, k: int, gap_factor: float):
     return a[near], b[near], a, b
 
 
+def _agreement(L: np.ndarray, W: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 1 << 21) -> np.ndarray:
+    """Per edge: the share of the views seeing both ends (each weighted by its weaker vote) in which
+    both vote for the same region. In blocks of edges, so memory stays bounded for millions of them."""
+    out = np.zeros(len(a))
+    for s in range(0, len(a), block):
+        ea, eb = a[s:s + block], b[s:s + block]
+        both = np.minimum(W[:, ea], W[:, eb])  # (V, E)
+        same = (L[:, ea] == L[:, eb]) & (L[:, ea] >= 0)
+        covisible = both.sum(0)
+        out[s:s + block] = np.where(covisible > 0, (both * same).sum(0) / np.maximum(covisible, 1e-12), 0.0)
+    return out
+
+
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
@@ -113,10 +126,7 @@ def associate(
     rgb = np.asarray(colours, np.float64)[seen_idx]
     a, b, all_a, all_b = _neighbour_edges(pts, opt.neighbours, opt.gap_factor)
 
-    both = np.minimum(W[:, a], W[:, b])  # (V, E): a view counts as much as its weaker vote
-    same = (L[:, a] == L[:, b]) & (L[:, a] >= 0)
-    covisible = both.sum(0)
-    agreement = np.where(covisible > 0, (both * same).sum(0) / np.maximum(covisible, 1e-12), 0.0)
+    agreement = _agreement(L, W, a, b)
     colour_gap = np.linalg.norm(rgb[a] - rgb[b], axis=1)
     joined = (agreement >= opt.min_agreement) & (colour_gap <= opt.max_colour_difference)
 
