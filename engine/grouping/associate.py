@@ -27,7 +27,7 @@ class AssociationOptions:
     gap_factor: float = 2.5  # neighbours farther than this x the local spacing are not connected
     min_agreement: float = 0.5  # weighted share of co-visible views with the same region
     max_colour_difference: float = 0.35  # RGB distance (0..sqrt 3) above which neighbours are cut
-    min_group_fraction: float = 0.005  # pieces below this share of the seen Gaussians are not objects
+    min_group_fraction: float = 0.002  # pieces below this share of the seen Gaussians are not objects
     merge_rounds: int = 6
 
 
