@@ -15,8 +15,7 @@ _WHERE = {
     "associate": "associate", "AssociationOptions": "associate", "UNGROUPED": "associate",
     "MaskSource": "masks", "ViewCues": "masks", "NO_REGION": "masks", "MASK_BACKENDS": "masks",
     "make_mask_source": "masks",
-    "GROUPS_FILE": "groups_file", "groups_document": "groups_file", "group_colour": "groups_file",
-    "read_groups": "groups_file", "write_groups": "groups_file",
+    "GROUPS_FILE": "groups_file", "groups_document": "groups_file", "write_groups": "groups_file",
 }
 
 __all__ = sorted(_WHERE)

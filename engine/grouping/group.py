@@ -30,7 +30,7 @@ STAGE = "group"
 @dataclass
 class GroupingResult:
     group_ids: torch.Tensor  # (N,) int32, -1 for ungrouped
-    document: dict  # the groups.json content
+    document: dict  # groups (the groups.json list), ungrouped, mask_source, views
     views: list[str] = field(default_factory=list)
     seconds: float = 0.0
     regions: list[np.ndarray] = field(default_factory=list)  # each view's label image (when kept)
