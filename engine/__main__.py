@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import HandfulError
 
-COMMANDS = ("info", "convert", "compress", "reconstruct")
+COMMANDS = ("info", "convert", "compress", "reconstruct", "group")
 # What every command imports (import names); looked up, not imported, so the check costs nothing.
 REQUIRED_MODULES = ("numpy", "torch", "scipy", "numba", "cv2", "plyfile", "zstandard", "PIL")
 

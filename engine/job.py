@@ -9,6 +9,7 @@ everything before it, and running the same job again resumes after the last fini
     init     init.ply
     train    scene.ply, refined/ (the training cameras with refined poses, when pose refinement ran)
     evaluate report.json, previews/
+    group    groups.json, and a group_id per Gaussian in scene.ply (objects from the photos' regions)
     compress scene.handful (only with ``JobOptions.compress``), its figures in report.json["compress"]
 
 Events (``engine.events``) report progress to the CLI and the GUI alike.
@@ -38,7 +39,7 @@ from .scene import Camera, CameraRig, GaussianScene
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "poses", "init", "train", "evaluate", "compress")
+STAGES = ("ingest", "poses", "init", "train", "evaluate", "group", "compress")
 PRESETS = ("preview", "standard", "high")
 STATE_FILE = "job.json"
 # below this many SfM points the initialisation is topped up with random points in the cameras' view
@@ -60,6 +61,9 @@ class JobOptions:
     seed: int = 0
     refine_poses: bool | None = None  # learn pose corrections while training (None: the preset decides)
     compress: str | None = None  # end with a compression stage at this quality (low / medium / high)
+    group: bool = True  # split the trained scene into objects (the group stage)
+    masks: str = "regions"  # the group stage's 2D masks: "regions" (offline) or "sam" (needs sam_model)
+    sam_model: Path | None = None  # a local Segment Anything checkpoint folder
 
     def validate(self) -> "JobOptions":
         if self.preset not in PRESETS + ("auto",):
@@ -77,6 +81,10 @@ class JobOptions:
         from .train.background import check_background
 
         self.background = check_background(self.background)
+        from .grouping.masks import MASK_BACKENDS
+
+        if self.masks not in MASK_BACKENDS:
+            raise InputError(f"unknown mask source {self.masks!r}", hint=f"choose one of {', '.join(MASK_BACKENDS)}")
         return self
 
     def fingerprint(self, stage: str) -> dict:
@@ -88,6 +96,7 @@ class JobOptions:
             "train": ("preset", "iterations", "eval_every", "background", "device", "seed", "refine_poses"),
             "evaluate": (),
             "compress": ("compress", "background"),
+            "group": ("group", "masks", "sam_model"),
         }[stage]
         return {k: _jsonable(getattr(self, k)) for k in keys}
 
@@ -590,6 +599,28 @@ class Job:
             "skipped": ingested.get("skipped", []),
         }
         atomic_write_text(self.out / "report.json", json.dumps(report, indent=1))
+
+    def _stage_group(self) -> None:
+        from .grouping import GROUPS_FILE, group_scene, make_mask_source, write_groups
+        from .io import load_scene, save_scene
+
+        scene_path, groups_path = self.out / "scene.ply", self.out / GROUPS_FILE
+        scene = load_scene(scene_path)
+        if not self.options.group:
+            groups_path.unlink(missing_ok=True)
+            if scene.group_ids is not None:  # ids from an earlier run would no longer match a groups.json
+                save_scene(dataclasses.replace(scene, group_ids=None), scene_path)
+            self.emit(ev.Progress("group", 1, 1, "grouping is off"))
+            return
+        _, train_cams, _, _ = self._train_setup(refined=True)
+        source = make_mask_source(self.options.masks, self.options.sam_model, warn=self._warn)
+        # a cancel raises between views, before anything is written: scene.ply stays as training left it
+        result = group_scene(scene.to(self.device), train_cams, None, source=source,
+                             emit=self.emit, cancel=self.cancel)
+        save_scene(dataclasses.replace(scene, group_ids=result.group_ids), scene_path)
+        write_groups(groups_path, result.document)
+        self.state["group"] = {"objects": result.num_groups, "ungrouped": result.document["ungrouped"],
+                               "mask_source": result.document["mask_source"], "views": len(result.views)}
 
     def _stage_compress(self) -> None:
         from .compress.pipeline import compress

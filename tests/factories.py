@@ -89,3 +89,90 @@ def assert_scenes_close(a: GaussianScene, b: GaussianScene, atol: float = 0.0, r
 
 
 __all__ = ["random_scene", "extreme_scene", "orbit_cameras", "assert_scenes_close", "torch"]
+
+
+# (kind, centre, size, colour): cubes (size = side) and spheres (size = radius) resting on the floor
+OBJECTS = (
+    ("cube", (-0.7, -0.55), 0.55, (0.85, 0.2, 0.15)),
+    ("cube", (0.6, -0.6), 0.65, (0.15, 0.3, 0.85)),
+    ("sphere", (0.55, 0.6), 0.35, (0.2, 0.75, 0.25)),
+    ("sphere", (-0.6, 0.65), 0.3, (0.9, 0.8, 0.15)),
+)
+FLOOR_COLOUR = (0.55, 0.52, 0.48)
+
+
+def objects_scene(spacing: float = 0.05, floor_half: float = 1.4, seed: int = 0, n_per_object: int | None = None):
+    """Coloured cubes and spheres on a floor, as opaque Gaussians on their surfaces.
+
+    Returns ``(scene, labels)``: ``labels`` (N,) is each Gaussian's object (0 = floor, 1.. = OBJECTS).
+    """
+    g = np.random.default_rng(seed)
+    pts, cols, labels = [], [], []
+
+    def add(p, colour, label):
+        pts.append(p)
+        cols.append(np.clip(np.asarray(colour) + g.normal(0, 0.03, size=(len(p), 3)), 0, 1))
+        labels.append(np.full(len(p), label))
+
+    ticks = np.arange(-floor_half, floor_half + 1e-9, spacing)
+    fx, fy = np.meshgrid(ticks, ticks)
+    floor = np.stack([fx.ravel(), fy.ravel(), np.zeros(fx.size)], 1)
+    occupied = np.zeros(len(floor), bool)
+    for kind, (cx, cy), size, _ in OBJECTS:
+        half = size / 2 if kind == "cube" else size
+        occupied |= (np.abs(floor[:, 0] - cx) < half) & (np.abs(floor[:, 1] - cy) < half) if kind == "cube" \
+            else np.hypot(floor[:, 0] - cx, floor[:, 1] - cy) < half
+    add(floor[~occupied], FLOOR_COLOUR, 0)
+    for label, (kind, (cx, cy), size, colour) in enumerate(OBJECTS, start=1):
+        if kind == "cube":
+            t = np.arange(-size / 2, size / 2 + 1e-9, spacing)
+            u, v = (a.ravel() for a in np.meshgrid(t, t))
+            faces = []
+            for axis in range(3):
+                for sign in (-1, 1):
+                    if axis == 2 and sign == -1:
+                        continue  # the bottom face touches the floor, nobody sees it
+                    p = np.zeros((len(u), 3))
+                    others = [i for i in range(3) if i != axis]
+                    p[:, others[0]], p[:, others[1]], p[:, axis] = u, v, sign * size / 2
+                    faces.append(p)
+            p = np.concatenate(faces) + [cx, cy, size / 2]
+        else:
+            count = int(4 * math.pi * size**2 / spacing**2)
+            d = g.normal(size=(count, 3))
+            d /= np.linalg.norm(d, axis=1, keepdims=True)
+            p = d * size + [cx, cy, size]
+        add(p, colour, label)
+    xyz = np.concatenate(pts)
+    rgb = np.concatenate(cols)
+    scene = GaussianScene.from_points(xyz, rgb, scale=spacing * 0.6, opacity=0.95)
+    return scene, np.concatenate(labels).astype(np.int32)
+
+
+def objects_photos(scene: GaussianScene, views: int = 10, width: int = 128, height: int = 96):
+    """Cameras around the objects scene and the photos it renders from them (uint8 RGB)."""
+    from engine.render import render
+
+    cams = orbit_cameras(views, radius=3.6, height=2.4, width=width, image_height=height, fov_deg=55,
+                         target=(0.0, 0.0, 0.2))
+    photos = []
+    with torch.no_grad():
+        for cam in cams:
+            rgb = render(scene, cam, background=(0.9, 0.92, 0.95)).rgb
+            photos.append((rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    return cams, photos
+
+
+def best_iou_per_object(pred: np.ndarray, truth: np.ndarray) -> dict[int, float]:
+    """For each true object, the IoU (over Gaussians) of the predicted group that matches it best."""
+    out = {}
+    for obj in np.unique(truth[truth >= 0]):
+        t = truth == obj
+        best = 0.0
+        for grp in np.unique(pred[t]):
+            if grp < 0:
+                continue
+            p = pred == grp
+            best = max(best, float((p & t).sum() / (p | t).sum()))
+        out[int(obj)] = best
+    return out

@@ -38,6 +38,18 @@ def _events():
     return seen, seen.append
 
 
+def _cancelling_at(stage: str, done: int):
+    """(events seen, a sink that records them, the token it cancels once ``stage`` reports ``done``)."""
+    seen, token = [], ev.CancelToken()
+
+    def sink(e):
+        seen.append(e)
+        if isinstance(e, ev.Progress) and e.stage == stage and e.done >= done:
+            token.cancel()
+
+    return seen, sink, token
+
+
 def test_reconstruct_cli_with_known_cameras(sample_subset, tmp_path, capsys):
     out = tmp_path / "out"
     code = cli([
@@ -66,7 +78,7 @@ def test_reconstruct_cli_with_known_cameras(sample_subset, tmp_path, capsys):
 
 def test_until_stops_after_a_stage_and_the_next_run_resumes(sample_subset, tmp_path):
     out = tmp_path / "out"
-    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30)
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30, group=False)
     first = run_job([sample_subset], out, JobOptions(until="poses", **opts))
     assert first.stopped_after == "poses"
     assert (out / "sparse" / "cameras.txt").is_file() and not (out / "scene.ply").exists()
@@ -75,14 +87,14 @@ def test_until_stops_after_a_stage_and_the_next_run_resumes(sample_subset, tmp_p
     seen, sink = _events()
     result = run_job([sample_subset], out, JobOptions(**opts), emit=sink)
     started = [e.stage for e in seen if isinstance(e, ev.StageStarted)]
-    assert started == ["init", "train", "evaluate"]  # ingest and poses were already done
+    assert started == ["init", "train", "evaluate", "group"]  # ingest and poses were already done
     assert isinstance(seen[-1], ev.Finished) and seen[-1].result is result
     assert result.scene is not None and len(result.scene) > 0
 
     # changing a training option re-runs training, not the stages before it
     seen, sink = _events()
     run_job([sample_subset], out, JobOptions(**{**opts, "iterations": 20}), emit=sink)
-    assert [e.stage for e in seen if isinstance(e, ev.StageStarted)] == ["train", "evaluate"]
+    assert [e.stage for e in seen if isinstance(e, ev.StageStarted)] == ["train", "evaluate", "group"]
 
 
 def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(sample_subset, tmp_path):
@@ -111,14 +123,7 @@ def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(
 
 def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
     out = tmp_path / "out"
-    token = ev.CancelToken()
-    seen = []
-
-    def sink(e):
-        seen.append(e)
-        if isinstance(e, ev.Progress) and e.stage == "train" and e.done >= 5:
-            token.cancel()
-
+    seen, sink, token = _cancelling_at("train", 5)
     with pytest.raises(Cancelled):
         run_job([sample_subset], out, JobOptions(cameras=SAMPLE / "transforms.json", preset="preview",
                                                  iterations=5000), emit=sink, cancel=token)
@@ -127,6 +132,31 @@ def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
     assert len(load_scene(out / "scene.ply")) > 0  # usable: the viewer can show it
     state = json.loads((out / "job.json").read_text())
     assert set(state["finished"]) == {"ingest", "poses", "init"}  # training resumes next time
+
+
+def test_group_stage_writes_objects_and_a_cancel_in_it_keeps_the_trained_scene(sample_subset, tmp_path):
+    out = tmp_path / "out"
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30)
+    seen, sink, token = _cancelling_at("group", 1)
+    with pytest.raises(Cancelled):
+        run_job([sample_subset], out, JobOptions(**opts), emit=sink, cancel=token)
+    assert [e for e in seen if isinstance(e, ev.Failed)][-1].stage == "group"
+    assert load_scene(out / "scene.ply").group_ids is None and not (out / "groups.json").exists()
+    assert set(json.loads((out / "job.json").read_text())["finished"]) == {"ingest", "poses", "init", "train",
+                                                                             "evaluate"}
+
+    seen, sink = _events()
+    result = run_job([sample_subset], out, JobOptions(**opts), emit=sink)
+    assert [e.stage for e in seen if isinstance(e, ev.StageStarted)] == ["group"]
+    groups = json.loads((out / "groups.json").read_text())
+    ids = result.scene.group_ids.numpy()
+    # 30 steps leave a cloud of random points, one blob: this checks the plumbing (grouping_bench the quality)
+    assert groups and sum(g["count"] for g in groups) + int((ids < 0).sum()) == len(ids)
+    assert {g["id"] for g in groups} == set(np.unique(ids[ids >= 0]).tolist())
+    assert "group" in result.report["timings"]
+
+    result = run_job([sample_subset], out, JobOptions(group=False, **opts))
+    assert result.scene.group_ids is None and not (out / "groups.json").exists()
 
 
 def test_bad_inputs_give_clear_errors(tmp_path, capsys):

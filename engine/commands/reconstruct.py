@@ -20,7 +20,8 @@ def register(sub) -> None:
         "reconstruct",
         help="reconstruct a Gaussian scene from photos, a folder or a video",
         description=(
-            "Estimate cameras, train a Gaussian scene and evaluate it. Writes into OUT: scene.ply, sparse/ "
+            "Estimate cameras, train a Gaussian scene, evaluate it and split it into objects. Writes into OUT: "
+            "scene.ply, groups.json, sparse/ "
             "(cameras and points as a COLMAP text model), report.json, previews/ and the working files of each "
             "stage. Running the same command again resumes after the last finished stage."
         ),
@@ -45,6 +46,12 @@ def register(sub) -> None:
                    help="learn small corrections to the camera poses while training (off by default)")
     p.add_argument("--compress", choices=("low", "medium", "high"), default=None,
                    help="end with a compression stage writing scene.handful at this quality")
+    p.add_argument("--group", action=argparse.BooleanOptionalAction, default=True,
+                   help="split the trained scene into objects (groups.json, a group_id per splat; on by default)")
+    p.add_argument("--masks", choices=("regions", "sam"), default="regions",
+                   help="the object grouping's 2D masks: image regions (offline, default) or Segment Anything")
+    p.add_argument("--sam-model", type=Path, default=None, metavar="DIR",
+                   help="a local Segment Anything checkpoint folder for --masks sam (never downloaded)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -74,6 +81,9 @@ def run(args) -> int:
         seed=args.seed,
         refine_poses=args.refine_poses,
         compress=args.compress,
+        group=args.group,
+        masks=args.masks,
+        sam_model=args.sam_model,
     )
     bar = ProgressBar()
     sink = (lambda e: bar(e) if isinstance(e, ev.Warning) else None) if args.quiet else bar

@@ -3,6 +3,8 @@ state in step when Gaussians are added, removed or re-initialised.
 
 Each per-Gaussian tensor (means, quats, log_scales, opacity_logits, sh0, sh_rest) has its own Adam
 with one parameter, so a row edit touches exactly one optimizer state (exp_avg / exp_avg_sq).
+A scene's object ids ride along as a plain (untrained) ``group_ids`` row tensor, so every row edit
+(prune, clone, split, relocate) carries them with their Gaussians.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from engine.scene import GaussianScene
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh0", "sh_rest")
+ROW_LABELS = ("group_ids",)  # per-Gaussian values that follow row edits but are not optimised
 
 
 def params_from_scene(scene: GaussianScene, sh_degree: int) -> dict[str, torch.nn.Parameter]:
@@ -27,7 +30,10 @@ def params_from_scene(scene: GaussianScene, sh_degree: int) -> dict[str, torch.n
         "sh0": sh[:, :1],
         "sh_rest": sh[:, 1:],
     }
-    return {k: torch.nn.Parameter(v.detach().float().clone().contiguous()) for k, v in values.items()}
+    params = {k: torch.nn.Parameter(v.detach().float().clone().contiguous()) for k, v in values.items()}
+    if scene.group_ids is not None:
+        params["group_ids"] = scene.group_ids.detach().clone()
+    return params
 
 
 def scene_from_params(params: dict[str, torch.Tensor]) -> GaussianScene:
@@ -38,12 +44,13 @@ def scene_from_params(params: dict[str, torch.Tensor]) -> GaussianScene:
         log_scales=params["log_scales"],
         opacity_logits=params["opacity_logits"],
         sh=torch.cat([params["sh0"], params["sh_rest"]], dim=1),
+        group_ids=params.get("group_ids"),
     )
 
 
 def make_optimizers(params: dict[str, torch.nn.Parameter], lrs: dict[str, float]) -> dict[str, torch.optim.Adam]:
     # eps 1e-15 as in 3DGS: gradients of individual Gaussians are tiny.
-    return {name: adam([p], lrs[name]) for name, p in params.items()}
+    return {name: adam([p], lrs[name]) for name, p in params.items() if name not in ROW_LABELS}
 
 
 def adam(tensors, lr: float) -> torch.optim.Adam:
@@ -56,7 +63,7 @@ def adam(tensors, lr: float) -> torch.optim.Adam:
 
 def _swap_param(params, optimizers, name, new_value: torch.Tensor, state_fn: Callable[[torch.Tensor], torch.Tensor]):
     old = params[name]
-    new = torch.nn.Parameter(new_value.contiguous())
+    new = torch.nn.Parameter(new_value.contiguous()) if isinstance(old, torch.nn.Parameter) else new_value.contiguous()
     opt = optimizers.get(name)
     if opt is not None:
         group = opt.param_groups[0]
@@ -116,6 +123,7 @@ def reset_state_rows(optimizers, params, index: torch.Tensor, names=None) -> Non
 
 __all__ = [
     "PARAM_NAMES",
+    "ROW_LABELS",
     "params_from_scene",
     "scene_from_params",
     "make_optimizers",
