@@ -71,10 +71,10 @@ def test_box_select_and_delete_on_the_drawn_view(qtbot, window, tmp_path):
     assert np.array_equal(window.session.selection, expected)
     window.delete_selected()
     assert window.session.num_visible == 4000 - count
-    assert window.viewer.wait_until_sorted(10)
+    assert window.viewer.wait_until_sorted(60)
     after_delete = window.viewer.grab()
     window.undo_action.trigger()
-    assert window.viewer.wait_until_sorted(10)
+    assert window.viewer.wait_until_sorted(60)
     restored = window.viewer.grab()
     h, w = after_delete.shape[:2]
     left = (slice(h // 4, 3 * h // 4), slice(w // 8, 3 * w // 8))
@@ -92,7 +92,7 @@ def test_clicking_each_object_in_the_view_selects_and_highlights_it(qtbot, windo
     with qtbot.waitSignal(window.viewer.drawn, timeout=10000):
         assert window.open_scene(path)
     window.viewer.view_camera(front_camera())
-    assert window.viewer.wait_until_sorted(10)
+    assert window.viewer.wait_until_sorted(60)
     target = window.select_tool.target
     camera = window.viewer.current_camera()
     ids = window.session.doc.group_ids
@@ -123,7 +123,7 @@ def test_clicking_each_object_in_the_view_selects_and_highlights_it(qtbot, windo
     moved = window.session.doc.arrays["means"] - before
     assert (moved[ids == 3, 0] > 0).all() and np.allclose(moved[ids != 3], 0)
     assert np.array_equal(window.viewer._source.scene.means.numpy(), window.session.doc.arrays["means"])
-    assert window.viewer.wait_until_sorted(10)
+    assert window.viewer.wait_until_sorted(60)
     window.edit_actions.move.trigger()
     assert gizmo.mode is None
     # the Objects panel's row for the last one, and Delete removes it from the drawn view

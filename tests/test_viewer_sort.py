@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -153,12 +152,11 @@ def test_sort_worker_never_blocks_the_caller_and_runs_the_latest_job():
     worker = SortWorker(lambda r: done.append(r.generation), slow_sort)
     try:
         rows = splat_data.pack_rows(random_scene(50, sh_degree=0))
-        t0 = time.perf_counter()
         worker.submit(SortJob(1, rows, np.eye(3), np.zeros(3)))
         assert started.wait(5)
         worker.submit(SortJob(2, rows, np.eye(3), np.zeros(3)))
         worker.submit(SortJob(3, rows, np.eye(3), np.zeros(3)))  # replaces 2 before it ran
-        assert time.perf_counter() - t0 < 0.5  # submitting never waits for the sort
+        assert done == []  # submitting never waits for the sort: the first is still blocked in it
         assert not worker.idle
         release.set()
         assert worker.wait_idle(5)
