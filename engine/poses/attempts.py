@@ -61,12 +61,15 @@ def learned_method(features: str, num_images: int) -> str | None:
     return None if features == "sift" else features
 
 
-def ladder(num_images: int, has_focal_hint: bool, features: str = "auto") -> list[Attempt]:
+def ladder(num_images: int, has_focal_hint: bool, features: str = "auto", fallback: bool = True) -> list[Attempt]:
+    """``fallback=False`` keeps only the learned attempt (benchmarks compare the matchers alone)."""
     steps = []
     search = not has_focal_hint
     learned = learned_method(features, num_images)
     if learned is not None:
         steps.append(Attempt(f"learned_{learned}", features=learned, relaxed_mapper=True, init_pairs=3, focal_search=search))
+        if not fallback:
+            return steps
     if num_images > SPARSE_MAX_IMAGES:
         steps.append(Attempt("standard"))
     steps.append(Attempt("relaxed", relaxed_mapper=True, init_pairs=3, focal_search=search))
@@ -87,6 +90,7 @@ class Job:
     weights_dir: str | None = None  # learned weights from this folder instead of the installed packages
     learned_long_edge: int = 1024
     learned_max_keypoints: int = 2048
+    fallback: bool = True  # SIFT attempts after the learned one
 
 
 Report = Callable[[dict], None]

@@ -60,10 +60,13 @@ def estimate_poses(
     features: str = "auto",
     weights_dir: str | Path | None = None,
     learned_long_edge: int | None = None,
+    learned_max_keypoints: int | None = None,
+    fallback: bool = True,
 ) -> PoseResult:
     """``features``: "auto" (learned ALIKED+LightGlue for 3-12 photos, SIFT above; SIFT when the
     learned weights cannot be loaded), "sift", or a learned method ("aliked", "disk", "xfeat").
-    ``weights_dir``: load learned weights from this folder instead of the installed packages."""
+    ``weights_dir``: load learned weights from this folder instead of the installed packages.
+    ``fallback=False``: no SIFT attempts after the learned one (to compare matchers)."""
     image_paths = [Path(p).absolute() for p in image_paths]
     work_dir = Path(work_dir).absolute()  # the worker runs in the repository folder, not the caller's
     if matching not in ("auto", "exhaustive", "sequential"):
@@ -103,10 +106,12 @@ def estimate_poses(
     job = Job(
         image_dir=str(image_dir), names=names, work_dir=str(work_dir), matching=matching,
         focal_px=hints, num_threads=_usable_cores(), features=features,
-        weights_dir=None if weights_dir is None else str(weights_dir),
+        weights_dir=None if weights_dir is None else str(weights_dir), fallback=fallback,
     )
     if learned_long_edge is not None:
         job.learned_long_edge = int(learned_long_edge)
+    if learned_max_keypoints is not None:
+        job.learned_max_keypoints = int(learned_max_keypoints)
     job_path = work_dir / "job.json"
     atomic_write_text(job_path, json.dumps(asdict(job)))
     (work_dir / "result.json").unlink(missing_ok=True)
@@ -114,7 +119,7 @@ def estimate_poses(
     remaining = None if timeout_s is None else max(1.0, timeout_s - (time.monotonic() - started))
     attempts_live: list[dict] = []
     log_path = work_dir / "worker.log"
-    plan = [a.name for a in ladder(len(names), bool(hints), features)]
+    plan = [a.name for a in ladder(len(names), bool(hints), features, fallback)]
     returncode = _run_worker(job_path, log_path, emit, cancel, remaining, attempts_live, plan)
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
     result_path = work_dir / "result.json"

@@ -59,7 +59,7 @@ def run(job_path: Path) -> int:
 
     pycolmap.logging.minloglevel = 2  # warnings and errors only
     job = Job(**json.loads(job_path.read_text()))
-    steps = ladder(len(job.names), has_focal_hint=bool(job.focal_px), features=job.features)
+    steps = ladder(len(job.names), has_focal_hint=bool(job.focal_px), features=job.features, fallback=job.fallback)
     _emit({"type": "plan", "attempts": [s.name for s in steps]})
     best, best_summary, summaries = None, None, []
     for index, attempt in enumerate(steps):
