@@ -120,12 +120,6 @@ def test_the_learned_path_places_the_sample_from_three_photos_without_network(tm
     messages = [e.message for e in events if isinstance(e, Progress)]
     assert "matching photos (ALIKED+LightGlue): pair 3 of 3" in messages and messages[-1] == result.summary
     assert not [e for e in events if isinstance(e, Warning)]
-    # The learned database is an ordinary pycolmap database: the global mapper reads it as well.
-    import pycolmap
-
-    db = tmp_path / "work" / "features_aliked.db"
-    recs = pycolmap.global_mapping(db, tmp_path / "work" / "images", tmp_path / "global")
-    assert max(r.num_reg_images() for r in recs.values()) == 3
 
 
 def test_missing_weights_fall_back_to_sift_with_a_warning(tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 """Learned features and matches written into a pycolmap database (runs inside the pose worker).
 
 Keypoints and LightGlue matches go into the same tables as SIFT's, and pycolmap's own geometric
-verification fills the two-view geometries, so incremental mapping, the global mapper and bundle
-adjustment read them exactly as they read SIFT's.
+verification fills the two-view geometries, so the mapping ladder (incremental mapping, initial
+pairs, focal search, bundle adjustment) reads them exactly as it reads SIFT's.
 """
 
 from __future__ import annotations
