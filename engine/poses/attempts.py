@@ -26,6 +26,8 @@ from typing import Callable
 import numpy as np
 import pycolmap
 
+from .learned import LEARNED_LONG_EDGE, LEARNED_MAX_KEYPOINTS
+
 SPARSE_MAX_IMAGES = 6
 LEARNED_MAX_IMAGES = 12  # "auto" features: learned (exhaustive pairs) up to this many photos, SIFT above
 DEFAULT_LEARNED = "aliked"
@@ -88,8 +90,8 @@ class Job:
     max_num_features: int = 8192
     features: str = "auto"  # one of FEATURE_CHOICES
     weights_dir: str | None = None  # learned weights from this folder instead of the installed packages
-    learned_long_edge: int = 1024
-    learned_max_keypoints: int = 2048
+    learned_long_edge: int = LEARNED_LONG_EDGE
+    learned_max_keypoints: int = LEARNED_MAX_KEYPOINTS
     fallback: bool = True  # SIFT attempts after the learned one
 
 

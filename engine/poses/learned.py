@@ -18,7 +18,7 @@ import pycolmap
 from .learned_models import METHODS, build_extractor, build_matcher
 
 LEARNED_LONG_EDGE = 1024  # features are found on copies this size: LightGlue was trained near it
-LEARNED_MAX_KEYPOINTS = 2048
+LEARNED_MAX_KEYPOINTS = 1024  # LightGlue's cost grows with the square of it: 2048 took 3x as long per pair on the CPU
 SEQUENTIAL_OVERLAP = 5  # with more photos than exhaustive matching allows: each with its next five
 PRIOR_FOCAL_FACTOR = 1.2  # COLMAP's focal prior without EXIF: 1.2 x long edge
 
