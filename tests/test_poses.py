@@ -325,4 +325,6 @@ def test_a_photo_that_overlaps_nothing_is_left_out_with_a_warning(tmp_path):
     assert [c.name for c in result.rig] == [p.name for p in paths]
     warnings = [e for e in events if isinstance(e, Warning)]
     assert len(warnings) == 1 and "stray.png" in warnings[0].message and "1 of 4" in warnings[0].message
+    assert list(result.left_out) == ["stray.png"] and "shares" in result.left_out["stray.png"]
+    assert result.summary == f"placed 3 of 4 photos with SIFT features, {result.choice['verified_matches']:,} matches"
     assert len(result.attempts) >= 2  # the ladder went on looking for the stray photo

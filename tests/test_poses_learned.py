@@ -139,6 +139,7 @@ def test_missing_weights_fall_back_to_sift_with_a_warning(tmp_path, monkeypatch)
     assert doc["attempts"][0]["name"] == "learned_aliked" and "ModelError" in doc["attempts"][0]["error"]
 
 
+@pytest.mark.slow
 def test_a_matcher_that_raises_in_the_worker_leaves_sift_to_place_the_photos(tmp_path, monkeypatch):
     from tests.test_poses import _corner_cameras, _write_views
 

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import pycolmap
 
-from .learned import LEARNED_LONG_EDGE, LEARNED_MAX_KEYPOINTS
+from .learned import LEARNED_LONG_EDGE, LEARNED_MAX_KEYPOINTS, image_size
 
 SPARSE_MAX_IMAGES = 6
 LEARNED_MAX_IMAGES = 12  # "auto" features: learned (exhaustive pairs) up to this many photos, SIFT above
@@ -102,7 +102,7 @@ def _verification(job: Job, attempt: Attempt):
     verification = pycolmap.TwoViewGeometryOptions()
     if attempt.relaxed_mapper:
         verification.min_num_inliers = 12
-    sizes = {_image_size(Path(job.image_dir) / n) for n in job.names}
+    sizes = {image_size(Path(job.image_dir) / n) for n in job.names}
     verification.ransac.max_error = verification_max_error(max(max(size) for size in sizes))
     return verification
 
@@ -145,7 +145,7 @@ def _database(job: Job, attempt: Attempt, report: Report, summary: dict) -> Path
         extraction.sift.domain_size_pooling = True
         extraction.sift.peak_threshold = 0.004
         matching.guided_matching = True
-    sizes = {_image_size(Path(job.image_dir) / n) for n in job.names}
+    sizes = {image_size(Path(job.image_dir) / n) for n in job.names}
     camera_mode = pycolmap.CameraMode.SINGLE if len(sizes) == 1 else pycolmap.CameraMode.PER_IMAGE
     report({"type": "step", "message": f"finding features ({key})"})
     pycolmap.extract_features(
@@ -167,11 +167,6 @@ def verification_max_error(long_edge: int) -> float:
     """RANSAC threshold (px) for match verification on photos with this long edge."""
     scaled = VERIFY_MAX_ERROR_PX * long_edge / VERIFY_REFERENCE_LONG_EDGE
     return float(min(VERIFY_MAX_ERROR_PX, max(VERIFY_MIN_ERROR_PX, scaled)))
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    bitmap = pycolmap.Bitmap.read(str(path), False)
-    return bitmap.width, bitmap.height
 
 
 def _apply_focal_hints(db_path: Path, job: Job) -> None:

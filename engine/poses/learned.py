@@ -140,7 +140,7 @@ def build_database(db_path: Path, image_dir: Path, names: list[str], features: L
     for k, (i, j) in enumerate(pairs):
         report({"type": "step", "message": f"matching photos ({label}): pair {k + 1} of {len(pairs)}", "minor": True})
         matches[(i, j)] = features.match(found[i], found[j])
-    sizes = [_size(image_dir / n) for n in names]
+    sizes = [image_size(image_dir / n) for n in names]
     db = pycolmap.Database.open(db_path)
     try:
         ids = _write_images(db, names, sizes)
@@ -158,7 +158,7 @@ def build_database(db_path: Path, image_dir: Path, names: list[str], features: L
             "keypoints": int(sum(len(f["keypoints"]) for f in found))}
 
 
-def _size(path: Path) -> tuple[int, int]:
+def image_size(path: Path) -> tuple[int, int]:
     bitmap = pycolmap.Bitmap.read(str(path), False)
     return bitmap.width, bitmap.height
 
