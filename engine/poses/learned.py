@@ -8,6 +8,7 @@ pairs, focal search, bundle adjustment) reads them exactly as it reads SIFT's.
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -131,15 +132,18 @@ def build_database(db_path: Path, image_dir: Path, names: list[str], features: L
     """Writes cameras, images, keypoints and matches, then runs pycolmap's geometric verification.
     Returns counts for the attempt summary."""
     label = features.method.label
+    started = time.perf_counter()
     found = []
     for k, name in enumerate(names):
         report({"type": "step", "message": f"finding features ({label}): photo {k + 1} of {len(names)}", "minor": True})
         found.append(features.extract(image_dir / name, long_edge))
+    extracted = time.perf_counter()
     pairs = image_pairs(len(names), exhaustive)
     matches = {}
     for k, (i, j) in enumerate(pairs):
         report({"type": "step", "message": f"matching photos ({label}): pair {k + 1} of {len(pairs)}", "minor": True})
         matches[(i, j)] = features.match(found[i], found[j])
+    matched = time.perf_counter()
     sizes = [image_size(image_dir / n) for n in names]
     db = pycolmap.Database.open(db_path)
     try:
@@ -155,7 +159,9 @@ def build_database(db_path: Path, image_dir: Path, names: list[str], features: L
     verifier.num_threads = num_threads
     pycolmap.geometric_verification(db_path, verifier_options=verifier, two_view_geometry_options=verification)
     return {"pairs_matched": len(pairs), "raw_matches": int(sum(len(m) for m in matches.values())),
-            "keypoints": int(sum(len(f["keypoints"]) for f in found))}
+            "keypoints": int(sum(len(f["keypoints"]) for f in found)),
+            "seconds_features": round(extracted - started, 2), "seconds_matching": round(matched - extracted, 2),
+            "seconds_verification": round(time.perf_counter() - matched, 2)}
 
 
 def image_size(path: Path) -> tuple[int, int]:
