@@ -116,6 +116,9 @@ def test_the_learned_path_places_the_sample_from_three_photos_without_network(tm
     errors = pose_errors(result.rig, _sample_reference())
     assert errors["median_rot_deg"] < 1.0 and errors["max_center_rel"] < 0.03, errors
     assert result.choice["features"] == "ALIKED+LightGlue" and result.choice["verified_matches"] > 300
+    learned = result.attempts[0]
+    assert learned["pairs_matched"] == 3 and learned["keypoints"] <= 3 * 1024
+    assert all(learned[k] > 0 for k in ("seconds_features", "seconds_matching", "seconds_verification"))
     assert result.summary.startswith("placed 3 of 3 photos with learned matching (ALIKED+LightGlue), ")
     messages = [e.message for e in events if isinstance(e, Progress)]
     assert "matching photos (ALIKED+LightGlue): pair 3 of 3" in messages and messages[-1] == result.summary
