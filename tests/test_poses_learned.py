@@ -156,3 +156,24 @@ def test_a_matcher_that_raises_in_the_worker_leaves_sift_to_place_the_photos(tmp
     warnings = [e.message for e in events if isinstance(e, Warning)]
     assert len(warnings) == 1 and "matcher exploded" in warnings[0]
     assert np.isfinite(result.rig[0].fx)
+
+
+def test_keypoints_found_on_a_turned_copy_are_given_in_the_photo_s_own_pixels(tmp_path):
+    """A photo stored upside down and turned back for the detector gives the detector the same
+    pixels as the upright photo: its keypoints must be the upright ones, mirrored through the centre."""
+    import cv2
+    from scipy.spatial import cKDTree
+
+    from engine.poses.learned import LearnedFeatures
+
+    features = LearnedFeatures("xfeat", max_keypoints=512, device="cpu")
+    photo = SAMPLE / "images" / SAMPLE_VIEWS[0]
+    stored_turned = tmp_path / "turned.png"
+    cv2.imwrite(str(stored_turned), cv2.rotate(cv2.imread(str(photo)), cv2.ROTATE_180))
+    upright = features.extract(photo, 480)["keypoints"]
+    assert len(upright) > 200 and upright.min() > 0
+    assert upright[:, 0].max() < 480 and upright[:, 1].max() < 360
+    found = features.extract(stored_turned, 480, upside_down=True)["keypoints"]
+    expected = np.array([480.0, 360.0]) - upright  # COLMAP pixels: x -> width - x
+    distance, _ = cKDTree(expected).query(found)
+    assert np.mean(distance < 0.5) > 0.8, np.percentile(distance, [25, 50, 75])

@@ -20,6 +20,10 @@ from .learned_models import METHODS, build_extractor, build_matcher
 
 LEARNED_LONG_EDGE = 1024  # features are found on copies this size: LightGlue was trained near it
 LEARNED_MAX_KEYPOINTS = 1024  # LightGlue's cost grows with the square of it: 2048 took 3x as long per pair on the CPU
+# A pair with fewer LightGlue matches than this is matched again with the second photo turned by 180
+# degrees, and that is kept when it finds TURNED_GAIN times as many.
+TURNED_RETRY_BELOW = 100
+TURNED_GAIN = 3
 SEQUENTIAL_OVERLAP = 5  # with more photos than exhaustive matching allows: each with its next five
 PRIOR_FOCAL_FACTOR = 1.2  # COLMAP's focal prior without EXIF: 1.2 x long edge
 
@@ -65,7 +69,7 @@ def image_pairs(count: int, exhaustive: bool) -> list[tuple[int, int]]:
     return [(i, j) for i in range(count) for j in range(i + 1, min(count, i + 1 + SEQUENTIAL_OVERLAP))]
 
 
-def _load_rgb(path: Path, long_edge: int):
+def _load_rgb(path: Path, long_edge: int, upside_down: bool = False):
     """The photo as a (1,3,H,W) tensor in [0,1], resized to ``long_edge`` with both sides multiples
     of 32 (XFeat resizes to that anyway, ALIKED pads to it), and the scale back to the photo's pixels."""
     import torch
@@ -77,6 +81,8 @@ def _load_rgb(path: Path, long_edge: int):
     scale = min(1.0, long_edge / max(h, w))
     size = (max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    if upside_down:
+        small = cv2.rotate(small, cv2.ROTATE_180)
     tensor = torch.from_numpy(np.ascontiguousarray(small[..., ::-1])).permute(2, 0, 1)[None].float() / 255.0
     return tensor, (w / size[0], h / size[1]), (w, h)
 
@@ -91,11 +97,12 @@ class LearnedFeatures:
         self.extractor = build_extractor(self.method, max_keypoints, weights_dir, self.device)
         self.matcher = build_matcher(self.method, weights_dir, self.device)
 
-    def extract(self, path: Path, long_edge: int) -> dict:
-        """Keypoints in the photo's pixels (COLMAP convention: top-left pixel centre at 0.5)."""
+    def extract(self, path: Path, long_edge: int, upside_down: bool = False) -> dict:
+        """Keypoints in the photo's pixels (COLMAP convention: top-left pixel centre at 0.5);
+        ``upside_down``: found on the photo turned by 180 degrees (LightGlue still sees them there)."""
         import torch
 
-        image, (sx, sy), (w, h) = _load_rgb(path, long_edge)
+        image, (sx, sy), (w, h) = _load_rgb(path, long_edge, upside_down)
         image = image.to(self.device)
         with torch.inference_mode():
             if self.method.key == "disk":
@@ -109,7 +116,10 @@ class LearnedFeatures:
                 xy, desc = found["keypoints"], found["descriptors"]
         # kornia puts pixel centres at integers; COLMAP at +0.5.
         small_xy = xy.float()
-        keypoints = ((small_xy + 0.5) * torch.tensor([sx, sy], device=small_xy.device)).cpu().numpy().astype(np.float32)
+        upright_xy = small_xy
+        if upside_down:  # back to the upright small image: pixel centres at integers, so x -> W - 1 - x
+            upright_xy = torch.tensor([image.shape[3] - 1, image.shape[2] - 1], device=small_xy.device) - small_xy
+        keypoints = ((upright_xy + 0.5) * torch.tensor([sx, sy], device=small_xy.device)).cpu().numpy().astype(np.float32)
         return {"keypoints": keypoints, "small_xy": small_xy, "descriptors": desc.float(),
                 "small_size": torch.tensor([[image.shape[3], image.shape[2]]], device=self.device, dtype=torch.float32)}
 
@@ -139,17 +149,29 @@ def build_database(db_path: Path, image_dir: Path, names: list[str], features: L
         found.append(features.extract(image_dir / name, long_edge))
     extracted = time.perf_counter()
     pairs = image_pairs(len(names), exhaustive)
-    matches = {}
+    matches, turned = {}, {}
     for k, (i, j) in enumerate(pairs):
         report({"type": "step", "message": f"matching photos ({label}): pair {k + 1} of {len(pairs)}", "minor": True})
         matches[(i, j)] = features.match(found[i], found[j])
+        if len(matches[(i, j)]) < TURNED_RETRY_BELOW:
+            # ALIKED, DISK and XFeat are not rotation invariant: a photo taken upside down (over the
+            # top of an object, or without an orientation tag) shares few matches, and spurious ones.
+            if j not in turned:
+                turned[j] = features.extract(image_dir / names[j], long_edge, upside_down=True)
+            again = features.match(found[i], turned[j])
+            if len(again) > TURNED_GAIN * max(1, len(matches[(i, j)])):
+                again[:, 1] += len(found[j]["keypoints"])  # the turned keypoints follow the upright ones
+                matches[(i, j)] = again
     matched = time.perf_counter()
     sizes = [image_size(image_dir / n) for n in names]
     db = pycolmap.Database.open(db_path)
     try:
         ids = _write_images(db, names, sizes)
-        for image_id, feats in zip(ids, found):
-            db.write_keypoints(image_id, feats["keypoints"])
+        for index, (image_id, feats) in enumerate(zip(ids, found)):
+            keypoints = feats["keypoints"]
+            if index in turned:
+                keypoints = np.concatenate([keypoints, turned[index]["keypoints"]])
+            db.write_keypoints(image_id, keypoints)
         for (i, j), m in matches.items():
             if len(m):
                 db.write_matches(ids[i], ids[j], m)
@@ -160,6 +182,8 @@ def build_database(db_path: Path, image_dir: Path, names: list[str], features: L
     pycolmap.geometric_verification(db_path, verifier_options=verifier, two_view_geometry_options=verification)
     return {"pairs_matched": len(pairs), "raw_matches": int(sum(len(m) for m in matches.values())),
             "keypoints": int(sum(len(f["keypoints"]) for f in found)),
+            "turned_photos": [names[j] for j in sorted(turned)],
+            "turned_pairs": int(sum(1 for (i, j), m in matches.items() if len(m) and m[:, 1].max() >= len(found[j]["keypoints"]))),
             "seconds_features": round(extracted - started, 2), "seconds_matching": round(matched - extracted, 2),
             "seconds_verification": round(time.perf_counter() - matched, 2)}
 
