@@ -58,9 +58,9 @@ def _sample_reference():
     return rig
 
 
-def test_the_ladder_starts_learned_for_a_handful_and_keeps_sift_after():
-    names = [a.name for a in ladder(6, has_focal_hint=False)]
-    assert names[0] == "learned_aliked" and "relaxed" in names and "rich_features" in names
+def test_the_ladder_has_learned_matching_for_a_handful_beside_sift():
+    assert [a.name for a in ladder(6, has_focal_hint=False)] == ["relaxed", "rich_features", "learned_aliked"]
+    assert [a.name for a in ladder(6, False, features="aliked")] == ["learned_aliked", "relaxed", "rich_features"]
     assert [a.name for a in ladder(30, has_focal_hint=False)][0] == "standard"  # above 12 photos: SIFT
     assert [a.name for a in ladder(6, False, features="sift")] == ["relaxed", "rich_features"]
     assert [a.name for a in ladder(6, False, features="disk", fallback=False)] == ["learned_disk"]
@@ -132,7 +132,7 @@ def test_missing_weights_fall_back_to_sift_with_a_warning(tmp_path, monkeypatch)
     paths = _write_views(tmp_path / "photos", _corner_cameras(3))
     events = []
     result = estimate_poses(paths, tmp_path / "work", emit=events.append, weights_dir=tmp_path / "no_weights",
-                            max_long_edge=320, timeout_s=300)
+                            max_long_edge=320, timeout_s=300, features="aliked")
     assert len(result.registered) == 3 and result.strategy == "relaxed"
     assert result.choice["features"] == "SIFT" and "with SIFT features" in result.summary
     warnings = [e.message for e in events if isinstance(e, Warning)]
@@ -149,7 +149,7 @@ def test_a_matcher_that_raises_in_the_worker_leaves_sift_to_place_the_photos(tmp
     _guarded(monkeypatch, sabotage=True)
     paths = _write_views(tmp_path / "photos", _corner_cameras(3))
     events = []
-    result = estimate_poses(paths, tmp_path / "work", emit=events.append, max_long_edge=320,
+    result = estimate_poses(paths, tmp_path / "work", emit=events.append, max_long_edge=320, features="aliked",
                             learned_long_edge=320, learned_max_keypoints=256, timeout_s=300)
     assert len(result.registered) == 3 and result.choice["features"] == "SIFT"
     assert result.attempts[0]["error"] == "RuntimeError: matcher exploded"

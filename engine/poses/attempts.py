@@ -1,8 +1,8 @@
 """pycolmap attempts, run inside the worker process (the app process never imports this).
 
-An attempt is one feature set plus a series of mapping runs. With 3-12 photos the ladder starts
-with learned features and matches (ALIKED + LightGlue: they keep matching across viewpoint changes
-of ~60 degrees, where SIFT stops near 30-40), then falls back to SIFT. The SIFT steps start with
+An attempt is one feature set plus a series of mapping runs. With 3-12 photos the ladder includes
+learned features and matches (ALIKED + LightGlue: they keep matching across viewpoint changes
+of ~60 degrees, where SIFT stops near 30-40): after SIFT on "auto", first when asked for. The SIFT steps start with
 COLMAP's usual settings (skipped for 3-6 photos, where they rarely find an initial pair) and relax
 from there: lower initialisation and registration thresholds, explicit initial pairs, a search over
 a fixed shared focal length, and then richer features (domain-size pooling, guided matching).
@@ -64,19 +64,23 @@ def learned_method(features: str, num_images: int) -> str | None:
 
 
 def ladder(num_images: int, has_focal_hint: bool, features: str = "auto", fallback: bool = True) -> list[Attempt]:
-    """``fallback=False`` keeps only the learned attempt (benchmarks compare the matchers alone)."""
-    steps = []
+    """A learned method named explicitly goes first, SIFT after it; ``fallback=False`` keeps only
+    the learned attempt (benchmarks compare the matchers alone). On "auto" the learned attempt comes
+    after SIFT's, as a rescue when SIFT leaves photos out: learned-first placed every photo of 6
+    neighbouring templeSR ring views (some upside down) but 127 degrees off, where SIFT's ladder
+    places them within 2 degrees, and a complete wrong answer cannot be told from a right one here."""
     search = not has_focal_hint
     learned = learned_method(features, num_images)
-    if learned is not None:
-        steps.append(Attempt(f"learned_{learned}", features=learned, relaxed_mapper=True, init_pairs=3, focal_search=search))
-        if not fallback:
-            return steps
+    learned_steps = [] if learned is None else [
+        Attempt(f"learned_{learned}", features=learned, relaxed_mapper=True, init_pairs=3, focal_search=search)]
+    if learned_steps and not fallback:
+        return learned_steps
+    steps = []
     if num_images > SPARSE_MAX_IMAGES:
         steps.append(Attempt("standard"))
     steps.append(Attempt("relaxed", relaxed_mapper=True, init_pairs=3, focal_search=search))
     steps.append(Attempt("rich_features", rich_features=True, relaxed_mapper=True, init_pairs=4, focal_search=search))
-    return steps
+    return steps + learned_steps if features == "auto" else learned_steps + steps
 
 
 @dataclass
