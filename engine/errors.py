@@ -42,3 +42,7 @@ class Cancelled(HandfulError):
 
     def __init__(self, message: str = "cancelled"):
         super().__init__(message)
+
+
+class ModelError(HandfulError):
+    """A learned model that cannot be loaded: its weights package is missing, or a weights file is corrupt."""

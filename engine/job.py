@@ -365,7 +365,8 @@ class Job:
             rig = res.rig
             rig.cameras = [self._undistort(c) for c in rig.cameras]
             doc = {"strategy": res.strategy, "registered": list(res.registered),
-                   "unregistered": list(res.unregistered), "attempts": _jsonable_list(res.attempts)}
+                   "unregistered": list(res.unregistered), "attempts": _jsonable_list(res.attempts),
+                   "summary": res.summary, "choice": res.choice, "left_out": res.left_out}
         colmap.write_text(rig, self.out / "sparse")
         atomic_write_text(self.out / "poses.json", json.dumps(doc, indent=1))
 

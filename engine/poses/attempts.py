@@ -1,9 +1,11 @@
 """pycolmap attempts, run inside the worker process (the app process never imports this).
 
-An attempt is one feature set plus a series of mapping runs. The ladder starts with COLMAP's usual
-settings (skipped for 3-6 photos, where they rarely find an initial pair) and relaxes from there:
-lower initialisation and registration thresholds, explicit initial pairs, a search over a fixed
-shared focal length, and then richer features (domain-size pooling, guided matching).
+An attempt is one feature set plus a series of mapping runs. With 3-12 photos the ladder includes
+learned features and matches (ALIKED + LightGlue: they keep matching across viewpoint changes
+of ~60 degrees, where SIFT stops near 30-40): after SIFT on "auto", first when asked for. The SIFT steps start with
+COLMAP's usual settings (skipped for 3-6 photos, where they rarely find an initial pair) and relax
+from there: lower initialisation and registration thresholds, explicit initial pairs, a search over
+a fixed shared focal length, and then richer features (domain-size pooling, guided matching).
 
 Why a focal search: with a handful of photos the focal length is weakly observed, and bundle
 adjustment started from COLMAP's prior (1.2 x long edge) often settles far from it (narrow lenses
@@ -24,7 +26,12 @@ from typing import Callable
 import numpy as np
 import pycolmap
 
+from .learned import LEARNED_LONG_EDGE, LEARNED_MAX_KEYPOINTS, image_size
+
 SPARSE_MAX_IMAGES = 6
+LEARNED_MAX_IMAGES = 12  # "auto" features: learned (exhaustive pairs) up to this many photos, SIFT above
+DEFAULT_LEARNED = "aliked"
+FEATURE_CHOICES = ("auto", "sift", "aliked", "disk", "xfeat")
 FOCAL_GRID = (0.6, 0.85, 1.2, 1.7, 2.4, 3.4)  # x long edge, steps of sqrt(2): fields of view ~80 to ~17 degrees
 # Reprojection error can only judge a focal when enough points are seen in three or more photos.
 MIN_MULTIVIEW_POINTS = 50
@@ -42,20 +49,38 @@ VERIFY_MIN_ERROR_PX = 1.0
 @dataclass
 class Attempt:
     name: str
+    features: str = "sift"  # "sift" or a learned method ("aliked", "disk", "xfeat")
     rich_features: bool = False  # domain-size pooling, lower peak threshold, guided matching
     relaxed_mapper: bool = False
     init_pairs: int = 0  # when the first run leaves photos out, also start from the N best-matched pairs
     focal_search: bool = False
 
 
-def ladder(num_images: int, has_focal_hint: bool) -> list[Attempt]:
+def learned_method(features: str, num_images: int) -> str | None:
+    """The learned method the ladder starts with, or None for SIFT only."""
+    if features == "auto":
+        return DEFAULT_LEARNED if num_images <= LEARNED_MAX_IMAGES else None
+    return None if features == "sift" else features
+
+
+def ladder(num_images: int, has_focal_hint: bool, features: str = "auto", fallback: bool = True) -> list[Attempt]:
+    """A learned method named explicitly goes first, SIFT after it; ``fallback=False`` keeps only
+    the learned attempt (benchmarks compare the matchers alone). On "auto" the learned attempt comes
+    after SIFT's, as a rescue when SIFT leaves photos out: learned-first placed every photo of 6
+    neighbouring templeSR ring views (some upside down) but 127 degrees off, where SIFT's ladder
+    places them within 2 degrees, and a complete wrong answer cannot be told from a right one here."""
+    search = not has_focal_hint
+    learned = learned_method(features, num_images)
+    learned_steps = [] if learned is None else [
+        Attempt(f"learned_{learned}", features=learned, relaxed_mapper=True, init_pairs=3, focal_search=search)]
+    if learned_steps and not fallback:
+        return learned_steps
     steps = []
     if num_images > SPARSE_MAX_IMAGES:
         steps.append(Attempt("standard"))
-    search = not has_focal_hint
     steps.append(Attempt("relaxed", relaxed_mapper=True, init_pairs=3, focal_search=search))
     steps.append(Attempt("rich_features", rich_features=True, relaxed_mapper=True, init_pairs=4, focal_search=search))
-    return steps
+    return steps + learned_steps if features == "auto" else learned_steps + steps
 
 
 @dataclass
@@ -67,14 +92,51 @@ class Job:
     focal_px: dict[str, float] = field(default_factory=dict)  # in the worker's (downscaled) pixels
     num_threads: int = 2
     max_num_features: int = 8192
+    features: str = "auto"  # one of FEATURE_CHOICES
+    weights_dir: str | None = None  # learned weights from this folder instead of the installed packages
+    learned_long_edge: int = LEARNED_LONG_EDGE
+    learned_max_keypoints: int = LEARNED_MAX_KEYPOINTS
+    fallback: bool = True  # SIFT attempts after the learned one
 
 
 Report = Callable[[dict], None]
 
 
-def _database(job: Job, attempt: Attempt, report: Report) -> Path:
+def _verification(job: Job, attempt: Attempt):
+    verification = pycolmap.TwoViewGeometryOptions()
+    if attempt.relaxed_mapper:
+        verification.min_num_inliers = 12
+    sizes = {image_size(Path(job.image_dir) / n) for n in job.names}
+    verification.ransac.max_error = verification_max_error(max(max(size) for size in sizes))
+    return verification
+
+
+def _learned_database(job: Job, attempt: Attempt, report: Report, summary: dict) -> Path:
+    from .learned import build_database, learned_features
+
+    db_path = Path(job.work_dir) / f"features_{attempt.features}.db"
+    db_path.unlink(missing_ok=True)
+    features = learned_features(attempt.features, job.weights_dir, job.learned_max_keypoints, job.num_threads)
+    summary["features"] = features.method.label
+    summary["device"] = features.device
+    report({"type": "step", "message": f"finding features ({features.method.label})"})
+    counts = build_database(
+        db_path, Path(job.image_dir), job.names, features, exhaustive=job.matching != "sequential",
+        long_edge=job.learned_long_edge, verification=_verification(job, attempt),
+        num_threads=job.num_threads, report=report,
+    )
+    summary.update(counts)
+    _apply_focal_hints(db_path, job)
+    report({"type": "step", "message": f"matched {counts['pairs_matched']} photo pairs ({features.method.label})"})
+    return db_path
+
+
+def _database(job: Job, attempt: Attempt, report: Report, summary: dict) -> Path:
     """Features and verified matches for this attempt's feature settings."""
+    if attempt.features != "sift":
+        return _learned_database(job, attempt, report, summary)
     key = "rich" if attempt.rich_features else "standard"
+    summary["features"] = "SIFT"
     db_path = Path(job.work_dir) / f"features_{key}.db"
     db_path.unlink(missing_ok=True)
     extraction = pycolmap.FeatureExtractionOptions()
@@ -82,15 +144,12 @@ def _database(job: Job, attempt: Attempt, report: Report) -> Path:
     extraction.sift.max_num_features = job.max_num_features
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = job.num_threads
-    verification = pycolmap.TwoViewGeometryOptions()
-    if attempt.relaxed_mapper:
-        verification.min_num_inliers = 12
+    verification = _verification(job, attempt)
     if attempt.rich_features:
         extraction.sift.domain_size_pooling = True
         extraction.sift.peak_threshold = 0.004
         matching.guided_matching = True
-    sizes = {_image_size(Path(job.image_dir) / n) for n in job.names}
-    verification.ransac.max_error = verification_max_error(max(max(size) for size in sizes))
+    sizes = {image_size(Path(job.image_dir) / n) for n in job.names}
     camera_mode = pycolmap.CameraMode.SINGLE if len(sizes) == 1 else pycolmap.CameraMode.PER_IMAGE
     report({"type": "step", "message": f"finding features ({key})"})
     pycolmap.extract_features(
@@ -112,11 +171,6 @@ def verification_max_error(long_edge: int) -> float:
     """RANSAC threshold (px) for match verification on photos with this long edge."""
     scaled = VERIFY_MAX_ERROR_PX * long_edge / VERIFY_REFERENCE_LONG_EDGE
     return float(min(VERIFY_MAX_ERROR_PX, max(VERIFY_MIN_ERROR_PX, scaled)))
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    bitmap = pycolmap.Bitmap.read(str(path), False)
-    return bitmap.width, bitmap.height
 
 
 def _apply_focal_hints(db_path: Path, job: Job) -> None:
@@ -161,6 +215,25 @@ def _best_pairs(db_path: Path, count: int) -> list[tuple[int, int]]:
         db.close()
     order = np.argsort(inliers)[::-1][:count]
     return [tuple(int(i) for i in pycolmap.pair_id_to_image_pair(int(pair_ids[k]))) for k in order if inliers[k] > 0]
+
+
+def match_stats(db_path: Path) -> dict:
+    """Verified matches in all, and per photo its best-matched other photo (to say why a photo
+    was left out)."""
+    db = pycolmap.Database.open(db_path)
+    try:
+        names = {image.image_id: image.name for image in db.read_all_images()}
+        pair_ids, inliers = db.read_two_view_geometry_num_inliers()
+    finally:
+        db.close()
+    best = {name: [0, None] for name in names.values()}
+    for pair_id, count in zip(pair_ids, inliers):
+        a, b = (names[int(i)] for i in pycolmap.pair_id_to_image_pair(int(pair_id)))
+        for one, other in ((a, b), (b, a)):
+            if count > best[one][0]:
+                best[one] = [int(count), other]
+    return {"verified_matches": int(np.sum(inliers)) if len(inliers) else 0,
+            "verified_pairs": int(np.count_nonzero(inliers)), "best_partner": best}
 
 
 def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=None):
@@ -232,7 +305,8 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
     best = None
     runs = 0
     try:
-        db_path = _database(job, attempt, report)
+        db_path = _database(job, attempt, report, summary)
+        summary.update(match_stats(db_path))
         report({"type": "step", "message": f"solving camera positions ({attempt.name})"})
         out_root = Path(job.work_dir) / "models" / attempt.name
 

@@ -22,7 +22,7 @@ from engine.events import CancelToken, EventSink, Progress, Warning, null_sink
 from engine.io.atomic import atomic_write_bytes, atomic_write_text
 from engine.scene import Camera, CameraRig, PointCloud
 
-from .attempts import Job, ladder
+from .attempts import FEATURE_CHOICES, Job, ladder
 
 STAGE = "poses"
 MAX_LONG_EDGE = 1600  # features are found on images downscaled to this long edge
@@ -42,6 +42,9 @@ class PoseResult:
     strategy: str
     attempts: list[dict] = field(default_factory=list)
     log: str = ""
+    summary: str = ""  # for the person: "placed 6 of 6 photos with learned matching (...), 2,310 matches"
+    choice: dict = field(default_factory=dict)  # features, matches and start pair of the kept attempt
+    left_out: dict[str, str] = field(default_factory=dict)  # photo name -> why it could not be placed
 
 
 def estimate_poses(
@@ -54,11 +57,23 @@ def estimate_poses(
     cancel: CancelToken | None = None,
     timeout_s: float | None = None,
     max_long_edge: int = MAX_LONG_EDGE,
+    features: str = "auto",
+    weights_dir: str | Path | None = None,
+    learned_long_edge: int | None = None,
+    learned_max_keypoints: int | None = None,
+    fallback: bool = True,
 ) -> PoseResult:
+    """``features``: "auto" (SIFT, then learned ALIKED+LightGlue for 3-12 photos when SIFT leaves
+    photos out), "sift", or a learned method ("aliked", "disk", "xfeat": tried first, SIFT after it
+    when it fails or its weights cannot be loaded).
+    ``weights_dir``: load learned weights from this folder instead of the installed packages.
+    ``fallback=False``: no SIFT attempts after the learned one (to compare matchers)."""
     image_paths = [Path(p).absolute() for p in image_paths]
     work_dir = Path(work_dir).absolute()  # the worker runs in the repository folder, not the caller's
     if matching not in ("auto", "exhaustive", "sequential"):
         raise InputError(f"unknown matching {matching!r}", hint="use 'auto', 'exhaustive' or 'sequential'")
+    if features not in FEATURE_CHOICES:
+        raise InputError(f"unknown features {features!r}", hint=f"use one of {', '.join(FEATURE_CHOICES)}")
     if len(image_paths) < 2:
         raise InputError(
             f"{len(image_paths)} photo(s) given; camera positions need at least 2 overlapping photos",
@@ -91,8 +106,13 @@ def estimate_poses(
             hints[name] = float(focal) * scales[name]
     job = Job(
         image_dir=str(image_dir), names=names, work_dir=str(work_dir), matching=matching,
-        focal_px=hints, num_threads=_usable_cores(),
+        focal_px=hints, num_threads=_usable_cores(), features=features,
+        weights_dir=None if weights_dir is None else str(weights_dir), fallback=fallback,
     )
+    if learned_long_edge is not None:
+        job.learned_long_edge = int(learned_long_edge)
+    if learned_max_keypoints is not None:
+        job.learned_max_keypoints = int(learned_max_keypoints)
     job_path = work_dir / "job.json"
     atomic_write_text(job_path, json.dumps(asdict(job)))
     (work_dir / "result.json").unlink(missing_ok=True)
@@ -100,7 +120,8 @@ def estimate_poses(
     remaining = None if timeout_s is None else max(1.0, timeout_s - (time.monotonic() - started))
     attempts_live: list[dict] = []
     log_path = work_dir / "worker.log"
-    returncode = _run_worker(job_path, log_path, emit, cancel, remaining, attempts_live, len(names), bool(hints))
+    plan = [a.name for a in ladder(len(names), bool(hints), features, fallback)]
+    returncode = _run_worker(job_path, log_path, emit, cancel, remaining, attempts_live, plan)
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
     result_path = work_dir / "result.json"
     if returncode != 0 or not result_path.exists():
@@ -160,8 +181,7 @@ def _prepare_images(paths, image_dir: Path, max_long_edge: int, cancel: CancelTo
     return sizes, scales
 
 
-def _run_worker(job_path, log_path, emit, cancel, timeout_s, attempts, total_images, has_hint) -> int:
-    plan = [a.name for a in ladder(total_images, has_hint)]
+def _run_worker(job_path, log_path, emit, cancel, timeout_s, attempts, plan) -> int:
     # Progress units: 3 per attempt (features, matching, mapping) — the last attempts are rarely needed.
     total = 3 * len(plan)
     done = 0
@@ -269,14 +289,18 @@ def _to_result(answer: dict, image_paths, sizes, log: str, emit) -> PoseResult:
             "move sideways between shots rather than turning on the spot, and avoid blurry or plain "
             "surfaces",
         )
-    emit(Progress(STAGE, 1, 1, f"camera positions solved for {len(registered)} of {len(image_paths)} photos"))
+    choice = answer.get("chosen") or {}
+    _warn_about_learned_failures(attempts, emit, image_paths[0].parent)
+    left_out = {name: _why_left_out(name, choice) for name in unregistered}
     if unregistered:
         emit(Warning(
             f"{len(unregistered)} of {len(image_paths)} photos could not be placed and are left out: "
-            f"{', '.join(unregistered[:5])}{' ...' if len(unregistered) > 5 else ''} (they overlap too "
-            "little with the others)",
+            + "; ".join(f"{name} {left_out[name]}" for name in unregistered[:5])
+            + (" ..." if len(unregistered) > 5 else ""),
             path=str(image_paths[0].parent),
         ))
+    summary = _summary(len(registered), len(image_paths), choice)
+    emit(Progress(STAGE, 1, 1, summary))
     points = None
     pts = answer.get("points")
     if pts and pts.get("xyz"):
@@ -287,7 +311,41 @@ def _to_result(answer: dict, image_paths, sizes, log: str, emit) -> PoseResult:
     return PoseResult(
         rig=CameraRig(cameras, points), registered=registered, unregistered=unregistered,
         strategy=answer.get("strategy") or "", attempts=attempts, log=log,
+        summary=summary, choice=choice, left_out=left_out,
     )
+
+
+# A photo whose best partner has fewer verified matches than this shares too little with the others.
+FEW_MATCHES = 30
+
+
+def _why_left_out(name: str, choice: dict) -> str:
+    best, partner = (choice.get("best_partner") or {}).get(name) or [0, None]
+    if not best or partner is None:
+        return "shares no verified matches with the others"
+    if best < FEW_MATCHES:
+        return f"shares too little with the others (at most {best} verified matches, with {partner})"
+    return (f"matches {partner} ({best} verified matches) but its position could not be fitted with "
+            "the others'")
+
+
+def _summary(placed: int, total: int, choice: dict) -> str:
+    features = choice.get("features") or "SIFT"
+    how = "SIFT features" if features == "SIFT" else f"learned matching ({features})"
+    matches = choice.get("verified_matches")
+    tail = f", {matches:,} matches" if matches else ""
+    return f"placed {placed} of {total} photos with {how}{tail}"
+
+
+def _warn_about_learned_failures(attempts: list[dict], emit, folder: Path) -> None:
+    """A learned attempt that could not run (weights missing or corrupt, or the model failed):
+    the person is told, and the SIFT attempts after it did the work."""
+    for attempt in attempts:
+        if attempt.get("settings", {}).get("features", "sift") != "sift" and attempt.get("error"):
+            emit(Warning(
+                f"learned matching could not be used, SIFT features were used instead: {attempt['error']}",
+                path=str(folder),
+            ))
 
 
 def _camera_from_worker(path: Path, info: dict) -> Camera:

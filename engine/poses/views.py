@@ -10,8 +10,27 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 
 def dataset_images(dataset_dir: Path) -> list[Path]:
+    """The photos of a dataset: ``images/``, or ``train/`` for the NeRF synthetic sets."""
     folder = Path(dataset_dir) / "images"
+    if not folder.is_dir():
+        folder = Path(dataset_dir) / "train"
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def nearest_views(dataset_dir: Path, count: int, start: str) -> list[Path]:
+    """``start`` and the ``count - 1`` photos whose reference cameras see the object-centred scene
+    from the directions nearest to it (for synthetic sets whose views are scattered over a sphere)."""
+    from .reference import read_reference_rig
+
+    dataset_dir = Path(dataset_dir)
+    rig = read_reference_rig(dataset_dir / "gt_colmap_text")
+    by_file = {Path(c.name).name: c for c in rig.cameras}
+    photos = {p.name: p for p in dataset_images(dataset_dir)}
+    names = [n for n in by_file if n in photos]
+    directions = np.array([by_file[n].center / np.linalg.norm(by_file[n].center) for n in names])
+    cosine = directions @ directions[names.index(start)]
+    order = np.argsort(-cosine, kind="stable")[:count]
+    return [photos[names[i]] for i in sorted(order)]
 
 
 def spread_views(dataset_dir: Path, count: int) -> list[Path]:
@@ -69,4 +88,29 @@ ACCEPTANCE_CASES = {
     "fountain_4": ("strecha_fountain_p11", lambda d: spread_views(d, 4)),
     "templeSR_4": ("middlebury_templeSR", lambda d: consecutive_ring_views(d, 4, "templeSR0003.png")),
     "templeSR_6": ("middlebury_templeSR", lambda d: consecutive_ring_views(d, 6, "templeSR0003.png")),
+}
+
+
+def _spread(count: int):
+    return lambda d: spread_views(d, count)
+
+
+def _ring(count: int):
+    return lambda d: consecutive_ring_views(d, count, "templeSR0003.png")
+
+
+def _nearest(count: int):
+    return lambda d: nearest_views(d, count, "r_0.png")
+
+
+# The benchmark's cases: every dataset with 3, 4 and 6 photos spread over it (neighbouring ring
+# views for templeSR, the nearest views on the sphere for the synthetic lego).
+BENCHMARK_CASES = {
+    f"{short}_{count}": (folder, choose(count))
+    for short, folder, choose in (
+        ("fern", "llff_fern", _spread), ("fountain", "strecha_fountain_p11", _spread),
+        ("castle", "strecha_castle_p19", _spread), ("entry", "strecha_entry_p10", _spread),
+        ("templeSR", "middlebury_templeSR", _ring), ("lego", "nerf_synthetic_lego", _nearest),
+    )
+    for count in (3, 4, 6)
 }

@@ -44,6 +44,14 @@ def _reconstruction_to_dict(rec) -> dict:
     return {"cameras": cameras, "points": {"xyz": xyz, "rgb": rgb, "error": err, "track_length": track}}
 
 
+def _choice(summary: dict | None) -> dict | None:
+    """What the kept reconstruction was made with (for poses.json and the message to the person)."""
+    if summary is None:
+        return None
+    keys = ("name", "features", "device", "verified_matches", "verified_pairs", "best_partner", "init_pair", "focal_factor")
+    return {k: summary.get(k) for k in keys}
+
+
 def run(job_path: Path) -> int:
     import pycolmap
 
@@ -51,19 +59,19 @@ def run(job_path: Path) -> int:
 
     pycolmap.logging.minloglevel = 2  # warnings and errors only
     job = Job(**json.loads(job_path.read_text()))
-    steps = ladder(len(job.names), has_focal_hint=bool(job.focal_px))
+    steps = ladder(len(job.names), has_focal_hint=bool(job.focal_px), features=job.features, fallback=job.fallback)
     _emit({"type": "plan", "attempts": [s.name for s in steps]})
-    best, best_name, summaries = None, None, []
+    best, best_summary, summaries = None, None, []
     for index, attempt in enumerate(steps):
         _emit({"type": "attempt_started", "index": index, "name": attempt.name})
         rec, summary = run_attempt(job, attempt, _emit, last=index == len(steps) - 1)
         summaries.append(summary)
         _emit({"type": "attempt", **summary})
         if rec is not None and (best is None or rec.num_reg_images() > best.num_reg_images()):
-            best, best_name = rec, attempt.name
+            best, best_summary = rec, summary
         if best is not None and best.num_reg_images() == len(job.names):
             break
-    result = {"strategy": best_name, "attempts": summaries}
+    result = {"strategy": best_summary and best_summary["name"], "attempts": summaries, "chosen": _choice(best_summary)}
     result.update(_reconstruction_to_dict(best) if best is not None else {"cameras": {}, "points": None})
     atomic_write_text(job_path.with_name("result.json"), json.dumps(result))
     _emit({"type": "done"})
