@@ -275,7 +275,9 @@ def test_unknown_output_extension_names_the_format_flag_and_its_choices(tmp_path
     assert main(["convert", str(sh1_ply), str(tmp_path / "out.xyz")]) == 2
     err = capsys.readouterr().err
     choices = re.search(r"--format \(([^)]*)\)", err).group(1).split(", ")
-    assert len(choices) == 4
+    convert = next(a for a in build_parser()._subparsers._group_actions[0].choices["convert"]._actions
+                   if "--format" in a.option_strings)
+    assert set(choices) == set(convert.choices)  # the message names every choice the flag takes
     for name in choices:  # each is what the real flag accepts
         assert build_parser().parse_args(["convert", "a", "b", "--format", name]).format == name
     assert main(["convert", str(sh1_ply), str(tmp_path / "out.xyz"), "--format", "spz"]) == 0
