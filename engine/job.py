@@ -631,7 +631,7 @@ class Job:
         _, train_cams, _, _ = self._train_setup(refined=True)
         scene = load_scene(self.out / "scene.ply")
         data, summary, _ = compress(scene, self.options.compress, cameras=train_cams,
-                                    background=self.options.background, on_event=self.emit, cancel=self.cancel)
+                                    background=self.background.rgb, on_event=self.emit, cancel=self.cancel)
         atomic_write_bytes(self.out / "scene.handful", data)
         path = self.out / "report.json"
         report = json.loads(path.read_text()) if path.is_file() else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
+    QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLayout, QPushButton, QVBoxLayout, QWidget,
 )
 
 from engine.edit import FloaterOptions, RemoveFloaters, Transform
@@ -21,6 +21,17 @@ def _spin(value: float, low: float, high: float, step: float, decimals: int = 3,
     if suffix:
         box.setSuffix(suffix)
     return box
+
+
+def _lay_out_with_ok_cancel(dialog: QDialog, *parts) -> None:
+    """Stack layouts and widgets in ``dialog`` above OK / Cancel buttons wired to accept / reject."""
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    layout = QVBoxLayout(dialog)
+    for part in parts:
+        (layout.addLayout if isinstance(part, QLayout) else layout.addWidget)(part)
+    layout.addWidget(buttons)
 
 
 def _triple(value: float, low: float, high: float, step: float, suffix: str = "") -> tuple[QWidget, list]:
@@ -51,12 +62,7 @@ class TransformDialog(QDialog):
         form.addRow("Scale", self.scale)
         self.pivot_label = QLabel()
         form.addRow("About", self.pivot_label)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(buttons)
+        _lay_out_with_ok_cancel(self, form)
         centre = session.doc.selection_centre() if session.doc is not None else [0, 0, 0]
         self.pivot_label.setText("the selection's centre ({:.3g}, {:.3g}, {:.3g})".format(*centre))
         {"move": self.move[0], "rotate": self.rotate[0], "scale": self.scale}.get(focus, self.move[0]).setFocus()
@@ -224,13 +230,7 @@ class SelectByDialog(QDialog):
         form = QFormLayout()
         form.addRow("Select by", self.kind_box)
         form.addRow("Mode", self.mode_box)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(pages)
-        layout.addWidget(buttons)
+        _lay_out_with_ok_cancel(self, form, pages)
 
     def command(self):
         from engine.edit import Select
