@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -20,10 +19,12 @@ from engine.scene import Camera, CameraRig, GaussianScene
 
 from .config import TrainConfig
 from .exposure import ExposureCorrection
+from .hooks import Hook, Loss, OpacityPenalty, ScalePenalty, StepContext
 from .params import make_optimizers, params_from_scene, scene_from_params
 from .pose_refine import MIN_VIEWS, PoseRefinement
 from .schedules import exponential_lr, resolution_at, sh_degree_at
 from .strategy import make_strategy
+from .views import TrainingViews
 
 STAGE = "train"
 
@@ -39,58 +40,6 @@ class TrainResult:
     exposure: torch.Tensor | None = None  # (num_images, 3, 4) colour corrections, when learned
     cameras: list[Camera] | None = None  # the training cameras with refined poses, when refinement ran
     pose_corrections_deg: list[float] | None = None  # each camera's learned rotation correction
-
-
-def _image_tensor(image, cam: Camera, index: int) -> torch.Tensor:
-    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    where = cam.image_path or cam.name or f"image {index}"
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise InputError(f"training image has shape {arr.shape}, expected (H, W, 3) RGB", path=where)
-    if arr.shape[:2] != (cam.height, cam.width):
-        raise InputError(
-            f"image is {arr.shape[1]}x{arr.shape[0]} but its camera is {cam.width}x{cam.height}",
-            path=where,
-            hint="resize the image or scale the camera so they match",
-        )
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
-    else:
-        arr = arr.astype(np.float32)
-        if not np.isfinite(arr).all():
-            raise InputError("image has non-finite pixel values", path=where)
-        arr = np.clip(arr, 0.0, 1.0)
-    return torch.from_numpy(np.ascontiguousarray(arr))
-
-
-def _resize(image: torch.Tensor, cam: Camera, factor: float) -> tuple[torch.Tensor, Camera]:
-    w = max(1, int(round(cam.width * factor)))
-    h = max(1, int(round(cam.height * factor)))
-    if (w, h) == (cam.width, cam.height):
-        return image, cam
-    small = cv2.resize(image.numpy(), (w, h), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(np.ascontiguousarray(small)), cam.resized(w, h)
-
-
-class _Views:
-    """Training images and cameras at each resolution level (made on first use)."""
-
-    def __init__(self, cameras, images, max_side: int | None):
-        self.cameras, self.images = [], []
-        for i, (cam, img) in enumerate(zip(cameras, images)):
-            t = _image_tensor(img, cam, i)
-            if max_side and max(cam.width, cam.height) > max_side:
-                t, cam = _resize(t, cam, max_side / max(cam.width, cam.height))
-            self.cameras.append(cam)
-            self.images.append(t)
-        self._levels: dict[float, list] = {1.0: list(zip(self.images, self.cameras))}
-
-    def get(self, index: int, factor: float) -> tuple[torch.Tensor, Camera]:
-        if factor not in self._levels:
-            self._levels[factor] = [None] * len(self.images)
-        level = self._levels[factor]
-        if level[index] is None:
-            level[index] = _resize(self.images[index], self.cameras[index], factor)
-        return level[index]
 
 
 def _background_tensor(background) -> torch.Tensor:
@@ -116,9 +65,14 @@ def train(
     eval_cameras: Sequence[Camera] | None = None,
     eval_images: Sequence | None = None,
     scene_extent: float | None = None,
+    losses: Sequence[Loss] = (),
+    hooks: Sequence[Hook] = (),
+    strategy=None,
 ) -> TrainResult:
     """Optimise ``init`` so that renders from ``cameras`` match ``images``.
 
+    ``losses`` and ``hooks`` (``engine.train.hooks``) add loss terms and per-step behaviour; ``strategy``
+    is the densification strategy (default: the one ``config`` names, ``make_strategy``).
     On cancel, returns the scene as it is (``cancelled=True``). A non-finite loss raises
     ``StageError`` whose ``scene`` attribute holds the last good scene.
     """
@@ -140,16 +94,26 @@ def train(
     try:
         return _train(
             render, init, list(cameras), images, config, emit, cancel, _background_tensor(background),
-            eval_cameras, eval_images, scene_extent,
+            eval_cameras, eval_images, scene_extent, list(losses), list(hooks), strategy,
         )
     finally:
         if config.threads:
             torch.set_num_threads(old_threads)
 
 
-def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras, eval_images, scene_extent):
+def _builtin_losses(config: TrainConfig) -> list[Loss]:
+    out: list[Loss] = []
+    if config.opacity_reg > 0:
+        out.append(OpacityPenalty(config.opacity_reg))
+    if config.scale_reg > 0:
+        out.append(ScalePenalty(config.scale_reg))
+    return out
+
+
+def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras, eval_images, scene_extent,
+           losses, hooks, strategy):
     start = time.perf_counter()
-    views = _Views(cameras, images, config.max_image_side)
+    views = TrainingViews(cameras, images, config.max_image_side)
     extent = float(scene_extent) if scene_extent else CameraRig(views.cameras).scene_extent()
     order_rng = np.random.default_rng(config.seed)
 
@@ -168,7 +132,12 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         "sh_rest": config.lr_sh0 * config.lr_sh_rest_ratio,
     }
     optimizers = make_optimizers(params, lrs)
-    strategy = make_strategy(config, extent, generator)
+    if strategy is None:
+        strategy = make_strategy(config, extent, generator)
+    losses = _builtin_losses(config) + losses
+    for extension in (*losses, *hooks):
+        extension.setup(views, extent, device)
+    loss_emas: dict[str, float] = {}
     exposure = ExposureCorrection(len(views.cameras), config.lr_exposure, device) if config.exposure_compensation else None
     poses = None
     if config.pose_refinement and len(views.cameras) < MIN_VIEWS:
@@ -228,8 +197,10 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         if refining_poses:
             poses.set_lr_scale(exponential_lr(step - pose_start, max(total - pose_start, 1), 1.0, 0.01))
             viewmat = poses.viewmat(index)
-        out = render(scene_from_params(params), cam, sh_degree=degree, background=bg, backend=config.backend,
-                     viewmat=viewmat)
+        scene = scene_from_params(params)
+        for hook in hooks:
+            scene = hook.transform_scene(scene, step, total, generator)
+        out = render(scene, cam, sh_degree=degree, background=bg, backend=config.backend, viewmat=viewmat)
         rgb = out.rgb
         if exposure is not None:
             rgb = exposure.apply(rgb, index)
@@ -237,10 +208,16 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         loss = (1 - config.ssim_lambda) * l1
         if config.ssim_lambda > 0:
             loss = loss + config.ssim_lambda * (1 - ssim_loss_value(rgb, target))
-        if config.opacity_reg > 0:
-            loss = loss + config.opacity_reg * torch.sigmoid(params["opacity_logits"]).mean()
-        if config.scale_reg > 0:
-            loss = loss + config.scale_reg * torch.exp(params["log_scales"]).mean()
+        ctx = StepContext(step=step, total=total, index=index, camera=cam, target=target, result=out, rgb=rgb,
+                          scene=scene, params=params, background=bg, extent=extent, sh_degree=degree,
+                          backend=config.backend, views=views, factor=factor, _render=render)
+        for term in losses:
+            value = term(ctx)
+            if value is None:
+                continue
+            loss = loss + term.weight * value
+            v = float(value.detach())
+            loss_emas[term.name] = v if term.name not in loss_emas else 0.9 * loss_emas[term.name] + 0.1 * v
 
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
@@ -271,6 +248,8 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         if refining_poses:
             poses.step(index)
         strategy.step_post_backward(params, optimizers, meta, step, lr_means)
+        for hook in hooks:
+            hook.after_step(ctx)
 
         mse = float(torch.mean((rgb.detach() - target) ** 2))
         loss_ema = loss_value if loss_ema is None else 0.9 * loss_ema + 0.1 * loss_value
@@ -280,7 +259,8 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         if done % config.metrics_every == 0 or done == total:
             values = {"loss": loss_ema, "psnr": psnr_from_mse(mse_ema), "num_gaussians": n,
                       "intersections": int(getattr(out.meta, "n_isects", 0) or 0),
-                      "sh_degree": degree, "resolution": factor, "seconds": time.perf_counter() - start}
+                      "sh_degree": degree, "resolution": factor, "seconds": time.perf_counter() - start,
+                      **{f"loss/{name}": value for name, value in loss_emas.items()}}
             history.append({"step": done, **values})
             emit(Metrics(done, values))
         now = time.perf_counter()
