@@ -72,11 +72,16 @@ def image_pairs(count: int, exhaustive: bool) -> list[tuple[int, int]]:
 def _load_rgb(path: Path, long_edge: int, upside_down: bool = False):
     """The photo as a (1,3,H,W) tensor in [0,1], resized to ``long_edge`` with both sides multiples
     of 32 (XFeat resizes to that anyway, ALIKED pads to it), and the scale back to the photo's pixels."""
-    import torch
-
     image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ValueError(f"cannot read {path}")
+    return _rgb_tensor(image, long_edge, upside_down)
+
+
+def _rgb_tensor(image: np.ndarray, long_edge: int, upside_down: bool = False):
+    """``_load_rgb`` for a BGR uint8 image already in memory."""
+    import torch
+
     h, w = image.shape[:2]
     scale = min(1.0, long_edge / max(h, w))
     size = (max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32))
@@ -100,9 +105,16 @@ class LearnedFeatures:
     def extract(self, path: Path, long_edge: int, upside_down: bool = False) -> dict:
         """Keypoints in the photo's pixels (COLMAP convention: top-left pixel centre at 0.5);
         ``upside_down``: found on the photo turned by 180 degrees (LightGlue still sees them there)."""
+        return self._extract(_load_rgb(path, long_edge, upside_down), upside_down)
+
+    def extract_image(self, bgr: np.ndarray, long_edge: int) -> dict:
+        """``extract`` for a BGR uint8 image in memory (the depth prior's working copies)."""
+        return self._extract(_rgb_tensor(bgr, long_edge), False)
+
+    def _extract(self, loaded, upside_down: bool) -> dict:
         import torch
 
-        image, (sx, sy), (w, h) = _load_rgb(path, long_edge, upside_down)
+        image, (sx, sy), (w, h) = loaded
         image = image.to(self.device)
         with torch.inference_mode():
             if self.method.key == "disk":

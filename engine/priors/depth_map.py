@@ -1,0 +1,119 @@
+"""One view's depth with a confidence per pixel, and its .npz file."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import FormatError
+from ..io.atomic import atomic_write_bytes
+from ..scene import Camera, SceneError
+
+KINDS = ("metric", "relative")
+FILE_VERSION = 1
+# A resized pixel keeps a depth only where at least this share of what it covers had one: a pixel
+# half off an object's edge would otherwise get a depth between the object and what is behind it.
+RESIZE_MIN_COVER = 0.5
+
+
+@dataclass
+class DepthMap:
+    depth: np.ndarray  # (H,W) float32, camera-space z; 0 where unknown
+    confidence: np.ndarray  # (H,W) float32 in [0,1]; 0 where unknown
+    camera: Camera  # the view it belongs to (its width/height = the map's size)
+    kind: str  # "metric" (scene units) or "relative" (any affine function of depth or inverse depth)
+    source: str  # the backend that made it, in words
+
+    def __post_init__(self):
+        self.depth = np.ascontiguousarray(self.depth, dtype=np.float32)
+        self.confidence = np.ascontiguousarray(self.confidence, dtype=np.float32)
+        shape = (self.camera.height, self.camera.width)
+        if self.depth.shape != shape or self.confidence.shape != shape:
+            raise SceneError(
+                f"depth map {self.depth.shape} / confidence {self.confidence.shape} do not match the camera's "
+                f"{self.camera.width}x{self.camera.height} image"
+            )
+        if self.kind not in KINDS:
+            raise SceneError(f"depth kind must be one of {KINDS}, got {self.kind!r}")
+        unknown = ~np.isfinite(self.depth) | ~np.isfinite(self.confidence)
+        if self.kind == "metric":
+            unknown |= self.depth <= 0
+        self.depth[unknown] = 0
+        self.confidence[unknown] = 0
+        np.clip(self.confidence, 0, 1, out=self.confidence)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.confidence > 0
+
+    def resized(self, width: int, height: int) -> "DepthMap":
+        """The map at another size: confidence-weighted area averages when shrinking, nearest
+        pixels when enlarging, so that no depth is blended across an edge into a hole."""
+        width, height = int(width), int(height)
+        camera = self.camera.resized(width, height)
+        if (width, height) == (self.camera.width, self.camera.height):
+            return DepthMap(self.depth.copy(), self.confidence.copy(), camera, self.kind, self.source)
+        if width > self.camera.width or height > self.camera.height:
+            depth = cv2.resize(self.depth, (width, height), interpolation=cv2.INTER_NEAREST)
+            conf = cv2.resize(self.confidence, (width, height), interpolation=cv2.INTER_NEAREST)
+            return DepthMap(depth, conf, camera, self.kind, self.source)
+        known = self.valid.astype(np.float32)
+        cover = cv2.resize(known, (width, height), interpolation=cv2.INTER_AREA)
+        weighted = cv2.resize(self.depth * known, (width, height), interpolation=cv2.INTER_AREA)
+        conf = cv2.resize(self.confidence, (width, height), interpolation=cv2.INTER_AREA)
+        keep = cover >= RESIZE_MIN_COVER
+        depth = np.where(keep, weighted / np.maximum(cover, 1e-6), 0)
+        conf = np.where(keep, conf / np.maximum(cover, 1e-6), 0)
+        return DepthMap(depth, conf, camera, self.kind, self.source)
+
+    # ----------------------------------------------------------------- file
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        c = self.camera
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer,
+            version=np.int32(FILE_VERSION),
+            depth=self.depth,
+            confidence=self.confidence,
+            R=c.R,
+            t=c.t,
+            intrinsics=np.array([c.fx, c.fy, c.cx, c.cy]),
+            size=np.array([c.width, c.height], np.int64),
+            camera_name=np.array(c.name),
+            kind=np.array(self.kind),
+            source=np.array(self.source),
+        )
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DepthMap":
+        path = Path(path)
+        hint = "run the depth stage again to rewrite it"
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except FileNotFoundError:
+            raise FormatError("the depth map file does not exist", path, hint) from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise FormatError(f"is not a readable depth map ({e})", path, hint) from None
+        missing = {"version", "depth", "confidence", "R", "t", "intrinsics", "size", "kind", "source"} - set(data)
+        if missing:
+            raise FormatError(f"is not a depth map: it lacks {', '.join(sorted(missing))}", path, hint)
+        if int(data["version"]) > FILE_VERSION:
+            raise FormatError(f"depth map file version {int(data['version'])} is newer than this Handful reads",
+                              path, "update Handful")
+        try:
+            fx, fy, cx, cy = (float(v) for v in data["intrinsics"])
+            width, height = (int(v) for v in data["size"])
+            camera = Camera(R=data["R"], t=data["t"], fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height,
+                            name=str(data.get("camera_name", "")))
+            return cls(data["depth"], data["confidence"], camera, str(data["kind"]), str(data["source"]))
+        except (SceneError, ValueError, TypeError) as e:
+            raise FormatError(f"holds an invalid depth map ({e})", path, hint) from None
