@@ -16,6 +16,7 @@ from ..scene import Camera
 
 MAX_DISPARITIES = 256  # SGBM's cost grows with the range; beyond this the pair is too wide anyway
 LR_TOLERANCE = 1.5  # px: a disparity that the other direction does not confirm within this is dropped
+SGBM_BLOCK = 5  # px: SGBM's matching window
 TEXTURE_WINDOW = 7  # px: the window whose grey-level spread says whether matching had anything to go by
 TEXTURE_FULL = 6.0  # grey levels (of 255): a window this varied is fully trusted; flat ones fade to 0
 # The epipole closer to the image centre than this (in image half-diagonals) means forward motion:
@@ -62,8 +63,8 @@ def texture_confidence(grey: np.ndarray) -> np.ndarray:
     is flat: matching there is a guess, however smooth SGBM's answer looks."""
     g = grey.astype(np.float32)
     k = (TEXTURE_WINDOW, TEXTURE_WINDOW)
-    mean = cv2.blur(g, k)
-    var = np.maximum(cv2.blur(g * g, k) - mean * mean, 0)
+    mean = cv2.blur(g, k, borderType=cv2.BORDER_REFLECT)
+    var = np.maximum(cv2.blur(g * g, k, borderType=cv2.BORDER_REFLECT) - mean * mean, 0)
     return np.clip(np.sqrt(var) / TEXTURE_FULL, 0, 1).astype(np.float32)
 
 
@@ -71,7 +72,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
 
-def _matcher(min_disparity: int, num_disparities: int, block: int = 5):
+def _matcher(min_disparity: int, num_disparities: int, block: int = SGBM_BLOCK):
     return cv2.StereoSGBM_create(
         minDisparity=min_disparity, numDisparities=num_disparities, blockSize=block,
         P1=8 * block * block, P2=32 * block * block, disp12MaxDiff=-1, uniquenessRatio=10,
@@ -118,7 +119,10 @@ def pair_depth(image_a: np.ndarray, cam_a: Camera, image_b: np.ndarray, cam_b: C
     rect_a = cv2.remap(grey_a, *map_a, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     rect_b = cv2.remap(grey_b, *map_b, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     inside_a = cv2.remap(np.ones_like(grey_a), *map_a, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    texture = texture_confidence(rect_a) * (cv2.erode(inside_a, np.ones((5, 5), np.uint8)) > 0)
+    # Texture is measured on the photo itself (its edges mirrored), not on the rectified copy whose
+    # black surround would count as texture; SGBM's windows need a block's width inside the photo.
+    texture = cv2.remap(texture_confidence(grey_a), *map_a, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    texture *= cv2.erode(inside_a, np.ones((SGBM_BLOCK + 2, SGBM_BLOCK + 2), np.uint8)) > 0
 
     # SGBM wants rows as epipolar lines and the second view to the right: transpose and mirror to get there.
     def canonical(img):
