@@ -165,10 +165,10 @@ def test_multiview_reports_progress_per_view_and_pair(sift_maps):
 
 
 def test_learned_matches_triangulate_onto_the_planes(scene):
-    prior = MultiViewDepth(features="aliked", feature_long_edge=384)
+    prior = MultiViewDepth(features="aliked", feature_long_edge=384, max_keypoints=256)
     maps = prior.estimate(scene.cameras[:2], scene.images[:2])
     points = prior.sparse_points
-    assert len(points) > 100
+    assert len(points) > 50
     # every sparse point lies on one of the two planes (their depth in view a is known per pixel)
     m = DepthMap(scene.depths[0], np.ones_like(scene.depths[0]), scene.cameras[0], "metric", "truth")
     from engine.camera_projection import project_points
@@ -204,14 +204,17 @@ def test_cancel_stops_between_views(scene):
     assert sum("stereo for view" in m for m in seen) == 1
 
 
-def test_forward_motion_gives_an_empty_map_and_says_why(scene):
-    ahead = camera((-0.4, 0, 0.8), (0, 0, 4), name="ahead")
-    image, _ = render(ahead, scene.planes)
-    events = []
-    maps = MultiViewDepth(features="sift").estimate([scene.cameras[0], ahead], [scene.images[0], image],
-                                                    emit=events.append)
-    assert all(not m.valid.any() for m in maps)
-    assert any("forward" in e.message for e in events if isinstance(e, WarningEvent))
+def test_forward_motion_is_swept_instead_of_rectified(scene):
+    ahead = camera((-0.4, 0, 0.8), (0, 0, 4), name="ahead")  # the epipole near the image centre
+    image, truth_ahead = render(ahead, scene.planes)
+    maps = MultiViewDepth(features="sift").estimate([scene.cameras[0], ahead], [scene.images[0], image])
+    for m, truth in zip(maps, [scene.depths[0], truth_ahead]):
+        assert "plane sweep" in m.source and "SGBM" not in m.source
+        confident = m.confidence > 0.5
+        assert confident.mean() > 0.2  # measured 0.33 and 0.50: nothing near the epipole (no parallax)
+        err = relative_error(m, truth, confident)
+        assert np.median(err) < 0.01  # measured 0.13-0.18 %: 64 planes refined by a parabola
+        assert np.mean(err > 0.05) < 0.1  # measured 2.5-4 %: windows across the front square's edges
 
 
 def test_too_few_views_is_an_input_error(scene):

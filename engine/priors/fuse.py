@@ -13,7 +13,7 @@ from ..scene import PointCloud
 from .depth_map import DepthMap
 from .prior import working_views
 
-CONSISTENCY_TOLERANCE = 0.02  # relative depth within which another view's map confirms a point
+CONSISTENCY_TOLERANCE = 0.03  # relative depth within which another view's map confirms a point
 DEFAULT_SEED = 0
 
 
@@ -27,8 +27,8 @@ def lift(depth_map: DepthMap, mask: np.ndarray) -> np.ndarray:
     return (np.stack([x, y, z], 1) - cam.t) @ cam.R  # R^T (p - t), row-wise
 
 
-def confirmations(points: np.ndarray, others: Sequence[DepthMap]) -> np.ndarray:
-    """How many of ``others`` have a depth within CONSISTENCY_TOLERANCE of each point where it projects."""
+def confirmations(points: np.ndarray, others: Sequence[DepthMap], tolerance: float = CONSISTENCY_TOLERANCE) -> np.ndarray:
+    """How many of ``others`` have a depth within ``tolerance`` (relative) of each point where it projects."""
     count = np.zeros(len(points), np.int64)
     for other in others:
         cam = other.camera
@@ -39,15 +39,17 @@ def confirmations(points: np.ndarray, others: Sequence[DepthMap]) -> np.ndarray:
         rows = np.floor(np.nan_to_num(pix[:, 1])).astype(np.int64).clip(0, cam.height - 1)
         seen = other.depth[rows, cols]
         with np.errstate(invalid="ignore", divide="ignore"):
-            count += inside & (seen > 0) & (np.abs(seen / z - 1) <= CONSISTENCY_TOLERANCE)
+            count += inside & (seen > 0) & (np.abs(seen / z - 1) <= tolerance)
     return count
 
 
 def dense_points(depth_maps: Sequence[DepthMap], images: Sequence, *, max_points: int = 200_000,
-                 min_confidence: float = 0.5, seed: int = DEFAULT_SEED) -> PointCloud:
+                 min_confidence: float = 0.5, tolerance: float = CONSISTENCY_TOLERANCE,
+                 seed: int = DEFAULT_SEED) -> PointCloud:
     """Confident pixels of every map lifted into the world with the photo's colour there.
 
-    With two or more maps, a point is kept only where at least one other map confirms it (seen
+    With two or more maps, a point is kept only where at least one other map confirms it within
+    ``tolerance`` relative depth (seen
     consistently by two views); when no point at all passes that (e.g. the views hardly overlap), the
     confident points are kept as they are. At most ``max_points``, drawn at random (``seed``) in
     proportion to confidence. ``track_length`` holds the number of views that agree on each point."""
@@ -64,7 +66,7 @@ def dense_points(depth_maps: Sequence[DepthMap], images: Sequence, *, max_points
         rgb.append(image[mask] / 255.0)
         conf.append(m.confidence[mask].astype(np.float64))
         others = [o for o_k, o in enumerate(depth_maps) if o_k != k]
-        views.append(1 + confirmations(xyz[-1], others))
+        views.append(1 + confirmations(xyz[-1], others, tolerance))
     xyz, rgb, conf, views = (np.concatenate(a) for a in (xyz, rgb, conf, views))
     if len(depth_maps) >= 2 and (views >= 2).any():
         keep = views >= 2

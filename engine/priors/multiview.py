@@ -22,12 +22,17 @@ from ..events import CancelToken, EventSink, Progress, Warning as WarningEvent, 
 from ..scene import Camera, PointCloud
 from .depth_map import DepthMap
 from .prior import WORKING_LONG_EDGE, DepthPrior, as_rgb8, check_cancel, working_views
-from .sparse import FEATURE_LONG_EDGE, PairPoints, SiftMatcher, make_matcher, pair_points
-from .stereo import PairDepth, can_rectify, pair_depth
+from .sparse import FEATURE_LONG_EDGE, MAX_KEYPOINTS, PairPoints, SiftMatcher, make_matcher, pair_points
+from .plane_sweep import sweep_depth
+from .stereo import PairDepth, pair_depth
 
-FUSE_TOLERANCE = 0.02  # relative depth within which two neighbours' estimates count as the same surface
-SPARSE_TOLERANCE = 0.03  # relative: a dense depth this close to a triangulated match agrees with it
+# Two estimates of a pixel agree within this relative depth, or within what MATCH_PIXELS of matching
+# error makes of it in either pair (far surfaces seen by a short baseline are known only roughly).
+FUSE_TOLERANCE = 0.02
+MATCH_PIXELS = 1.0
+SPARSE_TOLERANCE = 0.01  # relative, added to what MATCH_PIXELS makes: a triangulated match agrees then
 MIN_SPARSE_CHECKS = 10  # fewer sparse points than this in a view say nothing about a neighbour's map
+SPARSE_GOOD = 0.8  # a pair agreeing with this share of the view's sparse points is fully trusted
 MAX_PAIR_NEIGHBOURS = 4  # with many views, each is matched with this many nearest ones
 
 
@@ -35,13 +40,15 @@ class MultiViewDepth(DepthPrior):
     name = "multiview"
 
     def __init__(self, long_edge: int = WORKING_LONG_EDGE, neighbours: int = 2, features: str = "aliked",
-                 feature_long_edge: int = FEATURE_LONG_EDGE, weights_dir=None, stage: str = "depth"):
+                 feature_long_edge: int = FEATURE_LONG_EDGE, max_keypoints: int = MAX_KEYPOINTS, weights_dir=None,
+                 stage: str = "depth"):
         if features not in ("aliked", "disk", "sift"):
             raise InputError(f"unknown feature method {features!r} for the depth prior", hint="use aliked, disk or sift")
         self.long_edge = long_edge
         self.neighbours = max(1, int(neighbours))
         self.features = features
         self.feature_long_edge = feature_long_edge
+        self.max_keypoints = max_keypoints
         self.weights_dir = weights_dir
         self.stage = stage
         self.sparse_points: PointCloud | None = None  # the last estimate's triangulated matches
@@ -63,7 +70,6 @@ class MultiViewDepth(DepthPrior):
             emit(Progress(self.stage, done, total, message))
 
         matcher = self._matcher(emit)
-        source = f"multi-view stereo (rectified SGBM, {matcher.label} matches triangulated)"
         found, scales = [], []
         for k, rgb in enumerate(originals):
             check_cancel(cancel)
@@ -86,15 +92,19 @@ class MultiViewDepth(DepthPrior):
             check_cancel(cancel)
             progress(f"depth: stereo for view {i + 1} of {n}")
             estimates = []
-            for j in best_neighbours(i, cams, sparse, self.neighbours):
-                hint = sparse.get((min(i, j), max(i, j)))
-                est = pair_depth(work[i], cams[i], work[j], cams[j], None if hint is None else hint.xyz)
+            for j in best_neighbours(i, sparse, self.neighbours):
+                hint = sparse[(min(i, j), max(i, j))].xyz
+                est = pair_depth(work[i], cams[i], work[j], cams[j], hint)
+                if est is None:  # forward motion: no rectification
+                    est = sweep_depth(work[i], cams[i], work[j], cams[j], hint)
                 if est is not None:
                     est.confidence *= sparse_agreement(est, view_sparse_points(i, cams[i], sparse))
                     estimates.append(est)
+            methods = sorted({e.method for e in estimates}) or ["no pair"]
+            source = f"multi-view stereo ({', '.join(methods)}; {matcher.label} matches triangulated)"
             if not estimates:
-                emit(WarningEvent(f"no depth for view {cams[i].name or i + 1}: no neighbour could be rectified "
-                                  "(the photos were taken moving straight forward)"))
+                emit(WarningEvent(f"no depth for view {cams[i].name or i + 1}: it shares too few matches with "
+                                  "the other photos"))
                 depth = np.zeros((cams[i].height, cams[i].width), np.float32)
                 maps.append(DepthMap(depth, depth.copy(), cams[i], "metric", source))
             else:
@@ -109,10 +119,10 @@ class MultiViewDepth(DepthPrior):
 
     def _matcher(self, emit: EventSink):
         try:
-            return make_matcher(self.features, self.weights_dir)
+            return make_matcher(self.features, self.weights_dir, self.max_keypoints)
         except HandfulError as e:  # the learned weights are missing or broken: SIFT still works
             emit(WarningEvent(f"depth prior: {e}; using SIFT matches instead"))
-            return SiftMatcher()
+            return SiftMatcher(2 * self.max_keypoints)
 
 
 def candidate_pairs(cams: Sequence[Camera]) -> list[tuple[int, int]]:
@@ -129,14 +139,12 @@ def candidate_pairs(cams: Sequence[Camera]) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-def best_neighbours(i: int, cams: Sequence[Camera], sparse: dict, count: int) -> list[int]:
-    """The views that share the most triangulated matches with view i and can be rectified with it."""
+def best_neighbours(i: int, sparse: dict, count: int) -> list[int]:
+    """The views that share the most triangulated matches with view i (at least MIN_SPARSE_CHECKS)."""
     shared = []
     for (a, b), points in sparse.items():
-        if i in (a, b):
-            j = b if a == i else a
-            if can_rectify(cams[i], cams[j]):
-                shared.append((len(points.xyz), j))
+        if i in (a, b) and len(points.xyz) >= MIN_SPARSE_CHECKS:
+            shared.append((len(points.xyz), b if a == i else a))
     shared.sort(key=lambda s: (-s[0], s[1]))
     return [j for _, j in shared[:count]]
 
@@ -152,8 +160,9 @@ def view_sparse_points(i: int, cam: Camera, sparse: dict) -> tuple[np.ndarray, n
 
 
 def sparse_agreement(est: PairDepth, sparse: tuple[np.ndarray, np.ndarray]) -> float:
-    """The share of the view's sparse points where the map has a depth and agrees with them (1 when
-    too few to tell): a pair whose stereo went wrong (repeated texture, a bad search range) scores low."""
+    """A factor for the pair's confidence: the share of the view's sparse points where the map has a
+    depth and agrees with them, over SPARSE_GOOD (1 when too few to tell). A pair whose stereo went
+    wrong (repeated texture, a bad search range) scores low."""
     uv, z = sparse
     h, w = est.depth.shape
     cols = np.clip(np.floor(uv[:, 0]).astype(np.int64), 0, w - 1)
@@ -162,7 +171,9 @@ def sparse_agreement(est: PairDepth, sparse: tuple[np.ndarray, np.ndarray]) -> f
     known = dense > 0
     if known.sum() < MIN_SPARSE_CHECKS:
         return 1.0
-    return float(np.mean(np.abs(dense[known] / z[known] - 1) <= SPARSE_TOLERANCE))
+    tolerance = SPARSE_TOLERANCE + est.relative_tolerance(MATCH_PIXELS)[rows, cols][known]
+    share = float(np.mean(np.abs(dense[known] / z[known] - 1) <= tolerance))
+    return min(1.0, share / SPARSE_GOOD)
 
 
 def fuse_estimates(estimates: Sequence[PairDepth]) -> PairDepth:
@@ -174,10 +185,12 @@ def fuse_estimates(estimates: Sequence[PairDepth]) -> PairDepth:
     C = np.stack([e.confidence for e in estimates])
     k = len(estimates)
     if k == 1:
-        return PairDepth(D[0], C[0])
+        return estimates[0]
     valid = C > 0
+    tol = np.maximum(FUSE_TOLERANCE, np.stack([e.relative_tolerance(MATCH_PIXELS) for e in estimates]))
     with np.errstate(divide="ignore", invalid="ignore"):
-        same = np.abs(D[:, None] - D[None]) <= FUSE_TOLERANCE * D[:, None]  # [ref, other, H, W]
+        # [ref, other, H, W]
+        same = np.abs(D[:, None] - D[None]) <= np.maximum(tol[:, None], tol[None]) * D[:, None]
     same &= valid[:, None] & valid[None]
     support = np.where(valid, (same * C[None]).sum(axis=1), -1)  # [ref, H, W]
     best = np.argmax(support, axis=0)
@@ -189,7 +202,8 @@ def fuse_estimates(estimates: Sequence[PairDepth]) -> PairDepth:
     against = (C * (valid & ~agree)).sum(axis=0)
     conf = np.clip((total - against) / k, 0, 1)
     conf = np.where(total > 0, conf, 0)
-    return PairDepth(depth.astype(np.float32), conf.astype(np.float32))
+    return PairDepth(depth.astype(np.float32), conf.astype(np.float32),
+                     max(e.focal_baseline for e in estimates), "+".join(sorted({e.method for e in estimates})))
 
 
 def _point_cloud(pairs, images: Sequence[np.ndarray]) -> PointCloud:

@@ -39,9 +39,12 @@ class LearnedMatcher:
     """ALIKED / DISK + LightGlue through the pose stage's loader (never downloads)."""
 
     def __init__(self, method: str = "aliked", max_keypoints: int = MAX_KEYPOINTS, weights_dir=None):
-        from ..poses.learned import LearnedFeatures, METHODS
+        import os
 
-        self.features = LearnedFeatures(method, weights_dir, max_keypoints, device="cpu")
+        from ..poses.learned import METHODS, learned_features
+
+        # loaded once per process, with one torch thread per idle core (as the pose stage does)
+        self.features = learned_features(method, weights_dir, max_keypoints, os.cpu_count() or 1)
         self.label = METHODS[method].label
 
     def extract(self, rgb: np.ndarray, long_edge: int) -> dict:
@@ -80,9 +83,11 @@ class SiftMatcher:
         return np.array(keep, np.int64).reshape(-1, 2)
 
 
-def make_matcher(features: str, weights_dir=None):
+def make_matcher(features: str, weights_dir=None, max_keypoints: int = MAX_KEYPOINTS):
     """The matcher for ``features`` ('aliked', 'disk' or 'sift')."""
-    return SiftMatcher() if features == "sift" else LearnedMatcher(features, weights_dir=weights_dir)
+    if features == "sift":
+        return SiftMatcher(2 * max_keypoints)
+    return LearnedMatcher(features, max_keypoints, weights_dir)
 
 
 def projection_matrix(camera: Camera) -> np.ndarray:

@@ -20,14 +20,20 @@ SGBM_BLOCK = 5  # px: SGBM's matching window
 TEXTURE_WINDOW = 7  # px: the window whose grey-level spread says whether matching had anything to go by
 TEXTURE_FULL = 6.0  # grey levels (of 255): a window this varied is fully trusted; flat ones fade to 0
 # The epipole closer to the image centre than this (in image half-diagonals) means forward motion:
-# rectification would stretch the image beyond use.
-MIN_EPIPOLE_DISTANCE = 1.5
+# rectification would stretch the image beyond use (the plane sweep takes such pairs).
+MIN_EPIPOLE_DISTANCE = 2.0
 
 
 @dataclass
 class PairDepth:
     depth: np.ndarray  # (H,W) float32 in the first view, 0 where unknown
     confidence: np.ndarray  # (H,W) float32 in [0,1]
+    focal_baseline: float  # px x scene units: disparity (px) = focal_baseline / depth, the pair's precision
+    method: str = "rectified SGBM"
+
+    def relative_tolerance(self, pixels: float = 1.0) -> np.ndarray:
+        """The relative depth error that ``pixels`` of matching error makes at each pixel."""
+        return (pixels * self.depth / self.focal_baseline).astype(np.float32)
 
 
 def opencv_intrinsics(camera: Camera) -> np.ndarray:
@@ -143,7 +149,7 @@ def pair_depth(image_a: np.ndarray, cam_a: Camera, image_b: np.ndarray, cam_b: C
         conf_rect = np.clip(1 - lr / LR_TOLERANCE, 0, 1) * texture
         conf_rect = np.where(np.isfinite(conf_rect) & (disparity > 0), conf_rect, 0).astype(np.float32)
         z_rect = np.where(conf_rect > 0, abs(shift) / disparity, 0).astype(np.float32)
-    return _to_view(z_rect, conf_rect, K1, R1, P1, cam_a)
+    return _to_view(z_rect, conf_rect, K1, R1, P1, cam_a, abs(shift))
 
 
 def _search_range(rect_points: np.ndarray | None, shift: float, width: int) -> tuple[int, int]:
@@ -162,7 +168,7 @@ def _search_range(rect_points: np.ndarray | None, shift: float, width: int) -> t
     return lo, count
 
 
-def _to_view(z_rect: np.ndarray, conf_rect: np.ndarray, K1, R1, P1, cam: Camera) -> PairDepth:
+def _to_view(z_rect: np.ndarray, conf_rect: np.ndarray, K1, R1, P1, cam: Camera, focal_baseline: float) -> PairDepth:
     """Rectified depth back onto view a's pixels: each pixel's ray turned into the rectified frame
     (a pure rotation), its rectified depth looked up (nearest, never blended across an edge)."""
     h, w = cam.height, cam.width
@@ -178,4 +184,4 @@ def _to_view(z_rect: np.ndarray, conf_rect: np.ndarray, K1, R1, P1, cam: Camera)
     with np.errstate(divide="ignore", invalid="ignore"):
         depth = np.where(z > 0, z / turned[..., 2], 0).astype(np.float32)
     conf = np.where(depth > 0, conf, 0).astype(np.float32)
-    return PairDepth(depth, conf)
+    return PairDepth(depth, conf, focal_baseline)
