@@ -30,8 +30,9 @@ class DepthMap:
     source: str  # the backend that made it, in words
 
     def __post_init__(self):
-        self.depth = np.ascontiguousarray(self.depth, dtype=np.float32)
-        self.confidence = np.ascontiguousarray(self.confidence, dtype=np.float32)
+        # copies: unknown pixels are zeroed below, never in the caller's arrays
+        self.depth = np.array(self.depth, dtype=np.float32)
+        self.confidence = np.array(self.confidence, dtype=np.float32)
         shape = (self.camera.height, self.camera.width)
         if self.depth.shape != shape or self.confidence.shape != shape:
             raise SceneError(

@@ -45,6 +45,27 @@ def undistorted(image: np.ndarray, camera: Camera) -> tuple[np.ndarray, Camera]:
     return cv2.undistort(image, K, camera.distortion, None, K), replace(camera, distortion=None)
 
 
+def load_views(dataset_dir: str | Path, names: Sequence[str]) -> tuple[list[Camera], list[np.ndarray]]:
+    """The dataset's pinhole cameras and undistorted photos (uint8 RGB) for ``names``."""
+    from ..ingest import load_image
+    from ..io import colmap
+
+    dataset_dir = Path(dataset_dir)
+    cameras = {Path(c.name).name: c for c in colmap.read(dataset_dir / "gt_colmap_text").cameras}
+    cams, images = [], []
+    for name in names:
+        image, cam = undistorted(load_image(dataset_dir / "images" / name), cameras[name])
+        cams.append(cam)
+        images.append(image)
+    return cams, images
+
+
+def dataset_names(dataset_dir: str | Path) -> list[str]:
+    from ..io import colmap
+
+    return sorted(Path(c.name).name for c in colmap.read(Path(dataset_dir) / "gt_colmap_text").cameras)
+
+
 def reference_points(dataset_dir: str | Path, names: Sequence[str], work: str | Path, *, long_edge: int = 504,
                      max_features: int = 2000, threads: int = 2) -> dict[str, np.ndarray]:
     """World points (N,3) seen by each named photo, triangulated from all of ``names`` with the

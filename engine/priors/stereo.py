@@ -109,7 +109,8 @@ def pair_depth(image_a: np.ndarray, cam_a: Camera, image_b: np.ndarray, cam_b: C
 
     ``disparity_hint``: world points (N,3) both views see (sparse triangulated matches), which set
     SGBM's search range; without them the range is the first quarter of the image width.
-    None when the pair cannot be rectified (forward motion)."""
+    None when the pair cannot be rectified (forward motion) or its disparities do not fit in the
+    rectified image (a wide, strongly converging pair)."""
     if not can_rectify(cam_a, cam_b):
         return None
     K1, K2 = opencv_intrinsics(cam_a), opencv_intrinsics(cam_b)
@@ -142,6 +143,8 @@ def pair_depth(image_a: np.ndarray, cam_a: Camera, image_b: np.ndarray, cam_b: C
     left, right = np.ascontiguousarray(canonical(rect_a)), np.ascontiguousarray(canonical(rect_b))
     rect_points = None if disparity_hint is None else (disparity_hint @ cam_a.R.T + cam_a.t) @ R1.T
     lo, count = _search_range(rect_points, shift, left.shape[1])
+    if lo + count >= left.shape[1] - SGBM_BLOCK:  # a wide, converging pair: rectification is of no use
+        return None
     d_canon, diff_canon = _disparities(left, right, lo, count)
     disparity = back(d_canon)
     lr = back(diff_canon)
