@@ -217,6 +217,16 @@ def test_forward_motion_is_swept_instead_of_rectified(scene):
         assert np.mean(err > 0.05) < 0.1  # measured 2.5-4 %: windows across the front square's edges
 
 
+def test_views_without_common_matches_get_empty_maps_and_a_warning(scene):
+    unrelated = render(scene.cameras[1], [Plane((0, 0, 4), (0, 0, -1), 4, noise_texture(7, 512))])[0]
+    events = []
+    maps = MultiViewDepth(features="sift").estimate(scene.cameras[:2], [scene.images[0], unrelated],
+                                                    emit=events.append)
+    assert all(not m.valid.any() for m in maps)
+    warnings = [e.message for e in events if isinstance(e, WarningEvent)]
+    assert len(warnings) == 2 and all("too few matches" in w for w in warnings)
+
+
 def test_too_few_views_is_an_input_error(scene):
     with pytest.raises(InputError, match="two views"):
         MultiViewDepth(features="sift").estimate(scene.cameras[:1], scene.images[:1])

@@ -91,15 +91,7 @@ class MultiViewDepth(DepthPrior):
         for i in range(n):
             check_cancel(cancel)
             progress(f"depth: stereo for view {i + 1} of {n}")
-            estimates = []
-            for j in best_neighbours(i, sparse, self.neighbours):
-                hint = sparse[(min(i, j), max(i, j))].xyz
-                est = pair_depth(work[i], cams[i], work[j], cams[j], hint)
-                if est is None:  # forward motion: no rectification
-                    est = sweep_depth(work[i], cams[i], work[j], cams[j], hint)
-                if est is not None:
-                    est.confidence *= sparse_agreement(est, view_sparse_points(i, cams[i], sparse))
-                    estimates.append(est)
+            estimates = self._pair_estimates(i, cams, work, sparse)
             methods = sorted({e.method for e in estimates}) or ["no pair"]
             source = f"multi-view stereo ({', '.join(methods)}; {matcher.label} matches triangulated)"
             if not estimates:
@@ -116,6 +108,19 @@ class MultiViewDepth(DepthPrior):
         self.seconds = {"features": features_done - started, "matching": matching_done - features_done,
                         "stereo": end - matching_done, "total": end - started}
         return maps
+
+    def _pair_estimates(self, i: int, cams, work, sparse: dict) -> list[PairDepth]:
+        """View i's depth from each of its best neighbours, confidence scaled by the sparse check."""
+        estimates = []
+        for j in best_neighbours(i, sparse, self.neighbours):
+            hint = sparse[(min(i, j), max(i, j))].xyz
+            est = pair_depth(work[i], cams[i], work[j], cams[j], hint)
+            if est is None:  # forward motion, or a wide converging pair: no use rectifying
+                est = sweep_depth(work[i], cams[i], work[j], cams[j], hint)
+            if est is not None:
+                est.confidence *= sparse_agreement(est, view_sparse_points(i, cams[i], sparse))
+                estimates.append(est)
+        return estimates
 
     def _matcher(self, emit: EventSink):
         try:
