@@ -303,15 +303,18 @@ def test_a_corrupt_depth_file_is_a_format_error(tmp_path):
         DepthMap.load(tmp_path / "missing.npz")
 
 
-def test_resizing_never_blends_a_depth_into_a_hole(scene):
+def test_resizing_never_blends_depths_across_an_edge(scene):
     depth = np.zeros((192, 256), np.float32)
-    depth[:, :101] = 2.0  # the edge falls inside a 4x4 block of the half-size map? no: 101 is odd
+    depth[:, :101] = 2.0  # an object's edge between two pixels of the half-size map...
+    depth[:, 101:201] = 4.0  # ...the wall behind it, then a hole
     m = DepthMap(depth, (depth > 0).astype(np.float32), scene.cameras[0], "metric", "t")
+    for width, height in ((128, 96), (100, 75), (512, 384)):
+        r = m.resized(width, height)
+        assert set(np.unique(r.depth)) == {0.0, 2.0, 4.0} and r.depth.shape == (height, width)
+        assert (r.confidence[r.depth == 0] == 0).all() and r.confidence.max() == 1.0
     half = m.resized(128, 96)
-    assert set(np.unique(half.depth)) == {0.0, 2.0}
     assert half.camera.width == 128 and math.isclose(half.camera.fx, scene.cameras[0].fx / 2)
-    big = m.resized(512, 384)
-    assert set(np.unique(big.depth)) == {0.0, 2.0} and big.depth.shape == (384, 512)
+    assert math.isclose(half.confidence[0, 100], 0.5)  # half of what it covers is the hole
 
 
 def test_a_map_that_does_not_fit_its_camera_is_refused(scene):

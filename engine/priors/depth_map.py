@@ -16,9 +16,6 @@ from ..scene import Camera, SceneError
 
 KINDS = ("metric", "relative")
 FILE_VERSION = 1
-# A resized pixel keeps a depth only where at least this share of what it covers had one: a pixel
-# half off an object's edge would otherwise get a depth between the object and what is behind it.
-RESIZE_MIN_COVER = 0.5
 
 
 @dataclass
@@ -53,23 +50,16 @@ class DepthMap:
         return self.confidence > 0
 
     def resized(self, width: int, height: int) -> "DepthMap":
-        """The map at another size: confidence-weighted area averages when shrinking, nearest
-        pixels when enlarging, so that no depth is blended across an edge into a hole."""
+        """The map at another size. Depths are taken from the nearest pixel, never averaged: an average
+        across an object's edge is a depth between the object and what is behind it, where there is
+        nothing. Shrinking averages the confidence over the area (a pixel half off a hole is half sure)."""
         width, height = int(width), int(height)
         camera = self.camera.resized(width, height)
-        if (width, height) == (self.camera.width, self.camera.height):
-            return DepthMap(self.depth.copy(), self.confidence.copy(), camera, self.kind, self.source)
-        if width > self.camera.width or height > self.camera.height:
-            depth = cv2.resize(self.depth, (width, height), interpolation=cv2.INTER_NEAREST)
-            conf = cv2.resize(self.confidence, (width, height), interpolation=cv2.INTER_NEAREST)
-            return DepthMap(depth, conf, camera, self.kind, self.source)
-        known = self.valid.astype(np.float32)
-        cover = cv2.resize(known, (width, height), interpolation=cv2.INTER_AREA)
-        weighted = cv2.resize(self.depth * known, (width, height), interpolation=cv2.INTER_AREA)
-        conf = cv2.resize(self.confidence, (width, height), interpolation=cv2.INTER_AREA)
-        keep = cover >= RESIZE_MIN_COVER
-        depth = np.where(keep, weighted / np.maximum(cover, 1e-6), 0)
-        conf = np.where(keep, conf / np.maximum(cover, 1e-6), 0)
+        depth = cv2.resize(self.depth, (width, height), interpolation=cv2.INTER_NEAREST)
+        shrinking = width < self.camera.width or height < self.camera.height
+        conf = cv2.resize(self.confidence, (width, height),
+                          interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_NEAREST)
+        conf = np.where(depth > 0, conf, 0) if self.kind == "metric" else conf
         return DepthMap(depth, conf, camera, self.kind, self.source)
 
     # ----------------------------------------------------------------- file

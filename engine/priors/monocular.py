@@ -76,7 +76,8 @@ class MonocularDepth(DepthPrior):
             import torch  # noqa: F401
             from transformers import AutoModelForDepthEstimation
         except ImportError:
-            raise ModelError("monocular depth needs the transformers package", hint="pip install transformers") from None
+            raise ModelError("monocular depth needs the transformers package",
+                             hint="install Handful's 'depth' extra (pip install transformers)") from None
         try:
             model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True)
         except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError, safetensors errors...
