@@ -8,8 +8,9 @@ size (MB, bytes per splat of the input scene, ratio to .ply), PSNR / SSIM of the
 against the photos and the change from the uncompressed scene (dB), PSNR of the renders against the
 uncompressed scene's renders, and encode / decode seconds. The baseline row is the .ply itself.
 
-A second table times decoding a synthetic 1M-splat .handful file against reading the same scene's .ply
-in the same process (ratio < 1: faster than .ply).
+A second table times decoding a synthetic 1M-splat .handful file with the compiled decoder, with the numpy
+reference decoder (the one before the kernels) and reading the same scene's .ply, interleaved in the same
+process (ratio < 1: faster than .ply), and the first decode in a fresh process.
 """
 
 from __future__ import annotations
@@ -116,36 +117,77 @@ def bench_job(job: Path, finetune: int, background_arg) -> None:
     )
 
 
-def bench_decode(count: int) -> None:
+def synthetic_scene(count: int) -> GaussianScene:
     g = np.random.default_rng(0)
     k = sh_coeffs_for_degree(3)
     # a surface-like cloud: points near a sphere, so that Morton gaps look like a real scene's
     d = g.normal(size=(count, 3))
     means = d / np.linalg.norm(d, axis=1, keepdims=True) * (2 + 0.01 * g.normal(size=(count, 1)))
-    scene = GaussianScene.from_numpy(means, g.normal(size=(count, 4)), g.uniform(-6, -2, (count, 3)),
-                                     g.normal(scale=2, size=count), g.normal(scale=0.3, size=(count, k, 3)))
+    return GaussianScene.from_numpy(means, g.normal(size=(count, 4)), g.uniform(-6, -2, (count, 3)),
+                                    g.normal(scale=2, size=count), g.normal(scale=0.3, size=(count, k, 3)))
+
+
+_FRESH_PROCESS = """
+import sys, time
+sys.path.insert(0, {root!r})
+from engine.io import load_scene
+t = time.perf_counter(); load_scene({path!r}); print(time.perf_counter() - t)
+"""
+
+
+def fresh_process_decode(path: Path) -> float:
+    """Seconds of the first load_scene in a new interpreter (numba's start-up and its cached code included)."""
+    import subprocess
+
+    code = _FRESH_PROCESS.format(root=str(Path(__file__).resolve().parents[1]), path=str(path))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(run.stdout.split()[-1])
+
+
+def bench_decode(count: int, rounds: int, lossless: bool) -> None:
+    """The compiled decoder against the numpy reference decoder (the decoder before the kernels) and the
+    .ply reader, interleaved round by round in this process; medians."""
+    scene = synthetic_scene(count)
     # the "high" setting's codecs (its 4096-word SH codebook shrunk to 256 to keep the k-means short)
-    settings = CodecSettings(means="q16", opacity="q8", dc="q8", log_scales="q8", quats="q8",
-                             sh_rest="vq256", zstd_level=9)
+    files = {"high codecs, SH codebook": CodecSettings(means="q16", opacity="q8", dc="q8", log_scales="q8",
+                                                       quats="q8", sh_rest="vq256", zstd_level=9)}
+    if lossless:
+        files["lossless"] = CodecSettings()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ply = Path(tmp) / "s.ply"
         save_scene(scene, ply)
-        t = time.perf_counter()
-        load_scene(ply)
-        base = time.perf_counter() - t
-        t = time.perf_counter()
-        data = encode_scene(scene, settings)
-        enc = time.perf_counter() - t
-        path = Path(tmp) / "s.handful"
-        path.write_bytes(data)
-        t = time.perf_counter()
-        load_scene(path)
-        dec = time.perf_counter() - t
-        rows.append([".ply read (baseline)", ply.stat().st_size / 1e6, base, 1.0])
-        rows.append([".handful decode (high codecs, SH codebook)", len(data) / 1e6, dec, dec / base])
-    print_table(f"decode speed, {count:,} synthetic splats, SH degree 3 (.handful encode took {enc:.1f} s)",
-                ["file", "MB", "seconds", "ratio vs .ply"], rows)
+        encoded = {}
+        for label, settings in files.items():
+            t = time.perf_counter()
+            data = encode_scene(scene, settings)
+            encoded[label] = (data, time.perf_counter() - t)
+            (Path(tmp) / f"{len(encoded)}.handful").write_bytes(data)
+            decode_scene(data)  # numba's start-up and cached code, once (the fresh-process row shows it)
+        times: dict[str, list[float]] = {}
+
+        def timed(key, fn):
+            t = time.perf_counter()
+            fn()
+            times.setdefault(key, []).append(time.perf_counter() - t)
+
+        for _ in range(rounds):
+            timed("ply", lambda: load_scene(ply))
+            for label, (data, _) in encoded.items():
+                timed((label, "ref"), lambda: decode_scene(data, reference=True))
+                timed((label, "new"), lambda: decode_scene(data))
+        base = float(np.median(times["ply"]))
+        rows.append([".ply read (baseline)", ply.stat().st_size / 1e6, base, 1.0, ""])
+        for i, (label, (data, enc)) in enumerate(encoded.items(), start=1):
+            ref, new = (float(np.median(times[(label, k)])) for k in ("ref", "new"))
+            fresh = fresh_process_decode(Path(tmp) / f"{i}.handful")
+            mb = len(data) / 1e6
+            rows.append([f".handful {label}: numpy decoder (before)", mb, ref, ref / base, f"encode {enc:.1f} s"])
+            rows.append([f".handful {label}: compiled decoder", mb, new, new / base, f"{ref / new:.1f}x faster"])
+            rows.append([f".handful {label}: compiled, fresh process", mb, fresh, fresh / base,
+                         "first load_scene: numba start-up + cached code"])
+    print_table(f"decode speed, {count:,} synthetic splats, SH degree 3, median of {rounds} interleaved rounds",
+                ["file", "MB", "seconds", "ratio vs .ply", "note"], rows)
 
 
 def main(argv=None) -> int:
@@ -154,12 +196,14 @@ def main(argv=None) -> int:
     p.add_argument("--finetune", type=int, default=0, help="also fine-tune N steps against the training photos")
     p.add_argument("--background", choices=("black", "white"), help="the job's background (default: black)")
     p.add_argument("--decode-count", type=int, default=1_000_000, help="splats in the decode-speed file (0: skip)")
+    p.add_argument("--decode-rounds", type=int, default=3, help="interleaved timing rounds of the decode table")
+    p.add_argument("--decode-lossless", action="store_true", help="also time a lossless 1M-splat .handful")
     args = p.parse_args(argv)
     bg = None if args.background is None else ((1.0,) * 3 if args.background == "white" else (0.0,) * 3)
     for job in args.jobs:
         bench_job(job, args.finetune, bg)
     if args.decode_count:
-        bench_decode(args.decode_count)
+        bench_decode(args.decode_count, args.decode_rounds, args.decode_lossless)
     return 0
 
 

@@ -159,3 +159,61 @@ def test_empty_scene_round_trips():
 
     back = decode_scene(encode_scene(GaussianScene.empty(2), LOSSLESS))
     assert len(back) == 0 and back.sh_degree == 2
+
+
+DECODER_CASES = {
+    "lossless": CodecSettings(),
+    "high": CodecSettings(means="q16", opacity="q8", dc="q8", log_scales="q8", quats="q8", sh_rest="vq256", features="f16"),
+    "codebooks": CodecSettings(means="q21", opacity="q16", dc="vq64", log_scales="vq32", quats="vq64", sh_rest="q11"),
+}
+
+
+@pytest.mark.parametrize("case", DECODER_CASES)
+def test_compiled_decoder_matches_the_numpy_reference(case):
+    scene = random_scene(1200, sh_degree=3, extent=2.0, with_groups=True, feature_dim=3)
+    data = encode_scene(scene, DECODER_CASES[case])
+    fast, ref = decode_scene(data), decode_scene(data, reference=True)
+    for name, want in ref.tensors().items():
+        got = fast.tensors()[name]
+        assert got.dtype == want.dtype and got.shape == want.shape, name
+        if name == "opacity_logits":  # the reference rounds to float32 before its logit: compare alphas
+            got, want = torch.sigmoid(got), torch.sigmoid(want)
+        # the same formulas, evaluated in float64 by both; only the last float32 bit may differ
+        assert torch.allclose(got, want, rtol=1e-6, atol=1e-6), name
+    if case == "lossless":
+        assert_scenes_close(fast, scene)
+
+
+def _repacked(data: bytes, edit) -> bytes:
+    """The file with its decoded streams changed by ``edit(header, streams)`` and a valid checksum again:
+    damage the CRC cannot catch (a crafted or mis-written file)."""
+    header, streams = container.unpack(data)
+    streams = dict(streams)
+    edit(header, streams)
+    header.pop("streams")
+    return container.pack(header, streams, 3)
+
+
+def test_crafted_files_with_valid_checksums_never_read_outside_an_array(tmp_path):
+    scene = random_scene(500, sh_degree=1)
+    data = encode_scene(scene, CodecSettings(means="q16", quats="q8", sh_rest="vq16", log_scales="vq8"))
+
+    def index_past_book(header, streams):
+        labels = bytearray(streams["sh_rest"])
+        labels[123] = 255  # the book has at most 16 words
+        streams["sh_rest"] = bytes(labels)
+
+    def impossible_largest(header, streams):
+        largest = bytearray(streams["quats.largest"])
+        largest[7] = 4
+        streams["quats.largest"] = bytes(largest)
+
+    def wrong_width(header, streams):
+        header["attributes"]["log_scales"]["dim"] = 2
+
+    for edit, message in ((index_past_book, "sh_rest indices past its"), (impossible_largest, "largest-component"),
+                          (wrong_width, "2 values per splat for log_scales where 3")):
+        bad = _repacked(data, edit)
+        for reference in (False, True):
+            with pytest.raises(FormatError, match=message):
+                decode_scene(bad, tmp_path / "crafted.handful", reference=reference)

@@ -62,14 +62,15 @@ def unpack(data: bytes, path: str | Path | None = None) -> tuple[dict, dict[str,
         )
     if version < 1:
         raise FormatError(f"claims scene format version {version}, which never existed", path, "the file is damaged")
-    body, (stored,) = data[: -_CRC.size], _CRC.unpack_from(data, len(data) - _CRC.size)
+    # a view, not a copy: the streams are sliced out of the caller's bytes
+    body, (stored,) = memoryview(data)[: -_CRC.size], _CRC.unpack_from(data, len(data) - _CRC.size)
     if zlib.crc32(body) != stored:
         raise FormatError("is damaged: its checksum does not match (truncated or changed after it was written)",
                           path, "save, export or copy it again")
     if header_len > min(_MAX_HEADER, len(body) - _PREFIX.size):
         raise FormatError(f"has a {header_len:,}-byte header in a {len(data):,}-byte file", path, "the file is damaged")
     try:
-        header = json.loads(body[_PREFIX.size : _PREFIX.size + header_len].decode("utf-8"))
+        header = json.loads(bytes(body[_PREFIX.size : _PREFIX.size + header_len]).decode("utf-8"))
         listing = [(str(s["name"]), int(s["size"]), int(s["csize"])) for s in header["streams"]]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise FormatError(f"has an unreadable header ({e})", path, "the file is damaged") from None

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.compress import codec, container
+from engine.compress import decode_kernels as kernels
 from engine.compress.vq import kmeans
 from engine.errors import FormatError, InputError
 from engine.scene import GaussianScene, SceneError, sh_coeffs_for_degree
@@ -194,9 +195,16 @@ def _encode_quats(w: _Writer, spec: str, quats: np.ndarray, weights) -> dict:
 
 
 # ===================================================================== decoding
+#
+# Two decoders read the same streams: ``KernelStreams`` (compiled kernels writing straight into the
+# scene's arrays; what ``decode_scene`` uses) and ``NumpyStreams`` (plain numpy, the readable reference
+# the kernels are tested against, and the benchmark's baseline). Both fill float32 arrays in place:
+# ``into(name, meta, out, col, width)`` writes an attribute of ``width`` values per splat (by default
+# the rest of the row) into ``out[:, col:col + width]``, so that DC and the higher SH bands land in one (N, K, 3) array without
+# a copy.
 
 
-class _Reader:
+class _Streams:
     def __init__(self, streams: dict[str, bytes], n: int, path):
         self.streams, self.n, self.path = streams, n, path
 
@@ -208,37 +216,117 @@ class _Reader:
             raise FormatError(f"has a {name} stream of {len(data):,} bytes where {size:,} are needed", self.path)
         return data
 
+    def planes(self, name: str, count: int, bits: int) -> np.ndarray:
+        """The stream as (nbytes, count) uint8 byte planes (no copy)."""
+        nb = _nbytes(bits)
+        return np.frombuffer(self.raw(name, count * nb), dtype=np.uint8).reshape(nb, count)
+
+    def codebook(self, name: str, meta: dict) -> np.ndarray:
+        k, dim = int(meta["k"]), int(meta["dim"])
+        return np.frombuffer(self.raw(f"{name}.codebook", k * dim * 2), "<f2").reshape(k, dim).astype(np.float32)
+
+    def bad_index(self, name: str, k: int):
+        return FormatError(f"has {name} indices past its {k}-word codebook", self.path)
+
+    def check_dim(self, name: str, meta: dict, width: int) -> int:
+        dim = int(meta["dim"])
+        if dim != width:
+            raise FormatError(f"stores {dim} values per splat for {name} where {width} are needed", self.path)
+        return dim
+
+    def unknown(self, name: str, kind):
+        return FormatError(f"stores {name} with an unknown codec {kind!r}", self.path, "update Handful")
+
+    def f16(self, name: str, dim: int) -> np.ndarray:
+        return np.frombuffer(self.raw(name, self.n * dim * 2), "<f2").reshape(self.n, dim)
+
+
+class NumpyStreams(_Streams):
+    """The reference decoder: numpy on whole arrays, one step at a time."""
+
     def ints(self, name: str, count: int, bits: int) -> np.ndarray:
         nb = _nbytes(bits)
         return codec.from_byte_planes(self.raw(name, count * nb), count, nb)
 
-    def floats(self, name: str, dim: int) -> np.ndarray:
-        planes = self.ints(name, self.n * dim, 32).astype(np.uint32)
-        return planes.view("<f4").reshape(self.n, dim)
+    def words(self, name: str, count: int) -> np.ndarray:
+        return self.ints(name, count, 32).astype(np.uint32)
 
     def attribute(self, name: str, meta: dict) -> np.ndarray:
-        try:
-            kind, dim = meta["codec"], int(meta["dim"])
-            if kind == "f32":
-                return self.floats(name, dim)
-            if kind == "q":
-                bits = int(meta["bits"])
-                q = self.ints(name, self.n * dim, bits).reshape(self.n, dim)
-                return codec.dequantize_range(q, np.asarray(meta["lo"]), np.asarray(meta["hi"]), bits, np.float32)
-            if kind == "vq":
-                k, bits = int(meta["k"]), int(meta["bits"])
-                book = np.frombuffer(self.raw(f"{name}.codebook", k * dim * 2), "<f2").reshape(k, dim)
-                labels = self.ints(name, self.n, bits).astype(np.int64)
-                if len(labels) and labels.max() >= k:
-                    raise FormatError(f"has {name} indices past its {k}-word codebook", self.path)
-                return book.astype(np.float32)[labels]
-        except (KeyError, TypeError, ValueError) as e:
-            raise FormatError(f"has an unreadable description of {name} ({e})", self.path) from None
-        raise FormatError(f"stores {name} with an unknown codec {kind!r}", self.path, "update Handful")
+        kind, dim = meta["codec"], int(meta["dim"])
+        if kind == "f32":
+            return self.words(name, self.n * dim).view("<f4").reshape(self.n, dim)
+        if kind == "q":
+            bits = int(meta["bits"])
+            q = self.ints(name, self.n * dim, bits).reshape(self.n, dim)
+            return codec.dequantize_range(q, np.asarray(meta["lo"]), np.asarray(meta["hi"]), bits, np.float32)
+        if kind == "vq":
+            labels = self.ints(name, self.n, int(meta["bits"])).astype(np.int64)
+            book = self.codebook(name, meta)
+            if len(labels) and labels.max() >= len(book):
+                raise self.bad_index(name, len(book))
+            return book[labels]
+        raise self.unknown(name, kind)
+
+    def into(self, name: str, meta: dict, out: np.ndarray, col: int = 0, width: int | None = None,
+             logit_edge: float = 0.0) -> None:
+        dim = self.check_dim(name, meta, out.shape[1] - col if width is None else width)
+        values = self.attribute(name, meta)
+        out[:, col : col + dim] = codec.logit(values, logit_edge) if logit_edge else values
+
+    def sorted_means(self, meta: dict, out: np.ndarray) -> None:
+        bits = int(meta["bits"])
+        codes = codec.delta_decode(self.ints("means", self.n, 3 * bits))
+        out[:] = codec.dequantize_range(codec.morton_decode_63(codes), np.asarray(meta["lo"]), np.asarray(meta["hi"]), bits)
+
+    def smallest_three(self, meta: dict, out: np.ndarray) -> None:
+        bits, n = int(meta["bits"]), self.n
+        largest = self.ints("quats.largest", n, 2).astype(np.int64)
+        if len(largest) and largest.max() > 3:
+            raise FormatError("has a rotation with an impossible largest-component index", self.path)
+        others = (codec.from_unorm(self.ints("quats", 3 * n, bits), bits).reshape(n, 3) - 0.5) / codec.SQRT1_2
+        out[:] = codec.from_smallest_three(largest, others)
 
 
-def decode_scene(data: bytes, path: str | Path | None = None) -> GaussianScene:
-    """The scene in the bytes of a .handful file, or a FormatError (never a partial scene)."""
+class KernelStreams(_Streams):
+    """The decoder ``decode_scene`` uses: one compiled pass per attribute (``decode_kernels``)."""
+
+    def words(self, name: str, count: int) -> np.ndarray:
+        out = np.empty((count, 1), dtype=np.uint32)
+        kernels.words_into(self.planes(name, count, 32), out, 0, 1)
+        return out[:, 0]
+
+    def into(self, name: str, meta: dict, out: np.ndarray, col: int = 0, width: int | None = None,
+             logit_edge: float = 0.0) -> None:
+        kind = meta["codec"]
+        dim = self.check_dim(name, meta, out.shape[1] - col if width is None else width)
+        if kind == "f32":
+            kernels.words_into(self.planes(name, self.n * dim, 32), out.view(np.uint32), col, dim)
+        elif kind == "q":
+            lo, hi = (np.asarray(meta[k], dtype=np.float64).reshape(dim) for k in ("lo", "hi"))
+            bits = int(meta["bits"])
+            kernels.uniform_into(self.planes(name, self.n * dim, bits), bits, lo, hi, out, col, logit_edge)
+        elif kind == "vq":
+            book = self.codebook(name, meta)
+            if kernels.gather_into(self.planes(name, self.n, int(meta["bits"])), book, out, col) >= 0:
+                raise self.bad_index(name, len(book))
+        else:
+            raise self.unknown(name, kind)
+
+    def sorted_means(self, meta: dict, out: np.ndarray) -> None:
+        bits = int(meta["bits"])
+        lo, hi = (np.asarray(meta[k], dtype=np.float64).reshape(3) for k in ("lo", "hi"))
+        kernels.morton_means(self.planes("means", self.n, 3 * bits), bits, lo, hi, out)
+
+    def smallest_three(self, meta: dict, out: np.ndarray) -> None:
+        bits = int(meta["bits"])
+        largest = self.planes("quats.largest", self.n, 2)
+        if kernels.smallest_three_quats(largest, self.planes("quats", 3 * self.n, bits), bits, out) >= 0:
+            raise FormatError("has a rotation with an impossible largest-component index", self.path)
+
+
+def decode_scene(data: bytes, path: str | Path | None = None, *, reference: bool = False) -> GaussianScene:
+    """The scene in the bytes of a .handful file, or a FormatError (never a partial scene).
+    ``reference=True`` decodes with the plain-numpy reference decoder (tests and benchmarks)."""
     header, streams = container.unpack(data, path)
     try:
         n, degree, attrs = int(header["count"]), int(header["sh_degree"]), dict(header["attributes"])
@@ -246,49 +334,55 @@ def decode_scene(data: bytes, path: str | Path | None = None) -> GaussianScene:
         raise FormatError(f"has an unreadable header ({e})", path, "the file is damaged") from None
     if n < 0 or not 0 <= degree <= 3:
         raise FormatError(f"claims {n} splats of SH degree {degree}", path, "the file is damaged")
-    r = _Reader(streams, n, path)
-    m = attrs.get("means", {})
-    if m.get("codec") == "q" and m.get("sorted"):
-        bits = int(m["bits"])
-        codes = codec.delta_decode(r.ints("means", n, 3 * bits))
-        means = codec.dequantize_range(codec.morton_decode_63(codes), np.asarray(m["lo"]), np.asarray(m["hi"]), bits)
-    else:
-        means = r.attribute("means", m)
-    o = attrs.get("opacity", {})
-    logits = r.attribute("opacity", o)[:, 0]
-    if o.get("space") == "sigmoid":
-        logits = codec.logit(logits, 0.5 / ((1 << int(o["bits"])) - 1))
-    q = attrs.get("quats", {})
-    if q.get("codec") == "smallest_three":
-        bits = int(q["bits"])
-        largest = r.ints("quats.largest", n, 2).astype(np.int64)
-        if len(largest) and largest.max() > 3:
-            raise FormatError("has a rotation with an impossible largest-component index", path)
-        others = (codec.from_unorm(r.ints("quats", 3 * n, bits), bits).reshape(n, 3) - 0.5) / codec.SQRT1_2
-        quats = codec.from_smallest_three(largest, others)
-    else:
-        quats = r.attribute("quats", q)
+    r = (NumpyStreams if reference else KernelStreams)(streams, n, path)
     k = sh_coeffs_for_degree(degree)
-    sh = np.zeros((n, k, 3), dtype=np.float32)
-    sh[:, 0] = r.attribute("dc", attrs.get("dc", {}))
-    if k > 1:
-        sh[:, 1:] = r.attribute("sh_rest", attrs.get("sh_rest", {})).reshape(n, k - 1, 3)
-    group_ids = None
-    if "group_ids" in attrs:
-        group_ids = r.ints("group_ids", n, 32).astype(np.uint32).view(np.int32)
-    features = None
-    if "features" in attrs:
-        f = attrs["features"]
-        if f.get("codec") == "f16":
-            dim = int(f["dim"])
-            features = np.frombuffer(r.raw("features", n * dim * 2), "<f2").reshape(n, dim)
-        else:
-            features = r.attribute("features", f)
+    means, quats = np.empty((n, 3), np.float32), np.empty((n, 4), np.float32)
+    log_scales, logits = np.empty((n, 3), np.float32), np.empty((n, 1), np.float32)
+    sh = np.empty((n, k, 3), dtype=np.float32)
+    group_ids = features = None
+    name = "means"
     try:
-        return GaussianScene.from_numpy(means, quats, r.attribute("log_scales", attrs.get("log_scales", {})),
-                                        logits, sh, group_ids=group_ids, features=features)
+        m = attrs.get("means", {})
+        if m.get("codec") == "q" and m.get("sorted"):
+            r.sorted_means(m, means)
+        else:
+            r.into(name, m, means)
+        name = "opacity"
+        o = attrs.get("opacity", {})
+        sigmoid_q = o.get("space") == "sigmoid" and o.get("codec") == "q"  # the only pairing the writer makes
+        r.into(name, o, logits, logit_edge=0.5 / ((1 << int(o["bits"])) - 1) if sigmoid_q else 0.0)
+        name = "quats"
+        q = attrs.get("quats", {})
+        if q.get("codec") == "smallest_three":
+            r.smallest_three(q, quats)
+        else:
+            r.into(name, q, quats)
+        name = "log_scales"
+        r.into(name, attrs.get(name, {}), log_scales)
+        flat = sh.reshape(n, 3 * k)
+        name = "dc"
+        r.into(name, attrs.get(name, {}), flat, width=3)
+        if k > 1:
+            name = "sh_rest"
+            r.into(name, attrs.get(name, {}), flat, col=3)
+        if "group_ids" in attrs:
+            name = "group_ids"
+            group_ids = r.words(name, n).view(np.int32)
+        if "features" in attrs:
+            name = "features"
+            f = attrs[name]
+            if f.get("codec") == "f16":
+                features = r.f16(name, int(f["dim"]))
+            else:
+                features = np.empty((n, int(f["dim"])), np.float32)
+                r.into(name, f, features)
+    except (KeyError, TypeError, ValueError) as e:
+        raise FormatError(f"has an unreadable description of {name} ({e})", path) from None
+    try:
+        return GaussianScene.from_numpy(means, quats, log_scales, logits[:, 0], sh, group_ids=group_ids,
+                                        features=features)
     except SceneError as e:
         raise FormatError(f"holds an invalid scene: {e}", path) from None
 
 
-__all__ = ["CodecSettings", "LOSSLESS", "encode_scene", "decode_scene"]
+__all__ = ["CodecSettings", "LOSSLESS", "encode_scene", "decode_scene", "KernelStreams", "NumpyStreams"]
