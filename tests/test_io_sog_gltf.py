@@ -68,6 +68,21 @@ def test_sog_round_trips_within_its_quantisation(tmp_path):
         assert np.allclose(np.abs(got - want).reshape(-1), nearest, atol=1e-6)
 
 
+def test_sog_codebooks_are_an_even_grid_that_reaches_the_tails(tmp_path):
+    scene = random_scene(3000, sh_degree=0, extent=2.0)
+    log_scales = scene.log_scales.clone()
+    log_scales[:5] = 1.5  # a few large splats far out in the tail, which a fitted codebook left far from any word
+    scene.log_scales = log_scales
+    path = tmp_path / "scene.sog"
+    save_scene(scene, path)
+    back, ref = load_scene(path), _morton_sorted(scene)
+    for got, want in ((back.log_scales.numpy(), ref.log_scales.numpy()), (back.sh[:, 0].numpy(), ref.sh[:, 0].numpy())):
+        step = (want.max() - want.min()) / 255
+        on_grid = (np.unique(got).astype(np.float64) - want.min()) / step
+        assert np.abs(on_grid - np.round(on_grid)).max() < 1e-3  # 6-digit rounding moves a word by < 1e-5
+        assert np.abs(got - want).max() <= step / 2 * 1.001
+
+
 def test_sog_folder_layout_writes_meta_json_last(tmp_path):
     meta = tmp_path / "out" / "meta.json"
     save_scene(random_scene(300, sh_degree=0), meta, format="sog")
