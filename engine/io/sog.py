@@ -73,7 +73,7 @@ def _codebook_1d(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Why a grid and not k-means: the textures are entropy-coded (WebP), and for entropy-coded scalar
     quantisation an even step is close to optimal, while k-means spreads the indices evenly (the most
     bits) and, fitted on a sample, leaves the rare large scales and bright colours of the tails far from
-    any word. On fern (13k splats) the grid gave 11.6 instead of 12.6 bytes per splat, and renders at
+    any word. On the 500-step fern scene (13k splats) the grid gave 11.6 instead of 12.6 bytes per splat, and renders at
     42 instead of 27 dB against the uncompressed scene (benchmarks/compress_bench.py).
     """
     flat = values.reshape(-1).astype(np.float64)
