@@ -186,7 +186,8 @@ def bench_decode(count: int, rounds: int, lossless: bool) -> None:
             (ref, ref_cpu), (new, new_cpu) = med((label, "ref")), med((label, "new"))
             fresh, fresh_cpu = fresh_process_decode(Path(tmp) / f"{i}.handful")
             mb = len(data) / 1e6
-            rows.append([f".handful {label}: numpy decoder (before)", mb, ref, ref_cpu, ref / base, f"encode {enc:.1f} s"])
+            rows.append([f".handful {label}: numpy decoder (before)", mb, ref, ref_cpu, ref / base,
+                         f"encode {enc:.1f} s"])
             rows.append([f".handful {label}: compiled decoder", mb, new, new_cpu, new / base,
                          f"{ref / new:.1f}x faster ({ref_cpu / new_cpu:.1f}x CPU)"])
             rows.append([f".handful {label}: compiled, fresh process", mb, fresh, fresh_cpu, fresh / base,

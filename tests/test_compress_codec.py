@@ -163,7 +163,8 @@ def test_empty_scene_round_trips():
 
 DECODER_CASES = {
     "lossless": CodecSettings(),
-    "high": CodecSettings(means="q16", opacity="q8", dc="q8", log_scales="q8", quats="q8", sh_rest="vq256", features="f16"),
+    "high": CodecSettings(means="q16", opacity="q8", dc="q8", log_scales="q8", quats="q8", sh_rest="vq256",
+                          features="f16"),
     "codebooks": CodecSettings(means="q21", opacity="q16", dc="vq64", log_scales="vq32", quats="vq64", sh_rest="q11"),
 }
 

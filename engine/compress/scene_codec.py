@@ -276,7 +276,8 @@ class NumpyStreams(_Streams):
     def sorted_means(self, meta: dict, out: np.ndarray) -> None:
         bits = int(meta["bits"])
         codes = codec.delta_decode(self.ints("means", self.n, 3 * bits))
-        out[:] = codec.dequantize_range(codec.morton_decode_63(codes), np.asarray(meta["lo"]), np.asarray(meta["hi"]), bits)
+        cells = codec.morton_decode_63(codes)
+        out[:] = codec.dequantize_range(cells, np.asarray(meta["lo"]), np.asarray(meta["hi"]), bits)
 
     def smallest_three(self, meta: dict, out: np.ndarray) -> None:
         bits, n = int(meta["bits"]), self.n
