@@ -32,11 +32,13 @@ import statistics
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import engine  # noqa: E402,F401  first, as in the app and CLI: it sets OMP_WAIT_POLICY before torch loads OpenMP
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from benchmarks._machine import print_table  # noqa: E402
 from engine.io import transforms  # noqa: E402
