@@ -4,15 +4,16 @@ and its training thread plan."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numba
 import numpy as np
 import torch
 
-from engine.render import cpu_backend, cpu_threads
+from engine.render import cpu_backend, cpu_threads, render
 from engine.render import cpu_kernels as K
 from engine.render.cpu_projection import project_cpu
-from engine.render.checks import edge_case_scene
+from engine.render.checks import PARAMETERS, edge_case_scene
 from tests.factories import orbit_cameras
 
 
@@ -114,3 +115,24 @@ def test_free_cores_counts_the_cores_other_work_leaves():
     assert 1 <= cpu_threads.free_cores(0.05) <= cores
     # this process's own work in the window is not counted as other work
     assert cpu_threads.busy_cores_of_others(0.05) >= 0.0
+
+
+def test_channels_without_image_gradient_are_skipped_exactly():
+    """A loss on colour and alpha only (depth's and the features' image gradients are zero) gives the
+    gradients of the walk over every channel (the legacy kernels), and zero for the features."""
+    cam = orbit_cameras(8, width=48, image_height=40)[3]
+    scene = edge_case_scene(cam, n=200, feature_dim=1, seed=5, camera_inside=False).to(dtype=torch.float64)
+    grads = {}
+    for kernels in ("legacy", "rows"):
+        leaves = {name: getattr(scene, name).detach().clone().requires_grad_(True) for name in PARAMETERS}
+        features = scene.features.detach().clone().requires_grad_(True)
+        with cpu_backend.use_kernels(kernels):
+            out = render(replace(scene, **leaves, features=features), cam, sh_degree=1,
+                         background=(0.1, 0.2, 0.3), features=features, backend="cpu")
+        weights = torch.linspace(-1, 1, out.rgb.numel(), dtype=torch.float64).reshape(out.rgb.shape)
+        ((out.rgb * weights).sum() + out.alpha.sum()).backward()
+        grads[kernels] = {**{name: leaves[name].grad for name in PARAMETERS}, "features": features.grad}
+    for name, g in grads["legacy"].items():
+        assert float((grads["rows"][name] - g).abs().max()) <= 1e-11 * max(1.0, float(g.abs().max())), name
+    assert float(grads["rows"]["means"].abs().max()) > 0
+    assert float(grads["rows"]["features"].abs().max()) == 0.0

@@ -111,13 +111,27 @@ class RasterizeCPU(torch.autograd.Function):
             grad_alpha = torch.zeros(height, width, dtype=dtype)
         g_img = _np(grad_image.to(torch.float64))
         g_alpha = _np(grad_alpha.to(torch.float64))
-        g_isect = np.empty((bins.n_isects, 6 + C), dtype=channels.dtype)
+        # A channel whose image gradient is zero everywhere (depth, when the loss ignores it) adds exactly
+        # nothing to any gradient: the kernel walks only the others (the legacy baseline walks all, as before).
+        live = np.arange(C)
+        if ctx.kernels is K and g_img.size:
+            live = np.flatnonzero(np.abs(g_img).reshape(-1, C).max(axis=0) > 0)
+        if len(live) < C:
+            channels, background = np.ascontiguousarray(channels[:, live]), np.ascontiguousarray(background[live])
+            g_img_live = np.ascontiguousarray(g_img[..., live])
+        else:
+            g_img_live = g_img
+        g_isect = np.empty((bins.n_isects, 6 + len(live)), dtype=channels.dtype)
         with numba.parallel_chunksize(1):
             ctx.kernels.rasterize_backward(means2d, conics, opacities, radii, channels, background, bins.tile_offsets,
-                                 bins.flat_ids, width, height, bins.tiles_x, ctx.final_t, ctx.n_contrib, g_img,
-                                 g_alpha, g_isect)
+                                 bins.flat_ids, width, height, bins.tiles_x, ctx.final_t, ctx.n_contrib,
+                                 g_img_live, g_alpha, g_isect)
         per_gaussian = np.zeros((means2d.shape[0], 6 + C), dtype=np.float64)
-        K.sum_per_gaussian(bins.flat_ids, g_isect, per_gaussian)
+        summed = per_gaussian if len(live) == C else np.zeros((means2d.shape[0], 6 + len(live)))
+        K.sum_per_gaussian(bins.flat_ids, g_isect, summed)
+        if len(live) < C:
+            per_gaussian[:, :6] = summed[:, :6]
+            per_gaussian[:, 6 + live] = summed[:, 6:]
         g = torch.from_numpy(per_gaussian).to(dtype)
         g_background = torch.from_numpy((ctx.final_t[..., None] * g_img).sum(axis=(0, 1))).to(dtype)
         return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], g_background, None, None, None, None
