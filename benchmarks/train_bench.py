@@ -9,17 +9,21 @@ random initialisation (the synthetic scenes have no SfM points). Sample: the bun
 ``resources/sample`` (24 views at 480x360), every 8th view held out for testing as the job does, black
 background, random initialisation.
 
-Every run trains twice from the same initial scene and seed, once with each CPU raster kernel set
-(``legacy``: the kernels before the row-chord rewrite, kept for this comparison; ``rows``: today's),
-and prints seconds per step and the test-view PSNR/SSIM of each, with the untrained initial scene as
-the quality baseline. Because a shared machine's load drifts during a long run, the speed ratio is
-also measured interleaved: a few full-resolution steps on the trained scene with each kernel in turn,
-several rounds, medians. ``--speed-steps`` adds the readable ``reference`` backend on those steps.
+Every run trains twice from the same initial scene and seed: once as before this work (``legacy``
+raster kernels, torch and numba on ``--threads`` cores, default all), once as now (``rows``: the
+row-chord kernels over footprint-binned tiles, on as many threads as there are free cores when the
+run starts, ``engine.render.cpu_threads``), and prints seconds per step and the test-view PSNR/SSIM of
+each, with the untrained initial scene as the quality baseline. Because a shared machine's load
+drifts during a long run, the speed ratio is also measured interleaved: a few full-resolution steps
+on the trained scene with each variant in turn (plus the new kernels on all cores, which separates
+the kernels' gain from the thread plan's), several rounds, medians. ``--speed-steps`` adds the
+readable ``reference`` backend on those steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -28,22 +32,35 @@ import statistics
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import engine  # noqa: E402,F401  first, as in the app and CLI: it sets OMP_WAIT_POLICY before torch loads OpenMP
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from benchmarks._machine import print_table  # noqa: E402
 from engine.io import transforms  # noqa: E402
 from engine.metrics import evaluate  # noqa: E402
-from engine.render import cpu_backend  # noqa: E402
+from engine.render import cpu_backend, cpu_threads  # noqa: E402
 from engine.scene import Camera  # noqa: E402
 from engine.train import TrainConfig, preset, random_init, train  # noqa: E402
 
 DATASETS = {"lego": "nerf_synthetic_lego", "sample": None}
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
-KERNELS = ("legacy", "rows")
+# (kernels, threads): "all" = --threads (as before), "free" = the free cores when the run starts
+BEFORE, NOW = ("legacy", "all"), ("rows", "free")
+TRAINED = (BEFORE, NOW)
+TIMED = (BEFORE, ("rows", "all"), NOW)
+
+
+@contextlib.contextmanager
+def variant(kernels: str, threads: str, all_threads: int):
+    """Train inside the block with ``kernels`` and the thread rule; yields the thread count chosen."""
+    with cpu_backend.use_kernels(kernels), cpu_threads.training_threads(
+            all_threads if threads == "all" else None) as n:
+        yield n
 
 
 def load_blender_split(root: Path, split: str, size: int, every: int = 1, background=(1.0, 1.0, 1.0)):
@@ -92,17 +109,18 @@ def sample_setup(root: Path = SAMPLE, every: int = 8):
             [c for c, _ in test_views], [im for _, im in test_views])
 
 
-def _interleaved_step_times(scene, cams, imgs, config, background, steps: int, rounds: int) -> dict:
-    """Median seconds per full-resolution step of each kernel set, alternating kernels every round."""
+def _interleaved_step_times(scene, cams, imgs, config, background, steps: int, rounds: int,
+                            all_threads: int) -> dict:
+    """Median seconds per full-resolution step of each timed variant, alternating the order every round."""
     fixed = config.with_(iterations=steps, strategy="none", start_resolution=1.0, sh_interval=1)
-    times = {name: [] for name in KERNELS}
+    times = {v: [] for v in TIMED}
     for r in range(rounds + 1):
-        for name in (KERNELS if r % 2 else KERNELS[::-1]):
-            with cpu_backend.use_kernels(name):
+        for v in (TIMED if r % 2 else TIMED[::-1]):
+            with variant(*v, all_threads):
                 seconds = train(scene, cams, imgs, fixed, background=background).seconds
             if r:  # round 0 warms up (numba cache loads, allocators settle)
-                times[name].append(seconds / steps)
-    return {name: statistics.median(v) for name, v in times.items()}
+                times[v].append(seconds / steps)
+    return {v: statistics.median(t) for v, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -112,7 +130,8 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
     parser.add_argument("--strategy", default=None, choices=["mcmc", "classic"])
     parser.add_argument("--size", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, default=cpu_threads.usable_cores(),
+                        help="threads of the 'all' runs (the legacy baseline), default every usable core")
     parser.add_argument("--init-points", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speed-steps", type=int, default=0,
@@ -121,7 +140,6 @@ def main(argv=None) -> int:
     parser.add_argument("--kernel-rounds", type=int, default=3, help="rounds of the interleaved kernel timing")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
     if args.dataset == "sample":
         train_cams, train_imgs, test_cams, test_imgs = sample_setup()
         background = (0.0, 0.0, 0.0)
@@ -151,39 +169,42 @@ def main(argv=None) -> int:
             last[0] = time.perf_counter()
             print(f"  {event.message}  ({time.time() - t0_wall[0]:.0f} s)", file=sys.stderr, flush=True)
 
-    for name in KERNELS:  # compile / load both kernel sets before anything is timed
-        with cpu_backend.use_kernels(name):
+    for v in TRAINED:  # compile / load both kernel sets before anything is timed
+        with variant(*v, args.threads):
             train(init, train_cams[:1], train_imgs[:1], config.with_(iterations=1, strategy="none"),
                   background=background)
     t0 = time.perf_counter()
-    rows = [["random init (baseline)", "", 0, len(init), "", "", "", base["psnr"], base["ssim"]]]
-    results = {}
-    for name in KERNELS:
-        print(f"training with the {name} kernels", file=sys.stderr, flush=True)
+    rows = [["random init (baseline)", "", "", 0, len(init), "", "", "", base["psnr"], base["ssim"]]]
+    results, chosen = {}, {}
+    for v in TRAINED:
+        print(f"training with the {v[0]} kernels on {v[1]} cores", file=sys.stderr, flush=True)
         t0_wall[0] = time.time()
-        with cpu_backend.use_kernels(name):
-            results[name] = train(init, train_cams, train_imgs, config, background=background, emit=log,
-                                  eval_cameras=test_cams, eval_images=test_imgs)
+        with variant(*v, args.threads) as chosen[v]:
+            results[v] = train(init, train_cams, train_imgs, config, background=background, emit=log,
+                               eval_cameras=test_cams, eval_images=test_imgs)
     steps = args.kernel_steps
-    trained = results[KERNELS[-1]].scene
+    trained = results[NOW].scene
     step_times = (_interleaved_step_times(trained, train_cams, train_imgs, config, background, steps,
-                                          args.kernel_rounds) if steps else {})
-    base_time = results["legacy"].history[-1]["seconds"] / results["legacy"].iterations
-    for name in KERNELS:
-        result = results[name]
+                                          args.kernel_rounds, args.threads) if steps else {})
+    base_time = results[BEFORE].history[-1]["seconds"] / results[BEFORE].iterations
+    for v in TIMED:
+        result = results.get(v)
+        interleaved = "" if v not in step_times else \
+            f"{round(step_times[v], 3)} ({step_times[BEFORE] / step_times[v]:.2f}x)"
+        if result is None:
+            rows.append(["(interleaved only)", v[0], v[1], "", "", "", "", interleaved, "", ""])
+            continue
         per_step = result.history[-1]["seconds"] / result.iterations
-        interleaved = step_times.get(name, "")
         rows.append([
-            f"{args.preset} / {config.strategy}", name, result.iterations, len(result.scene), round(per_step, 3),
-            f"{base_time / per_step:.2f}x", "" if not step_times else
-            f"{round(interleaved, 3)} ({step_times['legacy'] / interleaved:.2f}x)",
+            f"{args.preset} / {config.strategy}", v[0], f"{v[1]} ({chosen[v]})", result.iterations,
+            len(result.scene), round(per_step, 3), f"{base_time / per_step:.2f}x", interleaved,
             result.eval["psnr"], result.eval["ssim"],
         ])
     print_table(
-        f"train_bench: {what}, CPU, {args.threads} threads; load average before "
+        f"train_bench: {what}, CPU, --threads {args.threads}; load average before "
         f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}",
-        ["run", "kernels", "iterations", "gaussians", "s/step", "vs legacy", "full-res s/step interleaved",
-         "test PSNR", "test SSIM"],
+        ["run", "kernels", "threads", "iterations", "gaussians", "s/step", "vs legacy",
+         "full-res s/step interleaved", "test PSNR", "test SSIM"],
         rows,
     )
     print(f"total wall time incl. evaluation: {time.perf_counter() - t0:.1f} s; the interleaved column: "

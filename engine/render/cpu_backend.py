@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from engine.render import cpu_kernels as K
+from engine.render import cpu_threads
 from engine.render import cpu_kernels_legacy
 
 # The raster kernels in use: "rows" (cpu_kernels) or "legacy" (the earlier ones, kept as the benchmarks'
@@ -35,25 +36,41 @@ from engine.scene import Camera
 class TileBins:
     """Intersections of Gaussians with 16x16 tiles, each tile's list sorted front to back."""
 
-    def __init__(self, tile_offsets: np.ndarray, flat_ids: np.ndarray, tiles_x: int, tiles_y: int):
+    def __init__(self, tile_offsets: np.ndarray, flat_ids: np.ndarray, tiles_x: int, tiles_y: int,
+                 box_count: int | None = None):
         self.tile_offsets = tile_offsets  # (tiles+1,) int64
         self.flat_ids = flat_ids  # (n_isects,) int32, rows of the Projection
         self.tiles_x, self.tiles_y = tiles_x, tiles_y
+        # gsplat's count (every tile of each mean +- radius box), also when the lists keep fewer
+        self.box_count = int(flat_ids.shape[0]) if box_count is None else int(box_count)
 
     @property
     def n_isects(self) -> int:
         return int(self.flat_ids.shape[0])
 
 
-def bin_tiles(proj: Projection, camera: Camera) -> TileBins:
+def _binning_inputs(proj: Projection, camera: Camera):
     tiles_x, tiles_y = tile_grid(camera)
     means2d = proj.means2d.detach().cpu().numpy()
-    radii = proj.radii.cpu().numpy()
-    depths = proj.depths.detach().cpu().numpy()
-    rect = K.tile_ranges(means2d, radii, tiles_x, tiles_y)
-    order = np.argsort(depths, kind="stable")  # ties keep scene order, as gsplat's stable radix sort
+    rect = K.tile_ranges(means2d, proj.radii.cpu().numpy(), tiles_x, tiles_y)
+    order = np.argsort(proj.depths.detach().cpu().numpy(), kind="stable")  # ties keep scene order, as gsplat
+    return tiles_x, tiles_y, means2d, rect, order
+
+
+def bin_tiles(proj: Projection, camera: Camera) -> TileBins:
+    """gsplat's binning: every tile of each Gaussian's mean +- radius box."""
+    tiles_x, tiles_y, _, rect, order = _binning_inputs(proj, camera)
     offsets, flat_ids = K.bin_by_tile(rect, order, tiles_x, tiles_y)
     return TileBins(offsets, flat_ids, tiles_x, tiles_y)
+
+
+def bin_tiles_by_footprint(proj: Projection, camera: Camera) -> TileBins:
+    """Only the tiles of the box where the Gaussian's alpha can reach 1/255 (same image, fewer lists)."""
+    tiles_x, tiles_y, means2d, rect, order = _binning_inputs(proj, camera)
+    offsets, flat_ids, box_count = K.bin_by_footprint(
+        rect, order, means2d, _np(proj.conics), _np(proj.opacities), tiles_x, tiles_y, camera.width,
+        camera.height)
+    return TileBins(offsets, flat_ids, tiles_x, tiles_y, box_count)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -94,13 +111,27 @@ class RasterizeCPU(torch.autograd.Function):
             grad_alpha = torch.zeros(height, width, dtype=dtype)
         g_img = _np(grad_image.to(torch.float64))
         g_alpha = _np(grad_alpha.to(torch.float64))
-        g_isect = np.empty((bins.n_isects, 6 + C), dtype=channels.dtype)
+        # A channel whose image gradient is zero everywhere (depth, when the loss ignores it) adds exactly
+        # nothing to any gradient: the kernel walks only the others (the legacy baseline walks all, as before).
+        live = np.arange(C)
+        if ctx.kernels is K and g_img.size:
+            live = np.flatnonzero(np.abs(g_img).reshape(-1, C).max(axis=0) > 0)
+        if len(live) < C:
+            channels, background = np.ascontiguousarray(channels[:, live]), np.ascontiguousarray(background[live])
+            g_img_live = np.ascontiguousarray(g_img[..., live])
+        else:
+            g_img_live = g_img
+        g_isect = np.empty((bins.n_isects, 6 + len(live)), dtype=channels.dtype)
         with numba.parallel_chunksize(1):
             ctx.kernels.rasterize_backward(means2d, conics, opacities, radii, channels, background, bins.tile_offsets,
-                                 bins.flat_ids, width, height, bins.tiles_x, ctx.final_t, ctx.n_contrib, g_img,
-                                 g_alpha, g_isect)
+                                 bins.flat_ids, width, height, bins.tiles_x, ctx.final_t, ctx.n_contrib,
+                                 g_img_live, g_alpha, g_isect)
         per_gaussian = np.zeros((means2d.shape[0], 6 + C), dtype=np.float64)
-        K.sum_per_gaussian(bins.flat_ids, g_isect, per_gaussian)
+        summed = per_gaussian if len(live) == C else np.zeros((means2d.shape[0], 6 + len(live)))
+        K.sum_per_gaussian(bins.flat_ids, g_isect, summed)
+        if len(live) < C:
+            per_gaussian[:, :6] = summed[:, :6]
+            per_gaussian[:, 6 + live] = summed[:, 6:]
         g = torch.from_numpy(per_gaussian).to(dtype)
         g_background = torch.from_numpy((ctx.final_t[..., None] * g_img).sum(axis=(0, 1))).to(dtype)
         return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], g_background, None, None, None, None
@@ -108,10 +139,11 @@ class RasterizeCPU(torch.autograd.Function):
 
 def rasterize(proj: Projection, channels: torch.Tensor, background: torch.Tensor, camera: Camera):
     """Image (H,W,C) with ``background`` composited behind, alpha (H,W) and the number of intersections."""
-    K.set_threads(torch.get_num_threads())
-    bins = bin_tiles(proj, camera)
+    # inside a training run the thread count was chosen once from the free cores (cpu_threads)
+    K.set_threads(cpu_threads.planned_threads() or torch.get_num_threads())
+    bins = bin_tiles_by_footprint(proj, camera) if _active[0] == "rows" else bin_tiles(proj, camera)
     image, alpha = RasterizeCPU.apply(
         proj.means2d, proj.conics, proj.opacities, channels, background, proj.radii, bins, camera.width,
         camera.height,
     )
-    return image, alpha, bins.n_isects
+    return image, alpha, bins.box_count

@@ -67,6 +67,81 @@ def bin_by_tile(rect, depth_order, tiles_x, tiles_y):
 
 
 @njit(inline="always")
+def _edge_min(d_fixed, lo, hi, c_fixed, c_free, cb):
+    """Smallest sigma on a rectangle edge: the offset along one axis is fixed at ``d_fixed``, the other
+    runs over [lo, hi]; sigma = (c_fixed d_fixed^2 + c_free d^2) / 2 + cb d_fixed d is a parabola in d."""
+    d = min(max(-cb * d_fixed / c_free, lo), hi)
+    return 0.5 * (c_fixed * d_fixed * d_fixed + c_free * d * d) + cb * d_fixed * d
+
+
+@njit(inline="always")
+def min_sigma_in_rect(mx, my, ca, cb, cc, ax, bx, ay, by):
+    """Smallest sigma(x, y) of a positive-definite conic over the rectangle [ax, bx] x [ay, by].
+
+    sigma is convex, so off the mean its minimum over the rectangle lies on the boundary: the least of
+    the four edges' parabola minima (gsplat 1.5 bins by the mean +- radius box instead, which for a
+    slanted ellipse covers many tiles the ellipse misses)."""
+    if ax <= mx <= bx and ay <= my <= by:
+        return 0.0
+    # offsets dx = mx - x, dy = my - y over the rectangle
+    dx_lo, dx_hi = mx - bx, mx - ax
+    dy_lo, dy_hi = my - by, my - ay
+    best = min(_edge_min(dx_lo, dy_lo, dy_hi, ca, cc, cb), _edge_min(dx_hi, dy_lo, dy_hi, ca, cc, cb))
+    return min(best, min(_edge_min(dy_lo, dx_lo, dx_hi, cc, ca, cb), _edge_min(dy_hi, dx_lo, dx_hi, cc, ca, cb)))
+
+
+# sigma margin for the tile test: the kernels' exp(-sigma) by multiplication along a row differs from
+# this closed form by rounding only (~1e-14 relative); 1e-3 keeps every pixel with alpha >= 1/255.
+FOOTPRINT_MARGIN = 1e-3
+
+
+@njit(inline="always")
+def _tile_hit(mx, my, ca, cb, cc, lop, tile, tiles_x, width, height):
+    """Whether any pixel centre of ``tile`` can see the Gaussian with alpha >= 1/255 (sigma <= lop)."""
+    x0 = (tile % tiles_x) * TILE
+    y0 = (tile // tiles_x) * TILE
+    ax, bx = x0 + 0.5, min(x0 + TILE, width) - 0.5
+    ay, by = y0 + 0.5, min(y0 + TILE, height) - 0.5
+    return min_sigma_in_rect(mx, my, ca, cb, cc, ax, bx, ay, by) <= lop + FOOTPRINT_MARGIN
+
+
+@njit(cache=True)
+def bin_by_footprint(rect, depth_order, means2d, conics, opacities, tiles_x, tiles_y, width, height):
+    """Like ``bin_by_tile`` but keeps a Gaussian in a tile of its box only when the tile holds a pixel
+    centre where its alpha can reach 1/255 (a Gaussian dropped from a tile would add nothing there).
+    Returns (tile_offsets, flat_ids, box_count): box_count is gsplat's number of intersections."""
+    n_tiles = tiles_x * tiles_y
+    n = rect.shape[0]
+    lops = np.empty(n)
+    counts = np.zeros(n_tiles + 1, dtype=np.int64)
+    box_count = 0
+    for i in range(n):
+        lops[i] = math.log(max(np.float64(opacities[i]), 1e-30) / ALPHA_THRESHOLD)
+        mx, my = np.float64(means2d[i, 0]), np.float64(means2d[i, 1])
+        ca, cb, cc = np.float64(conics[i, 0]), np.float64(conics[i, 1]), np.float64(conics[i, 2])
+        for ty in range(rect[i, 2], rect[i, 3]):
+            for tx in range(rect[i, 0], rect[i, 1]):
+                box_count += 1
+                t = ty * tiles_x + tx
+                if ca > 0.0 and cc > 0.0 and _tile_hit(mx, my, ca, cb, cc, lops[i], t, tiles_x, width, height):
+                    counts[t + 1] += 1
+    offsets = np.cumsum(counts)
+    cursor = offsets[:-1].copy()
+    flat_ids = np.empty(offsets[-1], dtype=np.int32)
+    for j in range(depth_order.shape[0]):
+        i = depth_order[j]
+        mx, my = np.float64(means2d[i, 0]), np.float64(means2d[i, 1])
+        ca, cb, cc = np.float64(conics[i, 0]), np.float64(conics[i, 1]), np.float64(conics[i, 2])
+        for ty in range(rect[i, 2], rect[i, 3]):
+            for tx in range(rect[i, 0], rect[i, 1]):
+                t = ty * tiles_x + tx
+                if ca > 0.0 and cc > 0.0 and _tile_hit(mx, my, ca, cb, cc, lops[i], t, tiles_x, width, height):
+                    flat_ids[cursor[t]] = i
+                    cursor[t] += 1
+    return offsets, flat_ids, box_count
+
+
+@njit(inline="always")
 def _pixel_span(m, r, lo, hi):
     """Pixels [a, b) of [lo, hi) whose centres lie within m +- r, widened by one pixel against rounding.
 
@@ -158,6 +233,7 @@ def rasterize_forward(means2d, conics, opacities, radii, channels, background, t
         acc = np.zeros((n_pix, C))
         last = np.zeros(n_pix, dtype=np.int32)
         done = np.zeros(n_pix, dtype=np.bool_)
+        row_live = np.full(y1 - y0, tw, dtype=np.int32)  # pixels of each row not yet done
         n_done = 0
         for k in range(K):
             mx, my, ca, cb, cc, op, lop = g6[k, 0], g6[k, 1], g6[k, 2], g6[k, 3], g6[k, 4], g6[k, 5], g6[k, 6]
@@ -168,6 +244,8 @@ def rasterize_forward(means2d, conics, opacities, radii, channels, background, t
             q = math.exp(-ca)
             slope = cb / ca
             for py in range(ya, yb):
+                if row_live[py - y0] == 0:  # every pixel of this row has spent its transmittance
+                    continue
                 dy = my - (py + 0.5)
                 xs = _chord_start(mx, ca, cb, cc, lop, slope, dy, xa)
                 xe = _chord_end(mx, ca, cb, cc, lop, slope, dy, xb)
@@ -184,6 +262,7 @@ def rasterize_forward(means2d, conics, opacities, radii, channels, background, t
                         if next_t <= MIN_TRANSMITTANCE:
                             done[p] = True
                             n_done += 1
+                            row_live[py - y0] -= 1
                         else:
                             w = alpha * T[p]
                             for c in range(C):
@@ -228,6 +307,7 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
         gpix = np.empty((n_pix, C))
         coef = np.empty(n_pix)  # d loss / d final transmittance terms: (g_alpha - g . background) T_final
         last = np.empty(n_pix, dtype=np.int32)
+        row_last = np.zeros(y1 - y0, dtype=np.int32)  # per row, the largest ``last`` of its pixels
         gcol = np.empty(C)
         k_end = 0
         for py in range(y0, y1):
@@ -236,6 +316,7 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
                 T[p] = final_t[py, px]
                 last[p] = n_contrib[py, px]
                 k_end = max(k_end, last[p])
+                row_last[py - y0] = max(row_last[py - y0], last[p])
                 g_bg = 0.0
                 for c in range(C):
                     gpix[p, c] = grad_out[py, px, c]
@@ -255,6 +336,8 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
                 q = math.exp(-ca)
                 slope = cb / ca
                 for py in range(ya, yb):
+                    if k >= row_last[py - y0]:  # no pixel of this row saw Gaussian k contribute
+                        continue
                     dy = my - (py + 0.5)
                     xs = _chord_start(mx, ca, cb, cc, lop, slope, dy, xa)
                     xe = _chord_end(mx, ca, cb, cc, lop, slope, dy, xb)
