@@ -74,7 +74,7 @@ class TrainConfig:
     progress_every_s: float = 0.5
     snapshot_every_s: float = 1.0
     metrics_every: int = 50
-    threads: int | None = None  # torch CPU threads while training (None: leave as is)
+    threads: int | None = None  # CPU threads while training (None: the cores other work leaves free)
 
     extra: dict = field(default_factory=dict)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -88,14 +89,29 @@ def train(
     if not bool(torch.isfinite(init.means).all()):
         raise InputError("the initial scene has non-finite positions")
 
-    old_threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    with _thread_plan(config, init):
         return _train(
             render, init, list(cameras), images, config, emit, cancel, _background_tensor(background),
             eval_cameras, eval_images, scene_extent, list(losses), list(hooks), strategy,
         )
+
+
+@contextlib.contextmanager
+def _thread_plan(config: TrainConfig, init: GaussianScene):
+    """A CPU run uses the cores other work leaves free (a busy machine makes oversubscribed thread pools
+    crawl), chosen once for the run; a GPU run only honours an explicit ``config.threads``."""
+    on_cpu = init.device.type == "cpu" and config.backend in ("auto", "cpu", "reference")
+    if on_cpu:
+        from engine.render.cpu_threads import training_threads
+
+        with training_threads(config.threads):
+            yield
+        return
+    old_threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        yield
     finally:
         if config.threads:
             torch.set_num_threads(old_threads)
