@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import print_table  # noqa: E402
 from engine.errors import HandfulError  # noqa: E402
-from engine.poses import estimate_poses, pose_errors, read_reference_rig  # noqa: E402
+from engine.poses import estimate_poses, pose_errors  # noqa: E402
 from engine.poses.reference import camera_from_pycolmap  # noqa: E402
-from engine.poses.views import BENCHMARK_CASES  # noqa: E402
+from engine.poses.views import BENCHMARK_CASES, reference_cameras  # noqa: E402
 from engine.scene import CameraRig  # noqa: E402
 
 METHODS = ("plain", "sift", "aliked", "disk", "xfeat")
@@ -54,14 +54,6 @@ def plain_pycolmap(photos: list[Path], work: Path) -> CameraRig:
         return CameraRig([])
     rec = max(recs.values(), key=lambda r: r.num_reg_images())
     return CameraRig([camera_from_pycolmap(rec.images[i], rec.cameras[rec.images[i].camera_id]) for i in rec.reg_image_ids()])
-
-
-def _reference(folder: Path) -> CameraRig:
-    """Reference cameras named by file name (the synthetic sets name them ``train/r_0.png``)."""
-    rig = read_reference_rig(folder / "gt_colmap_text")
-    for cam in rig.cameras:
-        cam.name = Path(cam.name).name
-    return rig
 
 
 def _run(method: str, photos: list[Path], work: Path, args) -> tuple[CameraRig, str]:
@@ -106,7 +98,7 @@ def main(argv: list[str]) -> int:
         folder_name, choose = BENCHMARK_CASES[case]
         folder = Path(root) / folder_name
         photos = choose(folder)
-        reference = _reference(folder)
+        reference = reference_cameras(folder)
         plain_s = None
         for method in methods:
             with tempfile.TemporaryDirectory(prefix="poses_bench_") as tmp:

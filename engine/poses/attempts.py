@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import pycolmap
 
+from .consistency import judge_reconstruction
 from .learned import LEARNED_LONG_EDGE, LEARNED_MAX_KEYPOINTS, image_size
 
 SPARSE_MAX_IMAGES = 6
@@ -207,14 +208,20 @@ def _set_focal(db_path: Path, factor: float) -> None:
         db.close()
 
 
-def _best_pairs(db_path: Path, count: int) -> list[tuple[int, int]]:
+def _best_pairs(db_path: Path, count: int, names: list[str] | None = None) -> list[tuple[int, int]]:
+    """The ``count`` image-id pairs with the most verified matches (among ``names`` when given)."""
     db = pycolmap.Database.open(db_path)
     try:
         pair_ids, inliers = db.read_two_view_geometry_num_inliers()
     finally:
         db.close()
-    order = np.argsort(inliers)[::-1][:count]
-    return [tuple(int(i) for i in pycolmap.pair_id_to_image_pair(int(pair_ids[k]))) for k in order if inliers[k] > 0]
+    keep = None if names is None else _image_ids(db_path, names)
+    pairs = []
+    for k in np.argsort(inliers)[::-1]:
+        pair = tuple(int(i) for i in pycolmap.pair_id_to_image_pair(int(pair_ids[k])))
+        if inliers[k] > 0 and (keep is None or set(pair) <= keep):
+            pairs.append(pair)
+    return pairs[:count]
 
 
 def match_stats(db_path: Path) -> dict:
@@ -298,8 +305,12 @@ def _focal_factor(rec) -> float:
 
 
 def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -> tuple[object, dict]:
-    """Runs one attempt; returns its best reconstruction (or None) and a summary dict. The focal
-    search runs only when every photo was placed or no later attempt follows."""
+    """Runs one attempt; returns its best reconstruction (or None) and a summary dict.
+
+    Every solution is checked against the verified matches (``consistency``): runs are compared by
+    how many photos the check confirms, then by how many matches agree, and photos it does not
+    confirm are left out: the rest is mapped again without them. The focal search runs only when
+    every photo was confirmed or no later attempt follows."""
     start = time.perf_counter()
     summary = {"name": attempt.name, "registered": 0, "seconds": 0.0, "error": None, "settings": asdict(attempt)}
     best = None
@@ -309,22 +320,39 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
         summary.update(match_stats(db_path))
         report({"type": "step", "message": f"solving camera positions ({attempt.name})"})
         out_root = Path(job.work_dir) / "models" / attempt.name
+        checks = Checks(db_path, agreement_max_error(job))
+        subset: list[str] | None = None  # the photos still in play once the check has left some out
 
         def run(fixed_focal: bool, pair, label: str):
             nonlocal runs
             runs += 1
             opts = _pipeline_options(job, attempt, fixed_focal, pair)
+            if subset is not None:
+                opts.image_names = subset
             return _map(db_path, job, opts, out_root / f"{runs}_{label}", report)
 
         best = run(False, None, "auto")
         best_pair = None
-        if attempt.init_pairs and (best is None or best.num_reg_images() < len(job.names)):
+        if attempt.init_pairs and checks.confirmed(best) < len(job.names):
             for pair in _best_pairs(db_path, attempt.init_pairs):
                 rec = run(False, pair, f"pair{pair[0]}-{pair[1]}")
-                if score(rec) > score(best):
+                if checks.key(rec) > checks.key(best):
                     best, best_pair = rec, pair
-                if best is not None and best.num_reg_images() == len(job.names):
+                if checks.confirmed(best) == len(job.names):
                     break
+        left_out: dict[str, str] = {}
+        for _ in range(2):  # the check may doubt another photo once the first one is gone
+            verdict = checks.verdict(best)
+            if verdict is None or not verdict.doubtful:
+                break
+            left_out.update(verdict.doubtful)
+            if len(verdict.supported) < 2:
+                best = None
+                break
+            subset = verdict.supported
+            ids = _image_ids(db_path, subset)
+            pair = best_pair if best_pair is not None and set(best_pair) <= ids else None
+            best, best_pair = run(False, pair, "confirmed"), pair
         summary["init_pair"] = best_pair
         if best is not None:
             summary["multiview_points"] = multiview_points(best)
@@ -332,18 +360,28 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
         if (
             attempt.focal_search
             and best is not None
-            and (last or best.num_reg_images() == len(job.names))
+            and (last or checks.confirmed(best) == len(job.names))
             and summary["multiview_points"] >= MIN_MULTIVIEW_POINTS
             and summary["multiview_fraction"] >= MIN_MULTIVIEW_FRACTION
         ):
-            pairs = [best_pair] + [p for p in _best_pairs(db_path, 2) if p != best_pair]
-            searched = _focal_search(db_path, run, pairs, len(job.names), report)
+            pairs = [best_pair] + [p for p in _best_pairs(db_path, 2, subset) if p != best_pair]
+            searched = _focal_search(db_path, run, pairs, len(subset or job.names), report)
             summary["focal_search"] = searched["table"]
             found = searched["best"]
             # The refined run may have found the focal itself (then its error is the lower one).
-            if score(found) > score(best):
+            if checks.key(found) > checks.key(best):
                 best = found
                 summary["focal_factor"] = searched["factor"]
+        verdict = checks.verdict(best)
+        if verdict is not None:
+            left_out.update(verdict.doubtful)
+            summary["consistency"] = verdict.to_dict()
+            summary["confirmed"] = len(verdict.supported)
+            summary["explained_fraction"] = round(verdict.score / max(1, summary["verified_matches"]), 4)
+            if len(verdict.supported) < 2:
+                best = None
+        summary["left_out"] = {name: why for name, why in left_out.items()
+                               if verdict is None or name not in verdict.supported}
     except Exception as exc:  # pycolmap raises RuntimeError/ValueError: record it, let the ladder go on
         summary["error"] = f"{type(exc).__name__}: {exc}"
     summary["registered"] = 0 if best is None else best.num_reg_images()
@@ -354,6 +392,47 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
         summary["focal_over_long_edge"] = round(_focal_factor(best), 4)
     summary["seconds"] = round(time.perf_counter() - start, 3)
     return best, summary
+
+
+def agreement_max_error(job: Job) -> float:
+    """How far (px) a verified match may reproject from the solved cameras and still agree: twice
+    the verification threshold, since bundle adjustment moves the cameras off each pair's own fit."""
+    sizes = {image_size(Path(job.image_dir) / n) for n in job.names}
+    return 2.0 * verification_max_error(max(max(size) for size in sizes))
+
+
+class Checks:
+    """The consistency verdicts of an attempt's reconstructions, each computed once."""
+
+    def __init__(self, db_path: Path, max_error_px: float):
+        self.db_path, self.max_error_px = db_path, max_error_px
+        self._done: dict[int, tuple[object, object]] = {}
+
+    def verdict(self, rec):
+        if rec is None:
+            return None
+        if id(rec) not in self._done:  # the reconstruction is kept with it, so its id stays its own
+            self._done[id(rec)] = (rec, judge_reconstruction(rec, self.db_path, self.max_error_px))
+        return self._done[id(rec)][1]
+
+    def confirmed(self, rec) -> int:
+        verdict = self.verdict(rec)
+        return 0 if verdict is None else len(verdict.supported)
+
+    def key(self, rec) -> tuple:
+        """Confirmed photos first, then agreeing matches, then lower reprojection error."""
+        verdict = self.verdict(rec)
+        if verdict is None:
+            return (0, -math.inf, -math.inf)
+        return (len(verdict.supported), verdict.score, -rec.compute_mean_reprojection_error())
+
+
+def _image_ids(db_path: Path, names: list[str]) -> set[int]:
+    db = pycolmap.Database.open(db_path)
+    try:
+        return {image.image_id for image in db.read_all_images() if image.name in names}
+    finally:
+        db.close()
 
 
 def _focal_search(db_path: Path, run, pairs, num_images: int, report: Report) -> dict:

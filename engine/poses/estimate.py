@@ -320,6 +320,9 @@ FEW_MATCHES = 30
 
 
 def _why_left_out(name: str, choice: dict) -> str:
+    checked = (choice.get("left_out") or {}).get(name)
+    if checked:  # placed by the solver, then not confirmed by the consistency check
+        return f"could not be placed reliably: {checked}"
     best, partner = (choice.get("best_partner") or {}).get(name) or [0, None]
     if not best or partner is None:
         return "shares no verified matches with the others"
