@@ -34,6 +34,7 @@ LEARNED_MAX_IMAGES = 12  # "auto" features: learned (exhaustive pairs) up to thi
 DEFAULT_LEARNED = "aliked"
 FEATURE_CHOICES = ("auto", "sift", "aliked", "disk", "xfeat")
 FOCAL_GRID = (0.6, 0.85, 1.2, 1.7, 2.4, 3.4)  # x long edge, steps of sqrt(2): fields of view ~80 to ~17 degrees
+FOCAL_RUN_MAX_SECONDS = 8
 # Reprojection error can only judge a focal when enough points are seen in three or more photos.
 MIN_MULTIVIEW_POINTS = 50
 MIN_MULTIVIEW_FRACTION = 0.1
@@ -263,7 +264,9 @@ def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=N
         m.max_reg_trials = 6
         opts.triangulation.ignore_two_view_tracks = False
     if fixed_focal:  # a focal-search run: capped and lighter, a wrong focal can make mapping thrash
-        opts.max_runtime_seconds = 30
+        # A sound run of up to 12 photos takes about a second even at load 10 on 2 cores; runs
+        # that thrash from a poor start pair spent the whole cap (two of fern_3's 15 runs: 60 s).
+        opts.max_runtime_seconds = FOCAL_RUN_MAX_SECONDS
         opts.ba_global_max_refinements = 2
         opts.ba_local_max_refinements = 1
         opts.ba_global_max_num_iterations = 30
@@ -321,6 +324,7 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
         report({"type": "step", "message": f"solving camera positions ({attempt.name})"})
         out_root = Path(job.work_dir) / "models" / attempt.name
         checks = Checks(db_path, agreement_max_error(job))
+        timings: list[list] = summary.setdefault("runs", [])  # [label, photos placed, seconds] per mapping run
         subset: list[str] | None = None  # the photos still in play once the check has left some out
 
         def run(fixed_focal: bool, pair, label: str):
@@ -329,7 +333,10 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
             opts = _pipeline_options(job, attempt, fixed_focal, pair)
             if subset is not None:
                 opts.image_names = subset
-            return _map(db_path, job, opts, out_root / f"{runs}_{label}", report)
+            began = time.perf_counter()
+            rec = _map(db_path, job, opts, out_root / f"{runs}_{label}", report)
+            timings.append([label, 0 if rec is None else rec.num_reg_images(), round(time.perf_counter() - began, 2)])
+            return rec
 
         best = run(False, None, "auto")
         best_pair = None

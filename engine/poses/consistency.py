@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # A pair "supports" the solution when at least this many of its verified matches, and this
-# fraction of them, agree with the solved cameras.
+# fraction of them, agree with the solved cameras. Measured on the benchmark sets: pairs of rightly
+# placed photos agreed with 99-100% of their matches; a castle photo placed from repeated windows
+# agreed with 53% of its matches with the photo that placed it, and 27% with another.
 MIN_AGREEING = 15
-MIN_AGREEING_FRACTION = 0.5
+MIN_AGREEING_FRACTION = 0.8
 # A pair with this many verified matches that agrees with less than CONTRADICTION_FRACTION of them
 # contradicts the solution (fewer matches can be chance: a pair that shares little).
 CONTRADICTING_MATCHES = 30
-CONTRADICTION_FRACTION = 0.25
+CONTRADICTION_FRACTION = 0.5
 
 
 def triangulate(P1: np.ndarray, P2: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
