@@ -59,7 +59,7 @@ def _sample_reference():
 
 
 def test_the_ladder_has_learned_matching_for_a_handful_beside_sift():
-    assert [a.name for a in ladder(6, has_focal_hint=False)] == ["relaxed", "rich_features", "learned_aliked"]
+    assert [a.name for a in ladder(6, has_focal_hint=False)] == ["relaxed", "learned_aliked", "rich_features"]
     assert [a.name for a in ladder(6, False, features="aliked")] == ["learned_aliked", "relaxed", "rich_features"]
     assert [a.name for a in ladder(30, has_focal_hint=False)][0] == "standard"  # above 12 photos: SIFT
     assert [a.name for a in ladder(6, False, features="sift")] == ["relaxed", "rich_features"]
