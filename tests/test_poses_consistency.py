@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.poses.consistency import judge, match_agreement, triangulate
+from engine.poses.estimate import _why_left_out
 from engine.poses.worker import choice_key
 from engine.scene import Camera
 
@@ -153,3 +154,11 @@ def test_attempts_are_chosen_by_confirmed_photos_and_explained_matches():
     assert choice_key(fewer_sound) > choice_key(placed_all)
     assert choice_key({"confirmed": 5, "explained_fraction": 0.7}) > choice_key(fewer_sound)
     assert choice_key({"registered": 0, "error": "failed"}) < choice_key(fewer_sound)
+
+
+def test_a_photo_the_check_left_out_is_named_with_its_reason():
+    choice = {"left_out": {"c.jpg": "its matches with a.jpg disagree with where it was placed (0 of 44 agree)"},
+              "best_partner": {"c.jpg": [84, "b.jpg"], "d.jpg": [3, "a.jpg"]}}
+    assert _why_left_out("c.jpg", choice) == (
+        "could not be placed reliably: its matches with a.jpg disagree with where it was placed (0 of 44 agree)")
+    assert "too little" in _why_left_out("d.jpg", choice)  # not placed at all: the match count says why
