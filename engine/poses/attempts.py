@@ -12,8 +12,8 @@ a fixed shared focal length, and then richer features (domain-size pooling, guid
 Why a focal search: with a handful of photos the focal length is weakly observed, and bundle
 adjustment started from COLMAP's prior (1.2 x long edge) often settles far from it (narrow lenses
 come out 10-20% short and rotations several degrees off). Mapping a few photos takes well under a
-second, so mapping at a grid of fixed focals and keeping the lowest reprojection error is cheap and
-finds it well - but only when points are seen in three or more photos; with two-view tracks only,
+second, so mapping at fixed focals (walking out from the refined one until the error rises on both
+sides) and keeping the lowest reprojection error is cheap and finds it well - but only when points are seen in three or more photos; with two-view tracks only,
 every focal fits equally well and the refined run is kept.
 """
 
@@ -36,7 +36,7 @@ LEARNED_MAX_IMAGES = 12  # "auto" features: learned (exhaustive pairs) up to thi
 DEFAULT_LEARNED = "aliked"
 FEATURE_CHOICES = ("auto", "sift", "aliked", "disk", "xfeat")
 FOCAL_GRID = (0.6, 0.85, 1.2, 1.7, 2.4, 3.4)  # x long edge, steps of sqrt(2): fields of view ~80 to ~17 degrees
-FOCAL_RUN_MAX_SECONDS = 8
+FOCAL_RUN_SECONDS_PER_PHOTO = 3
 # Reprojection error can only judge a focal when enough points are seen in three or more photos.
 MIN_MULTIVIEW_POINTS = 50
 MIN_MULTIVIEW_FRACTION = 0.1
@@ -268,9 +268,9 @@ def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=N
         m.max_reg_trials = 6
         opts.triangulation.ignore_two_view_tracks = False
     if fixed_focal:  # a focal-search run: capped and lighter, a wrong focal can make mapping thrash
-        # A sound run of up to 12 photos takes about a second even at load 10 on 2 cores; runs
-        # that thrash from a poor start pair spent the whole cap (two of fern_3's 15 runs: 60 s).
-        opts.max_runtime_seconds = FOCAL_RUN_MAX_SECONDS
+        # A sound run took under 1.5 s per photo at load 14 on 2 cores; runs that thrash from a
+        # poor start pair spent the whole cap, which was 30 s (two of fern_3's 15 runs: 60 s).
+        opts.max_runtime_seconds = FOCAL_RUN_SECONDS_PER_PHOTO * len(job.names)
         opts.ba_global_max_refinements = 2
         opts.ba_local_max_refinements = 1
         opts.ba_global_max_num_iterations = 30
@@ -379,7 +379,7 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
             and summary["multiview_fraction"] >= MIN_MULTIVIEW_FRACTION
         ):
             pairs = [best_pair] + [p for p in _best_pairs(db_path, 2, subset) if p != best_pair]
-            searched = _focal_search(db_path, run, pairs, len(subset or job.names), report)
+            searched = _focal_search(db_path, run, pairs, len(subset or job.names), report, _focal_factor(best))
             summary["focal_search"] = searched["table"]
             found = searched["best"]
             # The refined run may have found the focal itself (then its error is the lower one).
@@ -449,14 +449,16 @@ def _image_ids(db_path: Path, names: list[str]) -> set[int]:
         db.close()
 
 
-def _focal_search(db_path: Path, run, pairs, num_images: int, report: Report) -> dict:
-    """Fixed shared focal on a coarse grid, two points either side of the best, then the minimum of
-    a parabola through the best and its neighbours (in log focal)."""
+def _focal_search(db_path: Path, run, pairs, num_images: int, report: Report, start: float) -> dict:
+    """Fixed shared focal from the refined run's focal (``start``, x long edge) outward in steps of
+    sqrt(2) until the error rises on both sides (within FOCAL_GRID's range), half steps either side
+    of the best, then the minimum of a parabola through the best and its neighbours (in log focal).
+    Walking out from the refined focal takes 8-10 mapping runs where the whole coarse grid took 14."""
     table, results = [], {}
 
     def try_factor(factor: float, every_pair: bool = False):
-        """Maps at a fixed focal from each initial pair in turn: until every photo is placed on the
-        coarse grid, all of them near the best focal (the start changes the error there)."""
+        """Maps at a fixed focal from each initial pair in turn: until every photo is placed, or
+        all of them at the last point (the start changes the error there)."""
         _set_focal(db_path, factor)
         rec = None
         for pair in pairs:
@@ -469,19 +471,33 @@ def _focal_search(db_path: Path, run, pairs, num_images: int, report: Report) ->
         table.append([round(factor, 4), 0 if rec is None else rec.num_reg_images(),
                       None if rec is None else round(rec.compute_mean_reprojection_error(), 4)])
 
+    def best_factor() -> float:
+        return max(results, key=lambda f: score(results[f]))
+
     report({"type": "step", "message": "searching the focal length", "minor": True})
-    for factor in FOCAL_GRID:
+    step = FOCAL_GRID[1] / FOCAL_GRID[0]
+    low, high = FOCAL_GRID[0] / 1.01, FOCAL_GRID[-1] * 1.01
+    centre = float(np.clip(start, FOCAL_GRID[0], FOCAL_GRID[-1]))
+    for factor in (centre / step, centre, centre * step):
+        if low <= factor <= high:
+            try_factor(factor)
+    while True:  # walk outward while the best is the outermost point tried
+        best, tried = best_factor(), sorted(results)
+        if best == tried[0] and best / step >= low:
+            try_factor(best / step)
+        elif best == tried[-1] and best * step <= high:
+            try_factor(best * step)
+        else:
+            break
+    best = best_factor()
+    half = math.sqrt(step)
+    for factor in (best / half, best * half):
         try_factor(factor)
-    coarse = max(results, key=lambda f: score(results[f]))
-    step = math.sqrt(FOCAL_GRID[1] / FOCAL_GRID[0])  # half a grid step (ratio), both sides
-    try_factor(coarse, every_pair=True)
-    for factor in (coarse / step, coarse * step):
-        try_factor(factor)
-    factor = max(results, key=lambda f: score(results[f]))
+    factor = best_factor()
     refined = _parabola_minimum(results, factor)
     if refined is not None:
         try_factor(refined, every_pair=True)
-        factor = max(results, key=lambda f: score(results[f]))
+        factor = best_factor()
     return {"best": results[factor], "factor": factor, "table": table}
 
 

@@ -18,7 +18,9 @@ import pycolmap
 
 from .learned_models import METHODS, build_extractor, build_matcher
 
-LEARNED_LONG_EDGE = 1024  # features are found on copies this size: LightGlue was trained near it
+# Features are found on copies this size. At 768 px entry_6 was placed as well as at 1024
+# (median rotation error 0.43 against 0.41 degrees) and feature extraction took 55 s instead of 98 s.
+LEARNED_LONG_EDGE = 768
 LEARNED_MAX_KEYPOINTS = 1024  # LightGlue's cost grows with the square of it: 2048 took 3x as long per pair on the CPU
 # A pair with fewer LightGlue matches than this is matched again with the second photo turned by 180
 # degrees, and that is kept when it finds TURNED_GAIN times as many.
