@@ -398,6 +398,8 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
                                if verdict is None or name not in verdict.supported}
     except Exception as exc:  # pycolmap raises RuntimeError/ValueError: record it, let the ladder go on
         summary["error"] = f"{type(exc).__name__}: {exc}"
+    if "consistency" not in summary:  # never give out a solution the check did not see
+        best = None
     summary["registered"] = 0 if best is None else best.num_reg_images()
     summary["mapping_runs"] = runs
     if best is not None:
