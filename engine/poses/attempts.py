@@ -411,10 +411,13 @@ def run_attempt(job: Job, attempt: Attempt, report: Report, last: bool = True) -
 
 
 def agreement_max_error(job: Job) -> float:
-    """How far (px) a verified match may reproject from the solved cameras and still agree: twice
-    the verification threshold, since bundle adjustment moves the cameras off each pair's own fit."""
+    """How far (px) a verified match may reproject from the solved cameras and still agree: the
+    verification threshold. Measured on the benchmark sets: right solutions explained at least 94%
+    of every pair's matches at this threshold (72% at half of it); with twice it a castle photo
+    placed from the façade's look-alike opposite wall agreed with 81% and 76% of its pairs'
+    matches and passed the check, at this threshold with 68% and 55%."""
     sizes = {image_size(Path(job.image_dir) / n) for n in job.names}
-    return 2.0 * verification_max_error(max(max(size) for size in sizes))
+    return verification_max_error(max(max(size) for size in sizes))
 
 
 class Checks:
