@@ -36,6 +36,7 @@ LEARNED_MAX_IMAGES = 12  # "auto" features: learned (exhaustive pairs) up to thi
 DEFAULT_LEARNED = "aliked"
 FEATURE_CHOICES = ("auto", "sift", "aliked", "disk", "xfeat")
 FOCAL_GRID = (0.6, 0.85, 1.2, 1.7, 2.4, 3.4)  # x long edge, steps of sqrt(2): fields of view ~80 to ~17 degrees
+RUN_SECONDS_PER_PHOTO = 5  # wall-clock cap of one mapping run (see _pipeline_options)
 FOCAL_RUN_SECONDS_PER_PHOTO = 3
 # Reprojection error can only judge a focal when enough points are seen in three or more photos.
 MIN_MULTIVIEW_POINTS = 50
@@ -255,6 +256,9 @@ def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=N
     opts.num_threads = 1 if len(job.names) <= 12 else job.num_threads
     opts.random_seed = 0
     opts.min_model_size = 2
+    # A sound run took under 1.5 s per photo at load 14 on 2 cores; one from a poor start pair
+    # thrashed for 70 s placing nothing (castle_4). Bounded so that a thrashing run costs little.
+    opts.max_runtime_seconds = RUN_SECONDS_PER_PHOTO * len(job.names)
     if attempt.relaxed_mapper:
         opts.min_num_matches = 10
         opts.init_num_trials = 400
@@ -268,8 +272,8 @@ def _pipeline_options(job: Job, attempt: Attempt, fixed_focal: bool, init_pair=N
         m.max_reg_trials = 6
         opts.triangulation.ignore_two_view_tracks = False
     if fixed_focal:  # a focal-search run: capped and lighter, a wrong focal can make mapping thrash
-        # A sound run took under 1.5 s per photo at load 14 on 2 cores; runs that thrash from a
-        # poor start pair spent the whole cap, which was 30 s (two of fern_3's 15 runs: 60 s).
+        # Tighter still: runs that thrash from a poor start pair spent the whole cap, which was
+        # 30 s (two of fern_3's 15 runs: 60 s).
         opts.max_runtime_seconds = FOCAL_RUN_SECONDS_PER_PHOTO * len(job.names)
         opts.ba_global_max_refinements = 2
         opts.ba_local_max_refinements = 1
