@@ -20,6 +20,7 @@ import numpy as np
 from engine.errors import Cancelled, InputError, StageError
 from engine.events import CancelToken, EventSink, Progress, Warning, null_sink
 from engine.io.atomic import atomic_write_bytes, atomic_write_text
+from engine.render.cpu_threads import usable_cores
 from engine.scene import Camera, CameraRig, PointCloud
 
 from .attempts import FEATURE_CHOICES, Job, ladder
@@ -106,7 +107,7 @@ def estimate_poses(
             hints[name] = float(focal) * scales[name]
     job = Job(
         image_dir=str(image_dir), names=names, work_dir=str(work_dir), matching=matching,
-        focal_px=hints, num_threads=_usable_cores(), features=features,
+        focal_px=hints, num_threads=usable_cores(), features=features,
         weights_dir=None if weights_dir is None else str(weights_dir), fallback=fallback,
     )
     if learned_long_edge is not None:
@@ -147,13 +148,6 @@ def _exif_focal_px(path: Path, width: int, height: int) -> float | None:
     return f35 / 36.0 * max(width, height) if f35 > 0 else None
 
 
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def _prepare_images(paths, image_dir: Path, max_long_edge: int, cancel: CancelToken):
     """Writes the worker's copies (downscaled to ``max_long_edge``); returns original sizes and
     the scale from original to worker pixels per name."""
@@ -188,7 +182,7 @@ def _run_worker(job_path, log_path, emit, cancel, timeout_s, attempts, plan) -> 
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", str(_usable_cores()))
+    env.setdefault("OMP_NUM_THREADS", str(usable_cores()))
     with open(log_path, "wb") as log_file:
         child = subprocess.Popen(
             [*WORKER_COMMAND, str(job_path)], stdout=subprocess.PIPE, stderr=log_file,
