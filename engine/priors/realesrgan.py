@@ -27,7 +27,7 @@ MODELS = {  # name -> upscale factor; the wheel's general-photo model and its sm
     "realesr-animevideov3-x2": 2,
 }
 TILE = 96  # input pixels per tile side: bounds ncnn's memory on large images
-PAD = 8  # context around each tile, cut off after inference
+PAD = 16  # context around each tile, cut off after inference (8 left visible seams: 0.025 max difference)
 
 
 def model_files(model: str) -> tuple[Path, Path]:
