@@ -82,13 +82,25 @@ def orbit_cameras(
     return cams
 
 
+def photographed_scene(n: int = 60, seed: int = 2, views: int = 4, width: int = 32, height: int = 24):
+    """A small, clearly visible random scene (degree 0) and its renders from ``views`` orbit cameras on a
+    black background: (scene, cameras, images as float32 (H,W,3) arrays)."""
+    from engine.render import render
+
+    truth = random_scene(n, sh_degree=0, seed=seed, extent=0.7)
+    truth.opacity_logits = truth.opacity_logits.abs() + 1.0
+    cams = orbit_cameras(views, radius=3.0, width=width, image_height=height)
+    images = [render(truth, c, sh_degree=0, background=(0, 0, 0)).rgb.detach().clamp(0, 1).numpy() for c in cams]
+    return truth, cams, images
+
+
 def assert_scenes_close(a: GaussianScene, b: GaussianScene, atol: float = 0.0, rtol: float = 0.0) -> None:
     assert len(a) == len(b)
     for name in ("means", "quats", "log_scales", "opacity_logits", "sh"):
         torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=atol, rtol=rtol, msg=name)
 
 
-__all__ = ["random_scene", "extreme_scene", "orbit_cameras", "assert_scenes_close", "torch"]
+__all__ = ["random_scene", "extreme_scene", "orbit_cameras", "photographed_scene", "assert_scenes_close", "torch"]
 
 
 # (kind, centre, size, colour): cubes (size = side) and spheres (size = radius) resting on the floor

@@ -18,7 +18,7 @@ from engine.priors.repair_net import SceneRepairNet
 from engine.priors.repair_rounds import repair_rounds
 from engine.render import render
 from engine.train import TrainConfig, train
-from tests.factories import orbit_cameras, random_scene
+from tests.factories import orbit_cameras, photographed_scene, random_scene
 
 
 def _distance_to_segment(p, a, b) -> float:
@@ -123,11 +123,7 @@ def test_scene_repair_net_starts_as_the_identity_and_fit_honours_cancel():
 
 @pytest.fixture(scope="module")
 def tiny_capture():
-    truth = random_scene(60, sh_degree=0, seed=2, extent=0.7)
-    truth.opacity_logits = truth.opacity_logits.abs() + 1.0
-    cams = orbit_cameras(4, radius=3.0, width=32, image_height=24)
-    images = [render(truth, c, sh_degree=0, background=(0, 0, 0)).rgb.clamp(0, 1).numpy() for c in cams]
-    return truth, cams, images
+    return photographed_scene(60, seed=2, views=4, width=32, height=24)
 
 
 def _ctx(scene, step, factor, rendered):
@@ -260,6 +256,18 @@ def test_repair_rounds_cancel_keeps_the_last_finished_round(tiny_capture, tmp_pa
     again = repair_rounds(scene, cams, images, _Brighten(), rounds=1, steps_per_round=10, config=_tiny_config(),
                           out_dir=tmp_path / "again", pseudo_count=per_round)
     assert torch.equal(result.scene.means, again.scene.means)
+
+
+def test_repair_rounds_cancelled_while_fitting_the_net_returns_the_scene_unchanged(tiny_capture, tmp_path):
+    truth, cams, images = tiny_capture
+    scene = random_scene(60, sh_degree=0, seed=4, extent=0.7)
+    token = CancelToken()
+    token.cancel()
+    net = SceneRepairNet(steps=10, channels=(4, 4, 4))
+    result = repair_rounds(scene, cams, images, net, rounds=2, steps_per_round=5, config=_tiny_config(),
+                           cancel=token, out_dir=tmp_path, init=scene, fit_steps=5)
+    assert result.figures == [] and result.scene is scene and not net.fitted
+    assert not (tmp_path / "pseudo").exists()
 
 
 def test_repair_rounds_fit_the_per_scene_net_on_leave_one_out_pairs(tiny_capture, tmp_path):

@@ -38,7 +38,7 @@ class PseudoViewLoss(Loss):
         self.cameras = list(cameras)
         self.images = [image_tensor(im, cam, i) for i, (im, cam) in enumerate(zip(images, self.cameras))]
         self.confidence = [torch.as_tensor(1.0 if c is None else np.asarray(c, dtype=np.float32))
-                           for c in (confidence or [None] * len(cameras))]
+                           for c in (confidence if confidence is not None else [None] * len(cameras))]
         self.weight, self.every, self.ssim_lambda = weight, every, ssim_lambda
         self._rng = np.random.default_rng(seed)
         self._order: list[int] = []
