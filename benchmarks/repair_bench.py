@@ -107,6 +107,7 @@ def main() -> None:
         return held_out["psnr"], held_out["ssim"], trained["psnr"]
 
     rows = [["no repair", *score(base), base_seconds, ""]]
+    print("row:", rows[-1], flush=True)
     prior_rows = []
     with torch.no_grad():
         held_renders = [render(base, c, background=bg, backend="cpu").rgb.clamp(0, 1).numpy() for c in test_cams]
@@ -120,6 +121,7 @@ def main() -> None:
             seconds = time.perf_counter() - t
         held_psnr, held_ssim, train_psnr = score(result.scene)
         rows.append([label, held_psnr, held_ssim, train_psnr, seconds, held_psnr - rows[1][1] if len(rows) > 1 else 0.0])
+        print("row:", rows[-1], flush=True)  # a long run on a busy machine keeps what it measured
         return result
 
     def prior_check(label, prior):
@@ -131,6 +133,7 @@ def main() -> None:
         s_before = np.mean([ssim(r, im) for r, im in zip(held_renders, test_imgs)])
         s_after = np.mean([ssim(f, im) for f, im in zip(fixed, test_imgs)])
         prior_rows.append([label, before, after, s_before, s_after, seconds / len(fixed)])
+        print("prior:", prior_rows[-1], flush=True)
 
     variant("fine-tune only (weight 0)", RendersAsTargets(), 0.0)
     variant("renders as targets", RendersAsTargets(), args.weight)
