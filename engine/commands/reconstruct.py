@@ -13,6 +13,7 @@ from .. import events as ev
 from ..errors import Cancelled
 from ..job import PRESETS, STAGES, JobOptions, run_job
 from ..progress import ProgressBar
+from ..stages.priors import AUTO, PRIORS, SPARSE_PHOTOS, STAGE_PARTS
 
 
 def register(sub) -> None:
@@ -52,6 +53,20 @@ def register(sub) -> None:
                    help="the object grouping's 2D masks: image regions (offline, default) or Segment Anything")
     p.add_argument("--sam-model", type=Path, default=None, metavar="DIR",
                    help="a local Segment Anything checkpoint folder for --masks sam (never downloaded)")
+    p.add_argument("--priors", choices=(AUTO,) + PRIORS, default=AUTO,
+                   help="sparse-view priors: off (plain training); fast (depth maps from the photos, dense "
+                        "starting points, depth and dropout terms in training); full (fast, then rounds of "
+                        "repaired pseudo views); auto (default): fast on Preview and full on Standard/High for "
+                        f"at most {SPARSE_PHOTOS} training photos, off for more")
+    p.add_argument("--depth-model", type=Path, default=None, metavar="DIR",
+                   help="a local monocular depth model folder (transformers format, e.g. Depth Anything) for "
+                        "the depth prior; default: multi-view depth from the photos (never downloaded)")
+    p.add_argument("--diffusion-model", type=Path, default=None, metavar="DIR",
+                   help="a local diffusers img2img pipeline folder for the repair prior; default: a small "
+                        "repair net trained on the capture itself (never downloaded)")
+    p.add_argument("--without-prior", action="append", default=[], metavar="NAME", dest="without_priors",
+                   help=f"leave one part of the priors out (repeatable): {', '.join(STAGE_PARTS)}, or a "
+                        "training regulariser's name as report.json lists it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -84,6 +99,10 @@ def run(args) -> int:
         group=args.group,
         masks=args.masks,
         sam_model=args.sam_model,
+        priors=args.priors,
+        depth_model=args.depth_model,
+        diffusion_model=args.diffusion_model,
+        without_priors=tuple(args.without_priors),
     )
     bar = ProgressBar()
     sink = (lambda e: bar(e) if isinstance(e, ev.Warning) else None) if args.quiet else bar
@@ -103,6 +122,9 @@ def run(args) -> int:
             f"{rep['images_total']} photos; {'hold-out' if e['held_out'] else 'training'} views "
             f"PSNR {e['psnr']:.2f} dB, SSIM {e['ssim']:.3f}"
         )
+        ran = rep.get("priors", {}).get("ran")
+        if ran:
+            print(f"priors ({rep['priors']['level']}): " + "; ".join(ran))
     else:
         print(f"{result.out_dir}: stopped after {result.stopped_after}")
     return 0

@@ -1,0 +1,197 @@
+"""The job's ``priors`` setting and the one place the stages reach the priors' modules.
+
+Levels (``JobOptions.priors``):
+
+    off   plain 3DGS training
+    fast  depth maps from the photos (depth stage) -> dense starting points, and training regularised
+          by those depths and the regularise helper's losses/hooks (dropout, smoothness, ...)
+    full  fast, then the repair stage: pseudo views between and around the photos, repaired by an image
+          prior, trained on as down-weighted ground truth for a few rounds
+    auto  (default) chosen by the preset from the number of training photos: a sparse capture
+          (at most SPARSE_PHOTOS) gets fast on Preview and full on Standard / High; more photos get off,
+          since with enough views plain training is already constrained and the priors only cost time
+
+Every backend is loaded here, lazily, so that a prior whose module or model folder is missing or broken
+costs a warning and the job goes on without it (``unavailable``), never a failed job.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import HandfulError
+
+PRIORS = ("off", "fast", "full")
+AUTO = "auto"
+SPARSE_PHOTOS = 12  # at most this many training photos count as a sparse capture (auto turns priors on)
+REPAIR_ROUNDS = {"preview": 1, "standard": 2, "high": 3}
+PSEUDO_VIEWS_PER_ROUND = 8
+# the parts a job can leave out one by one (--without-prior NAME): the stages' own and the regularisers'
+# names (each Loss/Hook object's ``name``)
+STAGE_PARTS = ("depth", "dense-init", "regularisers", "repair")
+
+
+@dataclass(frozen=True)
+class PriorsPlan:
+    """What the priors setting means for one job: which prior stages run and what training adds."""
+
+    level: str  # off, fast, full
+    reason: str  # why: "chosen" or "auto: 3 training photos on Standard"
+    skip: tuple[str, ...] = ()  # parts left out by name (ablations)
+
+    def has(self, part: str) -> bool:
+        """Whether this plan uses ``part``: a STAGE_PARTS name or a regulariser's own name."""
+        on = self.level in ("fast", "full") and part not in self.skip
+        if part == "dense-init":
+            return on and self.has("depth")
+        if part == "repair":
+            return on and self.level == "full"
+        if part in ("depth", "regularisers"):
+            return on
+        return on and self.has("regularisers")  # one regulariser, by its own name
+
+    @property
+    def depth(self) -> bool:
+        return self.has("depth")
+
+    @property
+    def repair(self) -> bool:
+        return self.has("repair")
+
+    def as_dict(self) -> dict:
+        return {"level": self.level, "reason": self.reason, "skip": list(self.skip)}
+
+
+def resolve_priors(setting: str, preset: str, training_photos: int | None, skip=()) -> PriorsPlan:
+    """The plan for ``setting`` (off / fast / full / auto) with ``preset`` and this many training photos
+    (None: not known yet, before the cameras are; auto then plans as for a large capture)."""
+    skip = tuple(sorted(set(skip)))
+    if setting != AUTO:
+        return PriorsPlan(setting, "chosen", skip)
+    if training_photos is None or training_photos > SPARSE_PHOTOS:
+        what = "photo count not known yet" if training_photos is None else f"{training_photos} training photos"
+        return PriorsPlan("off", f"auto: {what}", skip)
+    level = "fast" if preset == "preview" else "full"
+    return PriorsPlan(level, f"auto: {training_photos} training photos on {preset.capitalize()}", skip)
+
+
+def describe_priors(setting: str, preset: str, photos: int) -> str:
+    """One line saying what a priors choice adds to the job for this many photos (for the app and --help)."""
+    plan = resolve_priors(setting, preset, photos)
+    prefix = f"Auto picks {plan.level.capitalize()} for {photos} photos: " if setting == AUTO else ""
+    if plan.level == "off":
+        return prefix + "plain training, no extra stages"
+    text = ("a depth map per photo from the photos themselves (multi-view stereo, about a second per photo "
+            "pair at the training size), dense starting points, and depth and dropout terms in training")
+    if plan.level == "full":
+        rounds = REPAIR_ROUNDS.get(preset, 2)
+        text += (f"; then {rounds} repair round{'s' if rounds != 1 else ''} of {PSEUDO_VIEWS_PER_ROUND} repaired "
+                 "pseudo views (a small repair net trained on these photos first: minutes on a CPU)")
+    return prefix + text
+
+
+# ---------------------------------------------------------------------- backends
+# what a backend raises when its model folder is missing or broken (Cancelled is a HandfulError too: the
+# stages re-raise it before catching these)
+USABLE_ERRORS = (HandfulError, OSError, ValueError, ImportError, KeyError)
+
+
+class Unavailable(Exception):
+    """A prior that cannot run here (its module is not installed, its model folder is missing or broken)."""
+
+
+def _module(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(f"engine.priors.{name}")
+    except ImportError as e:
+        raise Unavailable(f"engine.priors.{name} is not part of this build ({e})") from None
+
+
+def depth_priors(model: Path | None, warn) -> list:
+    """The depth backends to try in order: a monocular model from ``model`` when given, then multi-view
+    stereo from the photos. Those that cannot be made are left out with a warning."""
+    try:
+        mod = _module("depth")
+    except Unavailable as e:
+        warn(f"no depth prior: {e}; training without depth")
+        return []
+    made = []
+    if model is not None:
+        try:
+            made.append(mod.MonocularDepth(Path(model)))
+        except USABLE_ERRORS as e:
+            warn(f"the depth model in {model} cannot be used ({e}); using multi-view depth from the photos "
+                 "instead (point --depth-model at a folder with a depth model in transformers format)", model)
+    try:
+        made.append(mod.MultiViewDepth())
+    except USABLE_ERRORS as e:
+        warn(f"multi-view depth cannot run ({e})")
+    return made
+
+
+def depth_map_type():
+    return _module("depth").DepthMap
+
+
+def dense_points(depth_maps, images, *, max_points: int):
+    return _module("depth").dense_points(depth_maps, images, max_points=max_points, min_confidence=0.5)
+
+
+def training_priors(plan: PriorsPlan, depth_maps, *, warn) -> tuple[list, list]:
+    """(losses, hooks) for train(): the regularise helper's set for this plan, without the skipped names."""
+    if not plan.has("regularisers"):
+        return [], []
+    try:
+        mod = _module("regularise")
+    except Unavailable as e:
+        warn(f"no training regularisers: {e}")
+        return [], []
+    losses, hooks = mod.make_regularisers(plan.level, depth_maps=depth_maps or None)
+    keep = [x for x in losses if plan.has(getattr(x, "name", ""))], [h for h in hooks if plan.has(_name(h))]
+    return keep
+
+
+def _name(obj) -> str:
+    return getattr(obj, "name", type(obj).__name__)
+
+
+def names(items) -> list[str]:
+    return [_name(x) for x in items]
+
+
+def train_accepts_priors(train_fn) -> bool:
+    """Whether this build's train() takes losses= and hooks= (the lead's extension points)."""
+    params = inspect.signature(train_fn).parameters
+    return "losses" in params and "hooks" in params
+
+
+def image_priors(model: Path | None, warn) -> list:
+    """The repair backends to try in order: a diffusion model from ``model`` when given, then the per-scene
+    repair net trained on the capture. Those that cannot be made are left out with a warning."""
+    try:
+        mod = _module("image_prior")
+    except Unavailable as e:
+        warn(f"no image prior: {e}; the scene is not repaired")
+        return []
+    made = []
+    if model is not None:
+        try:
+            made.append(mod.DiffusionPrior(Path(model)))
+        except USABLE_ERRORS as e:
+            warn(f"the diffusion model in {model} cannot be used ({e}); repairing with the per-scene repair net "
+                 "instead (point --diffusion-model at a diffusers img2img pipeline folder)", model)
+    try:
+        made.append(mod.SceneRepairNet())
+    except USABLE_ERRORS as e:
+        warn(f"the per-scene repair net cannot run ({e})")
+    return made
+
+
+def repair_rounds(scene, cameras, images, config, prior, **kw):
+    """engine.priors' repair loop (render pseudo views, repair them, train on them), one call per stage."""
+    fn = getattr(_module("pseudo_views"), "repair_rounds", None) or getattr(_module("image_prior"), "repair_rounds")
+    return fn(scene, cameras, images, config, prior, **kw)
