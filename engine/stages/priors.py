@@ -92,6 +92,17 @@ def describe_priors(setting: str, preset: str, photos: int) -> str:
     return prefix + text
 
 
+def describe_priors_ran(report: dict | None) -> str:
+    """One line saying which priors a finished job ran, with which backend (from report.json's "priors")."""
+    if not report:
+        return ""
+    reason = "" if report.get("reason") == "chosen" else f" ({report.get('reason')})"
+    ran = report.get("ran") or []
+    if report.get("level") == "off" or not ran:
+        return f"Priors {'off' if report.get('level') == 'off' else 'could not run'}{reason}."
+    return f"Priors {report['level']}{reason}: " + "; ".join(ran) + "."
+
+
 # ---------------------------------------------------------------------- backends
 # what a backend raises when its model folder is missing or broken (Cancelled is a HandfulError too: the
 # stages re-raise it before catching these)
@@ -193,5 +204,11 @@ def image_priors(model: Path | None, warn) -> list:
 
 def repair_rounds(scene, cameras, images, config, prior, **kw):
     """engine.priors' repair loop (render pseudo views, repair them, train on them), one call per stage."""
-    fn = getattr(_module("pseudo_views"), "repair_rounds", None) or getattr(_module("image_prior"), "repair_rounds")
-    return fn(scene, cameras, images, config, prior, **kw)
+    for name in ("repair", "pseudo_views", "image_prior"):
+        try:
+            fn = getattr(_module(name), "repair_rounds", None)
+        except Unavailable:
+            continue
+        if fn is not None:
+            return fn(scene, cameras, images, config, prior, **kw)
+    raise Unavailable("no repair_rounds in engine.priors in this build")
