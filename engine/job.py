@@ -203,8 +203,9 @@ class Job:
         return len(ctx.split_views(list(poses.registered))[0])
 
     def result_of(self, stage: str):
-        """A stage's saved result when it finished in this folder with today's settings, else None."""
-        if not self._is_done(stage):
+        """A stage's saved result when this job runs it and it finished in this folder with today's settings,
+        else None (a depth stage kept from a run with priors is not this job's when priors are off)."""
+        if not BY_NAME[stage].enabled(StageContext(self, stage)) or not self._is_done(stage):
             return None
         try:
             return BY_NAME[stage].result_type.load(self.out)

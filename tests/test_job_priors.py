@@ -46,6 +46,7 @@ def _opts(**kw) -> JobOptions:
 
 
 def _started(seen) -> list[str]:
+    """The stages that ran (group runs too with grouping off: it clears an earlier run's groups)."""
     return [e.stage for e in seen if isinstance(e, ev.StageStarted)]
 
 
@@ -59,7 +60,9 @@ def test_priors_setting_is_checked_and_auto_follows_the_preset_and_photo_count(t
     assert "auto, off, fast, full" in info.value.hint
     with pytest.raises(InputError, match="prior names"):
         JobOptions(without_priors="depth").validate()  # a string, not a list of names
-    assert cli(["reconstruct", str(tmp_path), "-o", str(tmp_path / "o"), "--priors", "some"]) == 2
+    with pytest.raises(SystemExit) as usage:
+        cli(["reconstruct", str(tmp_path), "-o", str(tmp_path / "o"), "--priors", "some"])
+    assert usage.value.code == 2
     assert "invalid choice: 'some'" in capsys.readouterr().err
 
     assert resolve_priors("auto", "preview", 3).level == "fast"
@@ -131,13 +134,13 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
     out = tmp_path / "out"
     seen = []
     first = run_job([four_photos], out, _opts(priors="off"), emit=seen.append)
-    assert _started(seen) == ["ingest", "poses", "init", "train", "evaluate"]
+    assert _started(seen) == ["ingest", "poses", "init", "train", "evaluate", "group"]
     assert not (out / "depth").exists() and train_calls[-1]["losses"] == []
     assert first.report["priors"]["level"] == "off" and first.report["priors"]["ran"] == []
 
     seen = []
     fast = run_job([four_photos], out, _opts(priors="fast"), emit=seen.append)
-    assert _started(seen) == ["depth", "init", "train", "evaluate"]
+    assert _started(seen) == ["depth", "init", "train", "evaluate", "group"]
     maps = sorted((out / "depth").glob("*.npz"))
     assert [p.stem for p in maps] == sorted(Path(c.name).stem for c in fast.cameras)  # one per training photo
     depth_map = fake_priors.FakeDepthMap.load(maps[0])
@@ -158,7 +161,7 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
     # full adds the repair stage only: depth, init and training read nothing that changed
     seen = []
     full = run_job([four_photos], out, _opts(priors="full"), emit=seen.append)
-    assert _started(seen) == ["repair", "evaluate"]
+    assert _started(seen) == ["repair", "evaluate", "group"]
     repair = RepairResult.load(out)
     assert repair.backend == fake_priors.FakeSceneRepairNet.name and repair.rounds == 1  # Preview: one round
     assert len(repair.pseudo_views) == 8 and all((out / p).is_file() for p in repair.pseudo_views)
@@ -172,12 +175,12 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
     # leaving out one regulariser by name re-runs training, not depth or init
     seen = []
     run_job([four_photos], out, _opts(priors="full", without_priors=("fake-dropout",)), emit=seen.append)
-    assert _started(seen) == ["train", "repair", "evaluate"]
+    assert _started(seen) == ["train", "repair", "evaluate", "group"]
     assert train_calls[-1]["hooks"] == [] and train_calls[-1]["losses"] == ["fake-depth-loss"]
 
     seen = []
     back = run_job([four_photos], out, _opts(priors="off"), emit=seen.append)
-    assert _started(seen) == ["init", "train", "evaluate"]
+    assert _started(seen) == ["init", "train", "evaluate", "group"]
     assert back.report["priors"]["ran"] == [] and "repair" not in back.report["timings"]
     assert "depth" not in back.report["priors"]
 
@@ -210,7 +213,7 @@ def test_cancel_during_depth_keeps_the_cameras_and_the_next_run_resumes_there(fo
     assert _finished(out) == {"ingest", "poses"} and not (out / "depth.json").exists()
     seen = []
     result = run_job([four_photos], out, _opts(priors="fast"), emit=seen.append)
-    assert _started(seen) == ["depth", "init", "train", "evaluate"] and len(result.scene) > 0
+    assert _started(seen) == ["depth", "init", "train", "evaluate", "group"] and len(result.scene) > 0
 
 
 def test_cancel_during_repair_keeps_a_usable_scene_and_training(four_photos, tmp_path, fakes):
@@ -231,7 +234,7 @@ def test_cancel_during_repair_keeps_a_usable_scene_and_training(four_photos, tmp
     assert RepairResult.load(out).cancelled and RepairResult.load(out).rounds == 1
     seen = []
     run_job([four_photos], out, _opts(priors="full", preset="standard"), emit=seen.append)
-    assert _started(seen) == ["repair", "evaluate"]
+    assert _started(seen) == ["repair", "evaluate", "group"]
     assert RepairResult.load(out).rounds == 2 and len(list((out / "pseudo").glob("*.png"))) == 16
 
 
