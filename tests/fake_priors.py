@@ -1,6 +1,7 @@
 """Stand-ins for engine.priors' backends with answers known in advance, to test the job's wiring of the
 priors (which stage calls what, with which files, cancel and fallbacks) apart from the priors themselves.
-``install(monkeypatch)`` puts them where engine/stages/priors.py looks them up."""
+``install(monkeypatch)`` puts them where engine/stages/priors.py looks them up; the regularisers are
+empty Loss / Hook objects (recording_train takes them off before the real training)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 from engine import events as ev
 from engine.errors import Cancelled, ModelError
 from engine.scene import Camera, PointCloud
+from engine.train.hooks import Hook, Loss
 
 PLANE_DEPTH = 3.0  # every fake depth map sees a plane this far in front of its camera
 
@@ -77,18 +79,25 @@ def fake_dense_points(depth_maps, images, *, max_points, min_confidence):
     return PointCloud(xyz, rgb)
 
 
-class FakeLoss:
-    name = "fake-depth-loss"
-    weight = 0.1
+class DropGaussian(Hook):
+    def __init__(self, rate):
+        self.rate = rate
 
 
-class FakeHook:
-    name = "fake-dropout"
+class DepthCorrelationLoss(Loss):
+    def __init__(self, depth_maps, patch=None):
+        built.append(("DepthCorrelationLoss", len(depth_maps)))
 
 
-def fake_make_regularisers(level, depth_maps=None):
-    fake_make_regularisers.calls.append({"level": level, "depth_maps": len(depth_maps or [])})
-    return [FakeLoss()], [FakeHook()]
+class DepthSmoothnessLoss(Loss):
+    pass
+
+
+class FloaterLoss(Loss):
+    pass
+
+
+built: list = []  # (regulariser, depth maps it got), as the job made them
 
 
 class FakeSceneRepairNet:
@@ -102,43 +111,46 @@ class FakeDiffusionPrior:
         self.name = f"fake diffusion from {folder}"
 
 
-def fake_repair_rounds(scene, cameras, images, config, prior, *, rounds, views_per_round, out_dir, emit, cancel,
-                       **_):
-    """Writes ``views_per_round`` grey views per round and halves every opacity once per round; a cancel
-    stops after the round in progress and says so (as a training does)."""
+def fake_repair_rounds(scene, cameras, images, prior, *, rounds, out_dir, pseudo_count, emit, cancel, **_):
+    """Writes ``pseudo_count`` grey views (and their 'renders') per round into out_dir/pseudo/round_<k>/ and
+    halves every opacity once per round; a cancel keeps the last finished round's scene (as the real one)."""
     import cv2
     import torch
 
-    done = 0
-    for r in range(rounds):
-        if cancel.cancelled:
+    figures = []
+    for k in range(rounds):
+        if cancel is not None and cancel.cancelled:
             break
-        for i in range(views_per_round):
-            cv2.imwrite(str(Path(out_dir) / f"round{r}_{i:02d}.png"), np.full((8, 8, 3), 128, np.uint8))
+        folder = Path(out_dir) / "pseudo" / f"round_{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(pseudo_count):
+            for suffix in (".png", ".render.png"):
+                cv2.imwrite(str(folder / f"view_{i:02d}{suffix}"), np.full((8, 8, 3), 128, np.uint8))
         scene = dataclasses.replace(scene, opacity_logits=scene.opacity_logits - torch.log(torch.tensor(2.0)))
-        done += 1
-        emit(ev.Progress("repair", done, rounds, f"round {done}"))
-    return types.SimpleNamespace(scene=scene, rounds=done, cancelled=done < rounds)
+        figures.append({"round": k, "prior": prior.name})
+        emit(ev.Progress("repair", k + 1, rounds, f"round {k + 1}"))
+    return types.SimpleNamespace(scene=scene, figures=figures)
 
 
 def install(monkeypatch):
-    """Make engine/stages/priors.py find the fakes as engine.priors.depth, .regularise and .image_prior."""
+    """Make engine/stages/priors.py find the fakes as engine.priors.depth, engine.train.regularisers,
+    engine.priors.image_prior and engine.priors.repair_rounds; returns the list of regularisers built."""
     import sys
 
-    fake_make_regularisers.calls = []
+    built.clear()
     depth = types.ModuleType("engine.priors.depth")
     depth.DepthMap, depth.MultiViewDepth, depth.MonocularDepth = FakeDepthMap, FakeMultiViewDepth, FakeMonocularDepth
     depth.dense_points = fake_dense_points
-    regularise = types.ModuleType("engine.priors.regularise")
-    regularise.make_regularisers = fake_make_regularisers
+    regularisers = types.ModuleType("engine.train.regularisers")
+    for cls in (DropGaussian, DepthCorrelationLoss, DepthSmoothnessLoss, FloaterLoss):
+        setattr(regularisers, cls.__name__, cls)
     image_prior = types.ModuleType("engine.priors.image_prior")
     image_prior.SceneRepairNet, image_prior.DiffusionPrior = FakeSceneRepairNet, FakeDiffusionPrior
-    image_prior.repair_rounds = fake_repair_rounds
-    for name, mod in (("depth", depth), ("regularise", regularise), ("image_prior", image_prior)):
-        monkeypatch.setitem(sys.modules, f"engine.priors.{name}", mod)
-    for name in ("repair", "pseudo_views"):  # the real modules, when present, must not be found first
-        monkeypatch.setitem(sys.modules, f"engine.priors.{name}", None)
-    return fake_make_regularisers.calls
+    repair = types.ModuleType("engine.priors.repair_rounds")
+    repair.repair_rounds = fake_repair_rounds
+    for mod in (depth, regularisers, image_prior, repair):
+        monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    return built
 
 
 def recording_train(monkeypatch):
@@ -150,7 +162,8 @@ def recording_train(monkeypatch):
     calls = []
 
     def train(init, cameras, images, config, *, losses=(), hooks=(), **kw):
-        calls.append({"losses": [x.name for x in losses], "hooks": [h.name for h in hooks], "views": len(cameras)})
+        calls.append({"losses": [type(x).__name__ for x in losses], "hooks": [type(h).__name__ for h in hooks],
+                      "views": len(cameras)})
         return real(init, cameras, images, config, **kw)
 
     monkeypatch.setattr(engine.train, "train", train)

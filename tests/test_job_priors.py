@@ -36,7 +36,7 @@ def four_photos(tmp_path) -> Path:
 
 @pytest.fixture
 def fakes(monkeypatch):
-    """(calls to make_regularisers, calls to train) with the stand-in priors installed."""
+    """(the regularisers the job built, calls to train) with the stand-in priors installed."""
     return fake_priors.install(monkeypatch), fake_priors.recording_train(monkeypatch)
 
 
@@ -77,7 +77,7 @@ def test_priors_setting_is_checked_and_auto_follows_the_preset_and_photo_count(t
     no_depth = resolve_priors("full", "preview", 3, skip=("depth",))
     assert not no_depth.depth and not no_depth.has("dense-init") and no_depth.has("regularisers") and no_depth.repair
     off = resolve_priors("off", "high", 3)
-    assert not any(off.has(p) for p in ("depth", "dense-init", "regularisers", "repair", "fake-dropout"))
+    assert not any(off.has(p) for p in ("depth", "dense-init", "regularisers", "repair", "dropout"))
 
     assert describe_priors("off", "preview", 3) == "plain training, no extra stages"
     assert describe_priors("auto", "preview", 40).startswith("Auto picks Off for 40 photos")
@@ -89,7 +89,7 @@ def test_each_stage_fingerprints_exactly_what_it_reads(tmp_path):
     job = Job([tmp_path], tmp_path / "out", JobOptions(device="cpu", priors="fast", depth_model=tmp_path / "m"))
     assert job.fingerprint("ingest") == {"max_images": None, "max_long_edge": 1600}
     assert job.fingerprint("poses") == {"cameras": None}
-    assert job.fingerprint("depth") == {"depth_model": str(tmp_path / "m"), "preset": "preview", "eval_every": 8}
+    assert job.fingerprint("depth") == {"depth_model": str(tmp_path / "m"), "eval_every": 8}
     assert job.fingerprint("init")["dense_init"] is True
     assert job.fingerprint("train")["regularisers"] is True
     assert "priors" not in job.fingerprint("ingest") and "priors" not in job.fingerprint("poses")
@@ -130,7 +130,7 @@ def test_stage_results_round_trip_through_their_files(tmp_path):
 
 def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_poses(four_photos, tmp_path,
                                                                                      fakes):
-    regulariser_calls, train_calls = fakes
+    built, train_calls = fakes
     out = tmp_path / "out"
     seen = []
     first = run_job([four_photos], out, _opts(priors="off"), emit=seen.append)
@@ -150,12 +150,14 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
     # init starts from the maps' dense points: at the plane's depth in front of a camera
     init = InitResult.load(out)
     assert init.sources["depth"] > 0 and init.gaussians == len(load_scene(out / "init.ply"))
-    # training got the regularisers, with the four depth maps
-    assert regulariser_calls[-1] == {"level": "fast", "depth_maps": 4}
-    assert train_calls[-1]["losses"] == ["fake-depth-loss"] and train_calls[-1]["hooks"] == ["fake-dropout"]
+    # training got the regularisers, the depth term with the four depth maps
+    assert built == [("DepthCorrelationLoss", 4)]
+    assert train_calls[-1]["losses"] == ["DepthCorrelationLoss", "DepthSmoothnessLoss", "FloaterLoss"]
+    assert train_calls[-1]["hooks"] == ["DropGaussian"]
     priors = fast.report["priors"]
     assert priors["level"] == "fast" and priors["depth"]["backend"] == fake_priors.FakeMultiViewDepth.name
-    assert priors["regularisers"] == ["fake-depth-loss", "fake-dropout"] and priors["dense_points"] > 0
+    assert priors["regularisers"] == ["dropout", "depth_corr", "depth_smooth", "floaters"]
+    assert priors["dense_points"] > 0
     assert {"depth", "init", "train", "evaluate"} <= set(fast.report["timings"])
 
     # full adds the repair stage only: depth, init and training read nothing that changed
@@ -174,9 +176,9 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
 
     # leaving out one regulariser by name re-runs training, not depth or init
     seen = []
-    run_job([four_photos], out, _opts(priors="full", without_priors=("fake-dropout",)), emit=seen.append)
+    run_job([four_photos], out, _opts(priors="full", without_priors=("dropout",)), emit=seen.append)
     assert _started(seen) == ["train", "repair", "evaluate", "group"]
-    assert train_calls[-1]["hooks"] == [] and train_calls[-1]["losses"] == ["fake-depth-loss"]
+    assert train_calls[-1]["hooks"] == [] and len(train_calls[-1]["losses"]) == 3
 
     seen = []
     back = run_job([four_photos], out, _opts(priors="off"), emit=seen.append)
@@ -235,7 +237,9 @@ def test_cancel_during_repair_keeps_a_usable_scene_and_training(four_photos, tmp
     seen = []
     run_job([four_photos], out, _opts(priors="full", preset="standard"), emit=seen.append)
     assert _started(seen) == ["repair", "evaluate", "group"]
-    assert RepairResult.load(out).rounds == 2 and len(list((out / "pseudo").glob("*.png"))) == 16
+    again = RepairResult.load(out)
+    assert again.rounds == 2 and not again.cancelled and len(again.pseudo_views) == 16
+    assert sorted({Path(p).parent.name for p in again.pseudo_views}) == ["round_0", "round_1"]
 
 
 def test_a_missing_model_folder_warns_and_the_job_goes_on_with_the_default_backend(four_photos, tmp_path, fakes):

@@ -25,7 +25,7 @@ class DepthResult(StageResult):
 
 class DepthStage(Stage):
     name = "depth"
-    reads = ("depth_model", "preset", "eval_every")  # the maps are made at the training size of the training photos
+    reads = ("depth_model", "eval_every")  # the maps are of the training photos (the backend picks their size)
     outputs = (f"{FOLDER}/", "depth.json")
     result_type = DepthResult
 
@@ -38,7 +38,7 @@ class DepthStage(Stage):
         backends = priors.depth_priors(ctx.options.depth_model, ctx.warn)
         if not backends:
             return DepthResult()
-        _, cams, _, _ = ctx.train_setup()
+        cams, _ = ctx.split_views(ctx.read_rig().cameras)  # the working photos: depth needs detail
         images = ctx.load_images(cams)
         for backend in backends:
             ctx.cancel.raise_if_cancelled()

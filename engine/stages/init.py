@@ -66,8 +66,11 @@ def _dense_points(ctx, train_cams, max_points: int):
     maps = load_depth_maps(ctx, train_cams)
     if not maps or max_points <= 0:
         return None
-    # the maps were made at the training size of these same photos (depth reads the same settings)
-    images = ctx.load_images(train_cams)
+    images = ctx.load_images(train_cams)  # the backend resizes them to the maps' size
+    if any(m.kind != "metric" for m in maps):
+        ctx.warn("the depth maps are relative (monocular): they have no scale to place starting points with; "
+                 "starting from the sparse and random points")
+        return None
     ctx.progress(0, 1, f"dense starting points from {len(maps)} depth maps")
     points = priors.dense_points(maps, images, max_points=max_points)
     ctx.progress(1, 1, f"{len(points):,} dense starting points")

@@ -1,22 +1,19 @@
 """repair: the generative repair loop after training (GaussianObject / LM-Gaussian style): render pseudo
 views between and around the photos, repair them with an image prior (the per-scene repair net trained on
 the capture, or a local diffusion model with --diffusion-model), and train on them as down-weighted ground
-truth, a few rounds. Writes pseudo/ (the repaired views of each round) and updates scene.ply after each
-finished round, starting from the training's own scene (trained.ply) so that a re-run repeats the same work.
+truth, a few rounds. Writes pseudo/round_<k>/ (the repaired views of each round, their raw renders and cameras) and updates
+scene.ply with the last finished round, starting from the training's own scene (trained.ply) so that a re-run repeats the same work.
 Runs when the priors plan is full."""
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import numpy as np
 
 from ..errors import Cancelled
 from . import priors
 from .base import Stage, StageResult
-from .train import TRAINED, regularisers
+from .train import TRAINED
 
 FOLDER = "pseudo"
 
@@ -28,6 +25,7 @@ class RepairResult(StageResult):
     rounds: int = 0  # rounds finished
     pseudo_views: list = field(default_factory=list)  # files under pseudo/
     cancelled: bool = False
+    figures: list = field(default_factory=list)  # one per finished round (engine.priors.repair_rounds)
 
 
 class RepairStage(Stage):
@@ -45,40 +43,38 @@ class RepairStage(Stage):
     def run(self, ctx) -> RepairResult:
         from ..io import load_scene, save_scene
 
-        folder = ctx.out / FOLDER
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(ctx.out / FOLDER, ignore_errors=True)  # views of an earlier run must not be mixed in
         backends = priors.image_priors(ctx.options.diffusion_model, ctx.warn)
         if not backends:
             return RepairResult()
         start = ctx.out / TRAINED if (ctx.out / TRAINED).is_file() else ctx.out / "scene.ply"
         scene = load_scene(start).to(ctx.device)
+        init = load_scene(ctx.out / "init.ply").to(ctx.device)  # a per-scene prior fits on scenes trained from it
         rig, cams, _, cfg = ctx.train_setup(refined=True)
         images = ctx.load_images(cams)
-        from ..train import train
-
-        losses, hooks = regularisers(ctx, cams, train)
         rounds = repair_round_count(ctx.options.preset)
         for backend in backends:
             ctx.cancel.raise_if_cancelled()
             ctx.progress(0, rounds, f"{rounds} repair round{'s' if rounds != 1 else ''} with {backend.name}")
-            folder.mkdir(parents=True, exist_ok=True)
             try:
-                res = priors.repair_rounds(
-                    scene, cams, images, cfg, backend, rounds=rounds, views_per_round=priors.PSEUDO_VIEWS_PER_ROUND,
-                    seed=ctx.options.seed, background=ctx.background.rgb, scene_extent=rig.scene_extent(),
-                    losses=losses, hooks=hooks, out_dir=folder, emit=ctx.snapshot_forwarder(rig.cameras),
-                    cancel=ctx.cancel)
+                repaired, figures = priors.repair_rounds(
+                    scene, cams, images, backend, rounds=rounds, steps_per_round=repair_steps(cfg.iterations),
+                    config=cfg, background=ctx.background.rgb, emit=ctx.snapshot_forwarder(rig.cameras),
+                    cancel=ctx.cancel, out_dir=ctx.out, pseudo_count=priors.PSEUDO_VIEWS_PER_ROUND,
+                    seed=ctx.options.seed, init=init, fit_steps=max(1, cfg.iterations // 2))
             except Cancelled:
                 raise
             except priors.USABLE_ERRORS as e:
                 ctx.warn(f"repair with {backend.name} failed: {e}")
-                shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(ctx.out / FOLDER, ignore_errors=True)
                 continue
-            save_scene(res.scene.detach().to("cpu"), ctx.out / "scene.ply")
-            _write_views(folder, getattr(res, "views", None))
-            result = RepairResult(backend=backend.name, rounds=int(getattr(res, "rounds", rounds)),
-                                  pseudo_views=sorted(f"{FOLDER}/{p.name}" for p in folder.glob("*.png")),
-                                  cancelled=bool(getattr(res, "cancelled", False)))
+            if figures:  # a cancel before the first round finished leaves the trained scene as it is
+                save_scene(repaired.detach().to("cpu"), ctx.out / "scene.ply")
+            result = RepairResult(backend=backend.name, rounds=len(figures),
+                                  pseudo_views=sorted(str(p.relative_to(ctx.out)) for p in (ctx.out / FOLDER).rglob("*.png")
+                                                      if not p.name.endswith(".render.png")),
+                                  cancelled=ctx.cancel.cancelled and len(figures) < rounds,
+                                  figures=figures)
             if result.cancelled:
                 result.save(ctx.out)
                 raise Cancelled(f"repair stopped after {result.rounds} of {rounds} rounds; the scene reached so far "
@@ -88,21 +84,10 @@ class RepairStage(Stage):
         return RepairResult()
 
 
+def repair_steps(iterations: int) -> int:
+    """Fine-tuning steps per repair round: a quarter of the training's, at least 50."""
+    return max(50, iterations // 4)
+
+
 def repair_round_count(preset: str) -> int:
     return priors.REPAIR_ROUNDS.get(preset, 2)
-
-
-def _write_views(folder: Path, views) -> None:
-    """The repaired pseudo views as PNGs, when the loop returned them instead of writing them."""
-    if not views or any(folder.glob("*.png")):
-        return
-    import cv2
-
-    from ..io.atomic import atomic_write_bytes
-
-    for i, view in enumerate(views):
-        image = view[1] if isinstance(view, tuple) else getattr(view, "image", view)
-        rgb = (np.clip(np.asarray(image, dtype=np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if ok:
-            atomic_write_bytes(folder / f"view_{i:03d}.png", buf.tobytes())

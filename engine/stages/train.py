@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import events as ev
 from ..errors import Cancelled
 from ..scene import Camera, CameraRig
 from . import priors
@@ -50,11 +49,10 @@ class TrainStage(Stage):
         rig, train_cams, _, cfg = ctx.train_setup()
         init = load_scene(ctx.out / "init.ply").to(ctx.device)
         images = ctx.load_images(train_cams)
-        losses, hooks = regularisers(ctx, train_cams, train)
+        losses, hooks, used = regularisers(ctx, train_cams)
         ctx.cancel.raise_if_cancelled()
-        extra = {"losses": losses, "hooks": hooks} if losses or hooks else {}
         res = train(init, train_cams, images, cfg, emit=ctx.snapshot_forwarder(rig.cameras), cancel=ctx.cancel,
-                    background=ctx.background.rgb, scene_extent=rig.scene_extent(), **extra)
+                    background=ctx.background.rgb, scene_extent=rig.scene_extent(), losses=losses, hooks=hooks)
         # a cancelled training still leaves a usable scene: keep it, then report the cancel
         scene = res.scene.detach().to("cpu")
         save_scene(scene, ctx.out / "scene.ply")
@@ -62,7 +60,7 @@ class TrainStage(Stage):
         save_refined_cameras(ctx, rig, res.cameras)
         result = TrainResult(iterations=int(res.iterations), seconds=round(float(res.seconds), 3),
                              cancelled=bool(getattr(res, "cancelled", False)),
-                             priors=priors.names([*losses, *hooks]))
+                             priors=used)
         if res.pose_corrections_deg:
             corrections = np.array(res.pose_corrections_deg)
             result.pose_refinement = {
@@ -78,20 +76,16 @@ class TrainStage(Stage):
         return result
 
 
-def regularisers(ctx, train_cams, train_fn) -> tuple[list, list]:
-    """The priors plan's losses and hooks for training, with the depth maps they need."""
-    plan = ctx.priors
-    if not plan.has("regularisers"):
-        return [], []
-    if not priors.train_accepts_priors(train_fn):
-        ctx.warn("this build's training takes no extra losses or hooks: training without the regularisers")
-        return [], []
+def regularisers(ctx, train_cams) -> tuple[list, list, list[str]]:
+    """The priors plan's losses and hooks for training, with the depth maps they need, and their names."""
+    if not ctx.priors.has("regularisers"):
+        return [], [], []
     from .depth import load_depth_maps
 
-    losses, hooks = priors.training_priors(plan, load_depth_maps(ctx, train_cams), warn=ctx.warn)
-    if losses or hooks:
-        ctx.emit(ev.Progress("train", 0, 1, "training with " + ", ".join(priors.names([*losses, *hooks]))))
-    return losses, hooks
+    losses, hooks, used = priors.training_priors(ctx.priors, load_depth_maps(ctx, train_cams), warn=ctx.warn)
+    if used:
+        ctx.progress(0, 1, "training with " + ", ".join(used))
+    return losses, hooks, used
 
 
 def save_refined_cameras(ctx, rig: CameraRig, refined: list[Camera] | None) -> None:
