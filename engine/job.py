@@ -28,7 +28,7 @@ import torch
 
 from . import events as ev
 from .errors import Cancelled, HandfulError, InputError, StageError
-from .io.atomic import atomic_write_text, ensure_writable_folder
+from .io.atomic import atomic_write_bytes, atomic_write_text, ensure_writable_folder
 from .scene import Camera, GaussianScene
 from .stages import ALL_STAGES, BY_NAME, STAGE_NAMES, Stage, StageContext, jsonable
 from .stages.init import MIN_SFM_POINTS  # noqa: F401 - part of this module's API before the stages moved
@@ -265,6 +265,7 @@ class Job:
     # ------------------------------------------------------------------ run
     def run(self) -> JobResult:
         ensure_writable_folder(self.out, hint="choose an output folder you can write to")
+        self._restore_trained_scene()
         for s in self.planned():
             if not self._is_done(s.name):
                 self._invalidate_from(s.name)
@@ -284,8 +285,25 @@ class Job:
         self._finalize_report()
         return self._collect(JobResult(out_dir=self.out, stopped_after=visited[-1] if visited else None))
 
+    def _restore_trained_scene(self) -> None:
+        """scene.ply is the job's current scene: training's, or the repair stage's after it. When this job
+        does not run the stage that last replaced it (priors full, then fast), training's scene comes back
+        and the stages after training run again on it."""
+        by = self.state.get("scene_by")
+        if by is None or by == "train" or BY_NAME[by] in self.planned():
+            return
+        from .stages.train import TRAINED
+
+        trained = self.out / TRAINED
+        if self._is_done("train") and trained.is_file():
+            atomic_write_bytes(self.out / "scene.ply", trained.read_bytes())
+            self.state["scene_by"] = "train"
+        self._invalidate_from(STAGES[STAGES.index("train") + 1])
+
     def _run_stage(self, stage: Stage, index: int, count: int) -> None:
         self._stage = stage.name
+        if stage.replaces_scene:  # recorded first: a cancelled stage may have written a scene too
+            self.state["scene_by"] = stage.name
         self.emit(ev.StageStarted(stage.name, index, count))
         t0 = time.perf_counter()
         try:

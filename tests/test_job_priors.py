@@ -174,6 +174,13 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
                                                "pseudo_views": 8}
     assert "repair" in full.report["timings"]
 
+    # back to fast: training's own scene again, scored again; nothing else re-runs
+    seen = []
+    again = run_job([four_photos], out, _opts(priors="fast"), emit=seen.append)
+    assert _started(seen) == ["evaluate", "group"]
+    np.testing.assert_array_equal(load_scene(out / "scene.ply").opacity_logits.numpy(), trained.opacity_logits.numpy())
+    assert "repair" not in again.report["priors"] and again.report["eval"] == fast.report["eval"]
+
     # leaving out one regulariser by name re-runs training, not depth or init
     seen = []
     run_job([four_photos], out, _opts(priors="full", without_priors=("dropout",)), emit=seen.append)

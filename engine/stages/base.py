@@ -68,6 +68,7 @@ class Stage:
     reads: ClassVar[tuple[str, ...]] = ()  # the JobOptions fields its output depends on
     outputs: ClassVar[tuple[str, ...]] = ()  # the files and folders it writes, relative to the job folder
     result_type: ClassVar[type[StageResult]] = StageResult
+    replaces_scene: ClassVar[bool] = False  # writes a new scene.ply (not only adds to it, as group does)
 
     def enabled(self, ctx: "StageContext") -> bool:
         """Whether this job runs the stage at all (compress only with a quality, depth only with priors)."""

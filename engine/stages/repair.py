@@ -33,6 +33,7 @@ class RepairStage(Stage):
     reads = ("diffusion_model", "seed")
     outputs = (f"{FOLDER}/", "repair.json", "scene.ply")
     result_type = RepairResult
+    replaces_scene = True
 
     def enabled(self, ctx) -> bool:
         return ctx.priors.repair

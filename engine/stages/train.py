@@ -36,6 +36,7 @@ class TrainStage(Stage):
     reads = ("preset", "iterations", "eval_every", "background", "device", "seed", "refine_poses")
     outputs = ("scene.ply", TRAINED, "train.json", "refined/")
     result_type = TrainResult
+    replaces_scene = True
 
     def settings(self, ctx) -> dict:
         plan = ctx.priors
