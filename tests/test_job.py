@@ -17,6 +17,7 @@ from engine.io import load_scene
 from engine.io import colmap
 from engine.job import JobOptions, run_job
 from engine.poses.alignment import relative_rotation_deg
+from tests.factories import cancelling_at
 
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
 
@@ -36,18 +37,6 @@ def sample_subset(tmp_path) -> Path:
 def _events():
     seen = []
     return seen, seen.append
-
-
-def _cancelling_at(stage: str, done: int):
-    """(events seen, a sink that records them, the token it cancels once ``stage`` reports ``done``)."""
-    seen, token = [], ev.CancelToken()
-
-    def sink(e):
-        seen.append(e)
-        if isinstance(e, ev.Progress) and e.stage == stage and e.done >= done:
-            token.cancel()
-
-    return seen, sink, token
 
 
 def test_reconstruct_cli_with_known_cameras(sample_subset, tmp_path, capsys):
@@ -123,7 +112,7 @@ def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(
 
 def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
     out = tmp_path / "out"
-    seen, sink, token = _cancelling_at("train", 5)
+    seen, sink, token = cancelling_at("train", 5)
     with pytest.raises(Cancelled):
         run_job([sample_subset], out, JobOptions(cameras=SAMPLE / "transforms.json", preset="preview",
                                                  iterations=5000, priors="off"), emit=sink, cancel=token)
@@ -137,7 +126,7 @@ def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
 def test_group_stage_writes_objects_and_a_cancel_in_it_keeps_the_trained_scene(sample_subset, tmp_path):
     out = tmp_path / "out"
     opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30, priors="off")
-    seen, sink, token = _cancelling_at("group", 1)
+    seen, sink, token = cancelling_at("group", 1)
     with pytest.raises(Cancelled):
         run_job([sample_subset], out, JobOptions(**opts), emit=sink, cancel=token)
     assert [e for e in seen if isinstance(e, ev.Failed)][-1].stage == "group"

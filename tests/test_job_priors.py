@@ -20,6 +20,7 @@ from engine.stages import (ALL_STAGES, BY_NAME, DepthResult, GroupResult, Ingest
                            RepairResult, Report, TrainResult)
 from engine.stages.priors import SPARSE_PHOTOS, describe_priors, resolve_priors
 from tests import fake_priors
+from tests.factories import cancelling_at
 
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
 
@@ -208,13 +209,7 @@ def test_auto_turns_priors_on_for_a_sparse_capture_and_the_cli_says_which_ran(fo
 
 def test_cancel_during_depth_keeps_the_cameras_and_the_next_run_resumes_there(four_photos, tmp_path, fakes):
     out = tmp_path / "out"
-    token = ev.CancelToken()
-    seen = []
-
-    def sink(e):
-        seen.append(e)
-        if isinstance(e, ev.Progress) and e.stage == "depth" and e.done >= 2:
-            token.cancel()
+    seen, sink, token = cancelling_at("depth", 2)
 
     with pytest.raises(Cancelled):
         run_job([four_photos], out, _opts(priors="fast"), emit=sink, cancel=token)
@@ -227,13 +222,7 @@ def test_cancel_during_depth_keeps_the_cameras_and_the_next_run_resumes_there(fo
 
 def test_cancel_during_repair_keeps_a_usable_scene_and_training(four_photos, tmp_path, fakes):
     out = tmp_path / "out"
-    token = ev.CancelToken()
-    seen = []
-
-    def sink(e):
-        seen.append(e)
-        if isinstance(e, ev.Progress) and e.stage == "repair" and e.done >= 1:
-            token.cancel()
+    seen, sink, token = cancelling_at("repair", 1)
 
     with pytest.raises(Cancelled, match="repair stopped after 1 of 2 rounds"):
         run_job([four_photos], out, _opts(priors="full", preset="standard"), emit=sink, cancel=token)

@@ -123,26 +123,54 @@ def _module(name: str):
         raise Unavailable(f"{dotted} is not part of this build ({e})") from None
 
 
-def depth_priors(model: Path | None, warn) -> list:
-    """The depth backends to try in order: a monocular model from ``model`` when given, then multi-view
-    stereo from the photos. Those that cannot be made are left out with a warning."""
+@dataclass(frozen=True)
+class _Backends:
+    """How one prior's backends are found: a module, the class loading a person's model folder, the
+    offline default, and the words for the warnings."""
+
+    module: str
+    from_folder: str
+    default: str
+    prior: str  # "depth prior"
+    model_words: str  # "depth model": what the person's folder holds
+    without: str  # what the job does without it
+    default_words: str  # the default, as the fallback warning names it
+    folder_hint: str
+
+
+_DEPTH = _Backends("depth", "MonocularDepth", "MultiViewDepth", "depth prior", "depth model", "training without depth",
+                   "multi-view depth from the photos",
+                   "point --depth-model at a folder with a depth model in transformers format")
+_IMAGE = _Backends("image_prior", "DiffusionPrior", "SceneRepairNet", "image prior", "diffusion model",
+                   "the scene is not repaired",
+                   "the per-scene repair net", "point --diffusion-model at a diffusers img2img pipeline folder")
+
+
+def _make_backends(kind: _Backends, model: Path | None, warn) -> list:
+    """The backends to try in order: the one loading ``model`` when given, then the offline default.
+    Those that cannot be made are left out with a warning naming the folder and what to do."""
     try:
-        mod = _module("depth")
+        mod = _module(kind.module)
     except Unavailable as e:
-        warn(f"no depth prior: {e}; training without depth")
+        warn(f"no {kind.prior}: {e}; {kind.without}")
         return []
     made = []
     if model is not None:
         try:
-            made.append(mod.MonocularDepth(Path(model)))
+            made.append(getattr(mod, kind.from_folder)(Path(model)))
         except USABLE_ERRORS as e:
-            warn(f"the depth model in {model} cannot be used ({e}); using multi-view depth from the photos "
-                 "instead (point --depth-model at a folder with a depth model in transformers format)", model)
+            warn(f"the {kind.model_words} in {model} cannot be used ({e}); using {kind.default_words} "
+                 f"instead ({kind.folder_hint})", model)
     try:
-        made.append(mod.MultiViewDepth())
+        made.append(getattr(mod, kind.default)())
     except USABLE_ERRORS as e:
-        warn(f"multi-view depth cannot run ({e})")
+        warn(f"{kind.default_words} cannot run ({e})")
     return made
+
+
+def depth_priors(model: Path | None, warn) -> list:
+    """Depth backends in order: a monocular model from ``model`` when given, then multi-view stereo."""
+    return _make_backends(_DEPTH, model, warn)
 
 
 def depth_map_type():
@@ -193,25 +221,8 @@ def training_priors(plan: PriorsPlan, depth_maps, *, warn) -> tuple[list, list, 
 
 
 def image_priors(model: Path | None, warn) -> list:
-    """The repair backends to try in order: a diffusion model from ``model`` when given, then the per-scene
-    repair net trained on the capture. Those that cannot be made are left out with a warning."""
-    try:
-        mod = _module("image_prior")
-    except Unavailable as e:
-        warn(f"no image prior: {e}; the scene is not repaired")
-        return []
-    made = []
-    if model is not None:
-        try:
-            made.append(mod.DiffusionPrior(Path(model)))
-        except USABLE_ERRORS as e:
-            warn(f"the diffusion model in {model} cannot be used ({e}); repairing with the per-scene repair net "
-                 "instead (point --diffusion-model at a diffusers img2img pipeline folder)", model)
-    try:
-        made.append(mod.SceneRepairNet())
-    except USABLE_ERRORS as e:
-        warn(f"the per-scene repair net cannot run ({e})")
-    return made
+    """Repair backends in order: a diffusion model from ``model`` when given, then the per-scene repair net."""
+    return _make_backends(_IMAGE, model, warn)
 
 
 def repair_rounds(scene, cameras, images, prior, **kw):
