@@ -103,13 +103,13 @@ def describe_priors_ran(report: dict | None) -> str:
 
 
 # ---------------------------------------------------------------------- backends
-# what a backend raises when its model folder is missing or broken (Cancelled is a HandfulError too: the
-# stages re-raise it before catching these)
-USABLE_ERRORS = (HandfulError, OSError, ValueError, ImportError, KeyError)
-
-
 class Unavailable(Exception):
     """A prior that cannot run here (its module is not installed, its model folder is missing or broken)."""
+
+
+# what a backend raises when its module, model folder or input cannot serve (Cancelled is a HandfulError
+# too: the stages re-raise it before catching these)
+USABLE_ERRORS = (Unavailable, HandfulError, OSError, ValueError, ImportError, KeyError)
 
 
 def _module(name: str):
