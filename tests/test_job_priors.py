@@ -265,3 +265,31 @@ def test_a_prior_this_build_lacks_is_a_warning_not_a_failure(four_photos, tmp_pa
     assert any(w.startswith("no image prior") for w in warnings)
     assert result.report["priors"]["depth"]["backend"] is None and result.report["priors"]["repair"]["rounds"] == 0
     assert "dense_points" not in result.report["priors"] and len(result.scene) > 0
+
+
+@pytest.mark.slow
+def test_the_real_priors_plug_into_the_job(tmp_path):
+    """engine.priors' depth and engine.train.regularisers as they are (no stand-ins): the job makes depth maps
+    for the photos, starts from their points and trains with the regularisers; a broken depth model folder
+    is a warning. (Their quality is measured in benchmarks/sparse_bench.py, not here.)"""
+    pytest.importorskip("engine.priors.depth", reason="the depth prior is not in this build yet")
+    pytest.importorskip("engine.train.regularisers", reason="the regularisers are not in this build yet")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in sorted((SAMPLE / "images").glob("*.jpg"))[:12:4]:  # three neighbouring views
+        cv2.imwrite(str(folder / p.name), cv2.resize(cv2.imread(str(p)), (240, 180), interpolation=cv2.INTER_AREA))
+    broken = tmp_path / "depth-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    seen = []
+    result = run_job([folder], tmp_path / "out", _opts(priors="fast", depth_model=broken), emit=seen.append)
+    warnings = [e.message for e in seen if isinstance(e, ev.Warning)]
+    assert any(f"the depth model in {broken} cannot be used" in w for w in warnings), warnings
+    priors = result.report["priors"]
+    depth = DepthResult.load(tmp_path / "out")
+    assert len(depth.views) == 3 and depth.kind == "metric" and priors["depth"]["backend"] == depth.backend
+    assert depth.backend.startswith("multi-view")
+    assert any(v["coverage"] > 0 for v in depth.views)
+    assert priors["regularisers"] == ["dropout", "depth_corr", "depth_smooth", "floaters"]
+    assert InitResult.load(tmp_path / "out").sources.get("depth", 0) > 0
+    assert result.report["training"]["iterations"] == 12 and len(result.scene) > 0
