@@ -142,7 +142,7 @@ def run_row(case: Case, out: Path, label: str, options: JobOptions, *, estimated
     timings, priors = result.report["timings"], result.report.get("priors", {})
     return {**row, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
             "train_psnr": result.report["eval"]["psnr"], "gaussians": result.report["num_gaussians"],
-            "ran": "; ".join(priors.get("ran", [])) or "-", "stages": {k: timings.get(k) for k in STAGE_COLUMNS},
+            "ran": priors.get("ran", []), "stages": {k: timings.get(k) for k in STAGE_COLUMNS},
             "total": timings.get("total"), "wall": time.perf_counter() - started}
 
 
@@ -193,7 +193,7 @@ def _progress(row: dict) -> str:
 def _print(rows: list[dict], args) -> None:
     off = {r["case"]: r["psnr"] for r in rows if r["priors"] == "off" and r["cameras"] == "given" and "psnr" in r}
     header = ["case", "cameras", "priors", "PSNR", "SSIM", "dPSNR vs off", "train PSNR", "splats",
-              *[f"{s} s" for s in STAGE_COLUMNS], "total s", "ran"]
+              *[f"{s} s" for s in STAGE_COLUMNS], "total s", "ran (backends below)"]
     table = []
     for r in rows:
         if "error" in r:
@@ -202,11 +202,14 @@ def _print(rows: list[dict], args) -> None:
         base = off.get(r["case"])
         table.append([r["case"], r["cameras"], r["priors"], round(r["psnr"], 2), round(r["ssim"], 3),
                       None if base is None else round(r["psnr"] - base, 2), round(r["train_psnr"], 2),
-                      r["gaussians"], *[r["stages"][s] for s in STAGE_COLUMNS], r["total"], r["ran"]])
+                      r["gaussians"], *[r["stages"][s] for s in STAGE_COLUMNS], r["total"],
+                      " + ".join(part.split(":")[0] for part in r["ran"]) or "-"])
     size = f"photos at {args.scale:g} of the shared copies"
     print_table(f"sparse-view priors, {TRAIN_PHOTOS} training photos, held-out views (LPIPS: no offline "
                 f"weights), preset {args.preset}{'' if args.iterations is None else f', {args.iterations} steps'}, "
                 f"{size}", header, table)
+    for part in dict.fromkeys(p for r in rows for p in r.get("ran", [])):
+        print(f"  {part}")
 
 
 if __name__ == "__main__":
