@@ -32,7 +32,7 @@ from .io.atomic import atomic_write_bytes, atomic_write_text, ensure_writable_fo
 from .scene import Camera, GaussianScene
 from .stages import ALL_STAGES, BY_NAME, STAGE_NAMES, Stage, StageContext, jsonable
 from .stages.init import MIN_SFM_POINTS  # noqa: F401 - part of this module's API before the stages moved
-from .stages.priors import AUTO, PRIORS, PriorsPlan, resolve_priors
+from .stages.priors import AUTO, PART_NAMES, PRIORS, PriorsPlan, resolve_priors
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,12 @@ class JobOptions:
         if self.priors not in PRIORS + (AUTO,):
             raise InputError(f"unknown priors setting {self.priors!r}",
                              hint=f"choose one of {', '.join((AUTO,) + PRIORS)}")
-        if isinstance(self.without_priors, str) or not all(isinstance(n, str) and n for n in self.without_priors):
+        if isinstance(self.without_priors, str):
             raise InputError("without_priors must be a list of prior names", hint="e.g. --without-prior depth")
+        unknown = [n for n in self.without_priors if n not in PART_NAMES]
+        if unknown:
+            raise InputError(f"unknown prior {unknown[0]!r} for --without-prior",
+                             hint=f"choose from {', '.join(PART_NAMES)}")
         self.without_priors = tuple(self.without_priors)
         from .train.background import check_background
 

@@ -61,6 +61,9 @@ def test_priors_setting_is_checked_and_auto_follows_the_preset_and_photo_count(t
     assert "auto, off, fast, full" in info.value.hint
     with pytest.raises(InputError, match="prior names"):
         JobOptions(without_priors="depth").validate()  # a string, not a list of names
+    with pytest.raises(InputError, match="unknown prior 'dropuot'") as info:
+        JobOptions(without_priors=("dropuot",)).validate()
+    assert "dropout" in info.value.hint and "repair" in info.value.hint
     with pytest.raises(SystemExit) as usage:
         cli(["reconstruct", str(tmp_path), "-o", str(tmp_path / "o"), "--priors", "some"])
     assert usage.value.code == 2

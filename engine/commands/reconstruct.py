@@ -13,7 +13,7 @@ from .. import events as ev
 from ..errors import Cancelled
 from ..job import PRESETS, STAGES, JobOptions, run_job
 from ..progress import ProgressBar
-from ..stages.priors import AUTO, PRIORS, SPARSE_PHOTOS, STAGE_PARTS
+from ..stages.priors import AUTO, PART_NAMES, PRIORS, SPARSE_PHOTOS
 
 
 def register(sub) -> None:
@@ -65,8 +65,7 @@ def register(sub) -> None:
                    help="a local diffusers img2img pipeline folder for the repair prior; default: a small "
                         "repair net trained on the capture itself (never downloaded)")
     p.add_argument("--without-prior", action="append", default=[], metavar="NAME", dest="without_priors",
-                   help=f"leave one part of the priors out (repeatable): {', '.join(STAGE_PARTS)}, or a "
-                        "training regulariser's name as report.json lists it")
+                   choices=PART_NAMES, help=f"leave one part of the priors out (repeatable): {', '.join(PART_NAMES)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

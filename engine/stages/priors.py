@@ -192,6 +192,7 @@ REGULARISERS = (
     ("floaters", False, lambda mod, maps: mod.FloaterLoss()),
 )
 REGULARISERS_MODULE = "engine.train.regularisers"
+PART_NAMES = STAGE_PARTS + tuple(name for name, _, _ in REGULARISERS)  # what --without-prior takes
 
 
 def training_priors(plan: PriorsPlan, depth_maps, *, warn) -> tuple[list, list, list[str]]:
