@@ -50,20 +50,12 @@ from engine.io import colmap, load_scene  # noqa: E402
 from engine.job import JobOptions, run_job  # noqa: E402
 from engine.metrics import evaluate  # noqa: E402
 from engine.poses.alignment import align_similarity  # noqa: E402
+from engine.priors.reference import llff_split  # noqa: E402
 from engine.scene import Camera, CameraRig  # noqa: E402
 
 CASES = {"fern": "llff_fern", "temple": "middlebury_templeSR", "fountain": "strecha_fountain_p11"}
 TRAIN_PHOTOS = 3
 STAGE_COLUMNS = ("poses", "depth", "init", "train", "repair", "evaluate")
-
-
-def llff_split(names: list[str], count: int) -> tuple[list[str], list[str]]:
-    """(training, held out): every 8th name held out, ``count`` training names spread evenly over the rest."""
-    names = sorted(names)
-    held_out = names[::8]
-    rest = [n for n in names if n not in held_out]
-    pick = np.linspace(0, len(rest) - 1, count).round().astype(int)
-    return [rest[i] for i in pick], held_out
 
 
 @dataclasses.dataclass
