@@ -21,8 +21,8 @@ def register(sub) -> None:
         "reconstruct",
         help="reconstruct a Gaussian scene from photos, a folder or a video",
         description=(
-            "Estimate cameras, train a Gaussian scene, evaluate it and split it into objects. Writes into OUT: "
-            "scene.ply, groups.json, sparse/ "
+            "Estimate cameras, train a Gaussian scene (with depth and repair priors for a few photos: --priors), "
+            "evaluate it and split it into objects. Writes into OUT: scene.ply, groups.json, sparse/ "
             "(cameras and points as a COLMAP text model), report.json, previews/ and the working files of each "
             "stage. Running the same command again resumes after the last finished stage."
         ),
