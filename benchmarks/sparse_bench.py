@@ -160,26 +160,26 @@ def main(argv=None) -> int:
         out = work / key / "job"
         for level in [x for x in args.levels.split(",") if x]:
             rows.append(run_row(case, out, level, JobOptions(cameras=case.cameras, priors=level, **common)))
-            print(_progress(rows[-1]), flush=True)
+            _progress(rows, args)
         for part in [x for x in args.ablations.split(",") if x]:
             options = JobOptions(cameras=case.cameras, priors="fast", without_priors=(part,), **common)
             rows.append(run_row(case, out, f"fast -{part}", options))
-            print(_progress(rows[-1]), flush=True)
+            _progress(rows, args)
         if args.estimated and key == "fern":
             rows.append(run_row(case, work / key / "job_estimated", args.estimated,
                                 JobOptions(priors=args.estimated, **common), estimated=True))
-            print(_progress(rows[-1]), flush=True)
-    _print(rows, args)
+            _progress(rows, args)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-def _progress(row: dict) -> str:
-    if "error" in row:
-        return f"  {row['case']} {row['priors']} ({row['cameras']} cameras): failed: {row['error']}"
-    return (f"  {row['case']} {row['priors']} ({row['cameras']} cameras): held-out {row['psnr']:.2f} dB, "
-            f"{row['wall']:.0f} s")
+def _progress(rows: list[dict], args) -> None:
+    """The table so far, after every row (a run cut short still leaves its rows)."""
+    row = rows[-1]
+    said = f"failed: {row['error']}" if "error" in row else f"held-out {row['psnr']:.2f} dB"
+    print(f"  {row['case']} {row['priors']} ({row['cameras']} cameras): {said}, {row['wall']:.0f} s", flush=True)
+    _print(rows, args)
 
 
 def _print(rows: list[dict], args) -> None:
