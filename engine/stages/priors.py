@@ -82,12 +82,13 @@ def describe_priors(setting: str, preset: str, photos: int) -> str:
     prefix = f"Auto picks {plan.level.capitalize()} for {photos} photos: " if setting == AUTO else ""
     if plan.level == "off":
         return prefix + "plain training, no extra stages"
-    text = ("a depth map per photo from the photos themselves (multi-view stereo, about a second per photo "
-            "pair at the training size), dense starting points, and depth and dropout terms in training")
+    # the costs are benchmarks/sparse_bench.py's, llff_fern with 3 photos on Preview, a busy 2-core CPU
+    text = ("a depth map per photo from the photos themselves (multi-view stereo: about half a minute for 3 "
+            "photos on a CPU), dense starting points, and depth and dropout terms in training")
     if plan.level == "full":
         rounds = REPAIR_ROUNDS.get(preset, 2)
         text += (f"; then {rounds} repair round{'s' if rounds != 1 else ''} of {PSEUDO_VIEWS_PER_ROUND} repaired "
-                 "pseudo views (a small repair net trained on these photos first: minutes on a CPU)")
+                 "pseudo views (a small repair net trained on these photos first: several minutes on a CPU)")
     return prefix + text
 
 
