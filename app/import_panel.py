@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from engine.ingest import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
 from engine.ingest import VIDEO_EXTENSIONS as VIDEO_SUFFIXES
+from engine.stages.priors import describe_priors, describe_priors_ran
 from engine.train import describe_preset
 
 from .theme import icon
@@ -40,6 +41,7 @@ THUMB_SIZE = 96
 MAX_THUMB_SOURCE_PIXELS = 200_000_000  # refuse to decode absurd images even for a thumbnail
 
 PRESET_LABELS = (("Preview", "preview"), ("Standard", "standard"), ("High", "high"))
+PRIORS_LABELS = (("Auto", "auto"), ("Off", "off"), ("Fast", "fast"), ("Full", "full"))
 TYPICAL_PHOTOS = 20  # what the preset line describes before any photo is added
 
 
@@ -246,16 +248,37 @@ class ImportPanel(QWidget):
             "cameras are off (blurred or doubled edges); with well-estimated cameras it changes little. "
             "Needs at least 6 photos."
         )
+        self.priors_box = QComboBox()
+        for label, value in PRIORS_LABELS:
+            self.priors_box.addItem(label, value)
+        self.priors_box.setToolTip(
+            "Help for captures of a few photos. Fast: depth maps from the photos, dense starting points and "
+            "depth/dropout terms in training. Full: also repairs views between the photos and trains on them. "
+            "Auto: on for a dozen photos or fewer."
+        )
+        self.priors_cost = QLabel()
+        self.priors_cost.setObjectName("PriorsCost")
+        self.priors_cost.setWordWrap(True)
+        self.priors_ran = QLabel()  # which priors and backends the last job ran
+        self.priors_ran.setObjectName("PriorsRan")
+        self.priors_ran.setWordWrap(True)
+        self.priors_ran.hide()
         self.preset_cost = QLabel()
         self.preset_cost.setObjectName("PresetCost")
         self.preset_cost.setWordWrap(True)
         self.preset_box.currentIndexChanged.connect(self._update_preset_cost)
         self.device_box.currentIndexChanged.connect(self._update_preset_cost)
         self.inputs_changed.connect(self._update_preset_cost)
+        for changed in (self.priors_box.currentIndexChanged, self.preset_box.currentIndexChanged):
+            changed.connect(self._update_priors_cost)
+        self.inputs_changed.connect(self._update_priors_cost)
         form = QFormLayout()
         form.addRow("Quality", self.preset_box)
         form.addRow("", self.preset_cost)
         form.addRow("Device", self.device_box)
+        form.addRow("Priors", self.priors_box)
+        form.addRow("", self.priors_cost)
+        form.addRow("", self.priors_ran)
         form.addRow("", self.refine_poses_box)
 
         self.reconstruct_button = QPushButton(icon("reconstruct"), "Reconstruct")
@@ -271,6 +294,7 @@ class ImportPanel(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.reconstruct_button)
         self._update_preset_cost()
+        self._update_priors_cost()
 
     # ----------------------------------------------------------------- public API
     def preset(self) -> str:
@@ -288,6 +312,20 @@ class ImportPanel(QWidget):
         i = self.device_box.findData(value)
         if i >= 0:
             self.device_box.setCurrentIndex(i)
+
+    def priors(self) -> str:
+        return self.priors_box.currentData()
+
+    def set_priors(self, value: str) -> None:
+        i = self.priors_box.findData(value)
+        if i >= 0:
+            self.priors_box.setCurrentIndex(i)
+
+    def show_priors_ran(self, report: dict | None) -> None:
+        """After a job: which priors ran, with which backend (report.json's "priors")."""
+        text = describe_priors_ran(report)
+        self.priors_ran.setText(text)
+        self.priors_ran.setVisible(bool(text))
 
     def refine_poses(self) -> bool:
         return self.refine_poses_box.isChecked()
@@ -416,6 +454,11 @@ class ImportPanel(QWidget):
         where = "a GPU" if device == "cuda" else "the CPU"
         photos = f"{count} input{'s' if count != 1 else ''}" if count else f"{TYPICAL_PHOTOS} photos"
         self.preset_cost.setText(f"On {where} for {photos}: {describe_preset(self.preset(), count or TYPICAL_PHOTOS, device)}.")
+
+    def _update_priors_cost(self) -> None:
+        """What the priors choice adds for these photos with this preset."""
+        count = len(self.good_inputs()) or TYPICAL_PHOTOS
+        self.priors_cost.setText(describe_priors(self.priors(), self.preset(), count) + ".")
 
     def _update_summary(self) -> None:
         good = len(self.good_inputs())

@@ -166,6 +166,7 @@ class MainWindow(QMainWindow):
         self.import_panel.set_preset(self.settings.preset)
         self.import_panel.set_device(self.settings.device)
         self.import_panel.set_refine_poses(self.settings.refine_poses)
+        self.import_panel.set_priors(self.settings.priors)
         self.progress_panel = ProgressPanel()
         self.log_panel = LogPanel()
         self.log_panel.attach_logging("engine")
@@ -296,6 +297,7 @@ class MainWindow(QMainWindow):
         p.preset_box.currentIndexChanged.connect(lambda: setattr(self.settings, "preset", p.preset()))
         p.device_box.currentIndexChanged.connect(lambda: setattr(self.settings, "device", p.device()))
         p.refine_poses_box.toggled.connect(lambda on: setattr(self.settings, "refine_poses", on))
+        p.priors_box.currentIndexChanged.connect(lambda: setattr(self.settings, "priors", p.priors()))
 
         r = self.runner
         r.started.connect(self.progress_panel.job_started)
@@ -695,7 +697,8 @@ class MainWindow(QMainWindow):
         from engine.job import JobOptions
 
         return JobOptions(preset=self.import_panel.preset(), device=self.import_panel.device(),
-                          cameras=self.job_cameras, refine_poses=self.import_panel.refine_poses())
+                          cameras=self.job_cameras, refine_poses=self.import_panel.refine_poses(),
+                          priors=self.import_panel.priors())
 
     def new_job_folder(self) -> Path:
         inputs = self.import_panel.good_inputs()
@@ -783,6 +786,7 @@ class MainWindow(QMainWindow):
         if self.current_path is not None:
             self.settings.add_recent_file(self.current_path)
         report = getattr(result, "report", {}) or {}
+        self.import_panel.show_priors_ran(report.get("priors"))
         psnr = (report.get("eval") or {}).get("psnr")
         quality = f", PSNR {psnr:.2f} dB" if psnr is not None else ""
         self.show_message(f"Reconstruction finished: {len(scene):,} splats{quality}. Saved in "

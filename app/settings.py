@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
+from engine.stages.priors import AUTO, PRIORS
 from engine.train import default_preset
 
 from . import APPLICATION, ORGANIZATION
@@ -63,6 +64,14 @@ class Settings:
     @device.setter
     def device(self, value: str) -> None:
         self.store.setValue("job/device", value)
+
+    @property
+    def priors(self) -> str:
+        return self._choice("job/priors", (AUTO,) + PRIORS, AUTO)
+
+    @priors.setter
+    def priors(self, value: str) -> None:
+        self.store.setValue("job/priors", value)
 
     @property
     def refine_poses(self) -> bool:

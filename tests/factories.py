@@ -188,3 +188,17 @@ def best_iou_per_object(pred: np.ndarray, truth: np.ndarray) -> dict[int, float]
             best = max(best, float((p & t).sum() / (p | t).sum()))
         out[int(obj)] = best
     return out
+
+
+def cancelling_at(stage: str, done: int):
+    """(events seen, a sink that records them, the token it cancels once ``stage`` reports ``done``)."""
+    from engine import events as ev
+
+    seen, token = [], ev.CancelToken()
+
+    def sink(e):
+        seen.append(e)
+        if isinstance(e, ev.Progress) and e.stage == stage and e.done >= done:
+            token.cancel()
+
+    return seen, sink, token

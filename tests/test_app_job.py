@@ -75,7 +75,7 @@ def test_drop_reconstruct_shows_splats(qtbot, window, synthetic_photos):
     assert drop_paths(window.import_panel.drop_area, photos)
     qtbot.waitUntil(lambda: len(window.import_panel.good_inputs()) == len(photos), timeout=10000)
     window.job_options = lambda: job.JobOptions(preset="preview", cameras=sparse, iterations=6, eval_every=0,
-                                                until="train")
+                                                until="train", priors="off")
     snapshots = []
     window.runner.snapshot.connect(lambda scene, step, cams: snapshots.append((len(scene), step, cams)))
     gaps = FrameGaps()
@@ -110,7 +110,7 @@ def test_cancel_mid_job_keeps_last_snapshot_and_app_usable(qtbot, window, synthe
     window.import_panel.add_paths(photos)
     qtbot.waitUntil(lambda: len(window.import_panel.good_inputs()) == len(photos), timeout=10000)
     window.job_options = lambda: job.JobOptions(preset="preview", cameras=sparse, iterations=5000,
-                                                eval_every=0, until="train")
+                                                eval_every=0, until="train", priors="off")
     with qtbot.waitSignal(window.runner.snapshot, timeout=120000):
         assert window.start_reconstruction()
     with qtbot.waitSignal(window.runner.running_changed, timeout=60000,

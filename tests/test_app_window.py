@@ -204,6 +204,27 @@ def test_settings_follow_the_controls(window, settings):
     assert (options.preset, options.device, options.refine_poses) == ("high", "cpu", True)
 
 
+def test_priors_choice_says_what_it_costs_and_what_ran(window, settings):
+    panel = window.import_panel
+    assert panel.priors() == "auto" and window.job_options().priors == "auto"
+    panel.set_preset("preview")
+    assert panel.priors_cost.text().startswith("Auto picks Off for 20 photos")  # no photos yet: a typical set
+    panel.set_priors("full")
+    assert "repair round" in panel.priors_cost.text() and "depth map per photo" in panel.priors_cost.text()
+    panel.set_priors("off")
+    assert panel.priors_cost.text() == "plain training, no extra stages."
+    settings.sync()
+    assert settings.priors == "off" and window.job_options().priors == "off"
+    assert panel.priors_ran.isHidden()
+    window.import_panel.show_priors_ran({"level": "fast", "reason": "auto: 3 training photos on Preview",
+                                         "ran": ["depth: plane sweep (multi-view)", "training: drop-gaussian"]})
+    assert not panel.priors_ran.isHidden()
+    assert panel.priors_ran.text() == ("Priors fast (auto: 3 training photos on Preview): depth: plane sweep "
+                                       "(multi-view); training: drop-gaussian.")
+    window.import_panel.show_priors_ran(None)
+    assert panel.priors_ran.isHidden()
+
+
 def test_sample_offer_adds_the_sample_photos(qtbot, window):
     from app.theme import SAMPLE
 

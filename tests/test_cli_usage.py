@@ -362,7 +362,8 @@ def test_report_lists_every_warning_once_also_after_a_resume(three_photos, tmp_p
     first = run_job([three_photos], out, JobOptions(until="poses"))
     assert first.stopped_after == "poses"
     seen = []
-    result = run_job([three_photos], out, JobOptions(preset="preview", iterations=20), emit=seen.append)
+    result = run_job([three_photos], out, JobOptions(preset="preview", iterations=20, priors="off"),
+                     emit=seen.append)
     warnings = result.report["warnings"]
     assert len(warnings) == len(set(warnings))
     assert any("1 of 4 photos could not be placed" in w for w in warnings)  # from the skipped poses stage
@@ -390,7 +391,7 @@ def test_ctrl_c_keeps_the_scene_reached_and_says_so_once(three_photos, tmp_path,
     monkeypatch.setattr(reconstruct, "ProgressBar", CtrlCDuringTraining)
     out = tmp_path / "out"
     code = main(["reconstruct", str(three_photos), "-o", str(out), "--cameras",
-                 str(tmp_path / "cams" / "transforms.json"), "--preset", "preview", "--iterations", "5000"])
+                 str(tmp_path / "cams" / "transforms.json"), "--preset", "preview", "--iterations", "5000", "--priors", "off"])
     err = capsys.readouterr().err
     assert code == 130, err
     assert len(load_scene(out / "scene.ply")) > 0  # the scene reached is kept, as the app's Cancel keeps it

@@ -17,6 +17,7 @@ from engine.io import load_scene
 from engine.io import colmap
 from engine.job import JobOptions, run_job
 from engine.poses.alignment import relative_rotation_deg
+from tests.factories import cancelling_at
 
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
 
@@ -38,23 +39,11 @@ def _events():
     return seen, seen.append
 
 
-def _cancelling_at(stage: str, done: int):
-    """(events seen, a sink that records them, the token it cancels once ``stage`` reports ``done``)."""
-    seen, token = [], ev.CancelToken()
-
-    def sink(e):
-        seen.append(e)
-        if isinstance(e, ev.Progress) and e.stage == stage and e.done >= done:
-            token.cancel()
-
-    return seen, sink, token
-
-
 def test_reconstruct_cli_with_known_cameras(sample_subset, tmp_path, capsys):
     out = tmp_path / "out"
     code = cli([
         "reconstruct", str(sample_subset), "-o", str(out), "--cameras", str(SAMPLE / "transforms.json"),
-        "--preset", "preview", "--iterations", "300", "--quiet",
+        "--preset", "preview", "--iterations", "300", "--priors", "off", "--quiet",
     ])
     assert code == 0
     for name in ("scene.ply", "report.json", "sparse/cameras.txt", "sparse/images.txt", "sparse/points3D.txt"):
@@ -78,7 +67,7 @@ def test_reconstruct_cli_with_known_cameras(sample_subset, tmp_path, capsys):
 
 def test_until_stops_after_a_stage_and_the_next_run_resumes(sample_subset, tmp_path):
     out = tmp_path / "out"
-    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30, group=False)
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30, group=False, priors="off")
     first = run_job([sample_subset], out, JobOptions(until="poses", **opts))
     assert first.stopped_after == "poses"
     assert (out / "sparse" / "cameras.txt").is_file() and not (out / "scene.ply").exists()
@@ -99,7 +88,7 @@ def test_until_stops_after_a_stage_and_the_next_run_resumes(sample_subset, tmp_p
 
 def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(sample_subset, tmp_path):
     out = tmp_path / "out"
-    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=120)
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=120, priors="off")
     seen, sink = _events()
     result = run_job([sample_subset], out, JobOptions(refine_poses=True, **opts), emit=sink)
     assert any(isinstance(e, ev.Progress) and "refined 7 camera poses" in e.message for e in seen)
@@ -123,10 +112,10 @@ def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(
 
 def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
     out = tmp_path / "out"
-    seen, sink, token = _cancelling_at("train", 5)
+    seen, sink, token = cancelling_at("train", 5)
     with pytest.raises(Cancelled):
         run_job([sample_subset], out, JobOptions(cameras=SAMPLE / "transforms.json", preset="preview",
-                                                 iterations=5000), emit=sink, cancel=token)
+                                                 iterations=5000, priors="off"), emit=sink, cancel=token)
     failed = [e for e in seen if isinstance(e, ev.Failed)]
     assert failed and failed[-1].cancelled and failed[-1].stage == "train"
     assert len(load_scene(out / "scene.ply")) > 0  # usable: the viewer can show it
@@ -136,8 +125,8 @@ def test_cancel_during_training_keeps_the_scene_so_far(sample_subset, tmp_path):
 
 def test_group_stage_writes_objects_and_a_cancel_in_it_keeps_the_trained_scene(sample_subset, tmp_path):
     out = tmp_path / "out"
-    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30)
-    seen, sink, token = _cancelling_at("group", 1)
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30, priors="off")
+    seen, sink, token = cancelling_at("group", 1)
     with pytest.raises(Cancelled):
         run_job([sample_subset], out, JobOptions(**opts), emit=sink, cancel=token)
     assert [e for e in seen if isinstance(e, ev.Failed)][-1].stage == "group"
@@ -230,7 +219,8 @@ def test_a_full_disk_during_training_keeps_the_earlier_stages(sample_subset, tmp
     monkeypatch.setattr(engine_io, "save_scene", full_disk)
     out = tmp_path / "out"
     with pytest.raises(StageError, match="disk space"):
-        run_job([sample_subset], out, JobOptions(cameras=SAMPLE / "transforms.json", preset="preview", iterations=5))
+        run_job([sample_subset], out, JobOptions(cameras=SAMPLE / "transforms.json", preset="preview", iterations=5,
+                                                             priors="off"))
     state = json.loads((out / "job.json").read_text())
     assert set(state["finished"]) == {"ingest", "poses", "init"}
     assert not (out / "scene.ply").exists()
@@ -264,7 +254,7 @@ def test_a_gpu_without_working_gsplat_kernels_falls_back_to_the_cpu_or_says_why(
 
 def test_the_job_can_end_with_a_compression_stage(sample_subset, tmp_path):
     out = tmp_path / "out"
-    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30)
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=30, priors="off")
     run_job([sample_subset], out, JobOptions(**opts))
     assert not (out / "scene.handful").exists()
     seen, sink = _events()

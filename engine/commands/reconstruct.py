@@ -13,6 +13,7 @@ from .. import events as ev
 from ..errors import Cancelled
 from ..job import PRESETS, STAGES, JobOptions, run_job
 from ..progress import ProgressBar
+from ..stages.priors import AUTO, PART_NAMES, PRIORS, SPARSE_PHOTOS
 
 
 def register(sub) -> None:
@@ -20,8 +21,8 @@ def register(sub) -> None:
         "reconstruct",
         help="reconstruct a Gaussian scene from photos, a folder or a video",
         description=(
-            "Estimate cameras, train a Gaussian scene, evaluate it and split it into objects. Writes into OUT: "
-            "scene.ply, groups.json, sparse/ "
+            "Estimate cameras, train a Gaussian scene (with depth and repair priors for a few photos: --priors), "
+            "evaluate it and split it into objects. Writes into OUT: scene.ply, groups.json, sparse/ "
             "(cameras and points as a COLMAP text model), report.json, previews/ and the working files of each "
             "stage. Running the same command again resumes after the last finished stage."
         ),
@@ -52,6 +53,19 @@ def register(sub) -> None:
                    help="the object grouping's 2D masks: image regions (offline, default) or Segment Anything")
     p.add_argument("--sam-model", type=Path, default=None, metavar="DIR",
                    help="a local Segment Anything checkpoint folder for --masks sam (never downloaded)")
+    p.add_argument("--priors", choices=(AUTO,) + PRIORS, default=AUTO,
+                   help="sparse-view priors: off (plain training); fast (depth maps from the photos, dense "
+                        "starting points, depth and dropout terms in training); full (fast, then rounds of "
+                        "repaired pseudo views); auto (default): fast on Preview and full on Standard/High for "
+                        f"at most {SPARSE_PHOTOS} training photos, off for more")
+    p.add_argument("--depth-model", type=Path, default=None, metavar="DIR",
+                   help="a local monocular depth model folder (transformers format, e.g. Depth Anything) for "
+                        "the depth prior; default: multi-view depth from the photos (never downloaded)")
+    p.add_argument("--diffusion-model", type=Path, default=None, metavar="DIR",
+                   help="a local diffusers img2img pipeline folder for the repair prior; default: a small "
+                        "repair net trained on the capture itself (never downloaded)")
+    p.add_argument("--without-prior", action="append", default=[], metavar="NAME", dest="without_priors",
+                   choices=PART_NAMES, help=f"leave one part of the priors out (repeatable): {', '.join(PART_NAMES)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -84,6 +98,10 @@ def run(args) -> int:
         group=args.group,
         masks=args.masks,
         sam_model=args.sam_model,
+        priors=args.priors,
+        depth_model=args.depth_model,
+        diffusion_model=args.diffusion_model,
+        without_priors=tuple(args.without_priors),
     )
     bar = ProgressBar()
     sink = (lambda e: bar(e) if isinstance(e, ev.Warning) else None) if args.quiet else bar
@@ -103,6 +121,9 @@ def run(args) -> int:
             f"{rep['images_total']} photos; {'hold-out' if e['held_out'] else 'training'} views "
             f"PSNR {e['psnr']:.2f} dB, SSIM {e['ssim']:.3f}"
         )
+        ran = rep.get("priors", {}).get("ran")
+        if ran:
+            print(f"priors ({rep['priors']['level']}): " + "; ".join(ran))
     else:
         print(f"{result.out_dir}: stopped after {result.stopped_after}")
     return 0
