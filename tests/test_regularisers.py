@@ -162,7 +162,7 @@ def test_depth_correlation_resamples_the_prior_to_the_render_size_and_skips_unco
 def test_depth_correlation_gradient_moves_the_render_towards_the_prior_shape():
     a = torch.tensor(smooth_depth(20, 20, seed=1), requires_grad=True)
     prior = torch.tensor(smooth_depth(20, 20, seed=2))
-    before = float(correlation_loss(a, prior, torch.ones(20, 20)))
+    before = float(correlation_loss(a.detach(), prior, torch.ones(20, 20)))
     correlation_loss(a, prior, torch.ones(20, 20)).backward()
     after = float(correlation_loss(a.detach() - 0.5 * a.grad / a.grad.norm() * a.detach().std(), prior,
                                    torch.ones(20, 20)))
@@ -299,7 +299,7 @@ def test_warp_masks_occluded_pixels_and_pulls_the_depth_towards_the_surface():
         m = plain.valid & w.valid
         value = ((w.image - target).abs().mean(-1) * m).sum() / m.sum()
         value.backward()
-        return float(value), float(depth.grad.sum())
+        return float(value.detach()), float(depth.grad.sum())
 
     at_truth, _ = loss_at(1.0)
     too_near, grad_near = loss_at(0.9)

@@ -128,10 +128,7 @@ class CrossViewLoss(Loss):
         self._depths = {}
 
     def _neighbour_photo(self, ctx: StepContext, j: int) -> tuple[torch.Tensor, Camera]:
-        # The neighbour's photo at this step's scale: StepContext carries no resolution factor, so it is
-        # the ratio of this step's camera to its training size (the views cache each factor they are asked).
-        factor = ctx.camera.width / ctx.views.cameras[ctx.index].width
-        image, camera = ctx.views.get(j, factor)
+        image, camera = ctx.views.get(j, ctx.factor)  # at this step's resolution level
         return image.to(ctx.target.device), camera
 
     def __call__(self, ctx: StepContext) -> torch.Tensor | None:
