@@ -409,3 +409,22 @@ def test_drop_gaussian_runs_inside_train_and_leaves_the_final_scene_undropped(ti
     assert hook.last_kept is not None and 0 < int(hook.last_kept.sum()) < 150
     # the trained scene is the parameters, not a dropped render: no Gaussian sits at the dropped logit
     assert float(result.scene.opacity_logits.min()) > -20
+
+
+def test_coherent_init_coarsens_its_grid_to_fit_a_point_budget():
+    cam = pinhole(64, 48, f=45.0)
+    photo, depth = plane_view(cam)
+    full = coherent_init([depth_map(depth, cam)], [photo], stride=1, sh_degree=0)
+    fitted = coherent_init([depth_map(depth, cam)], [photo], stride=1, sh_degree=0, max_points=200)
+    assert len(full) == 64 * 48
+    assert len(fitted) == 192  # stride 4 (16 x 12 cells) is the first grid within 200 * 1.1
+    # the coarser grid's Gaussians are four times larger, so they still cover the view
+    assert float(fitted.scales.mean()) == pytest.approx(4 * float(full.scales.mean()), rel=0.05)
+    inner = (slice(4, -4), slice(4, -4))  # the outer half cell of the grid is covered from one side only
+    alpha = render(fitted, cam, background=(0, 0, 0)).alpha[inner]
+    # Opacity 0.3 on a grid of spacing s with sigma s/2 sums to 0.3 * 2 pi / 4 per pixel on average:
+    # alpha ~ 1 - exp(-0.47) = 0.38 everywhere (measured 0.40 - 0.49) ...
+    assert float(alpha.min()) > 0.35
+    # ... where the same number of the full grid's Gaussians, picked at random, leaves holes.
+    pick = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))[:len(fitted)]
+    assert float(render(full.subset(pick), cam, background=(0, 0, 0)).alpha[inner].min()) < 0.05

@@ -64,18 +64,26 @@ def coherent_init(
     """Isotropic Gaussians on every ``stride``-th pixel of each view whose prior depth is confident;
     ``images[i]`` is the photo of ``depth_maps[i]`` (any size: resized to the map). Each Gaussian's
     scale is ``size`` times its pixel footprint (0.5: neighbours overlap at their 1-sigma edges).
-    At most ``max_points`` (a random subset, ``seed``)."""
+
+    With ``max_points``, the stride grows until the grid fits (a coarser grid of larger Gaussians still
+    covers every view; a random subset would leave holes), then a random subset (``seed``) trims the
+    last few hundred."""
     if len(depth_maps) != len(images):
         raise InputError(f"{len(depth_maps)} depth maps but {len(images)} photos for the coherent initialisation")
     if stride < 1:
         raise InputError(f"the pixel stride must be at least 1, got {stride}")
-    parts = [view_points(m, img, stride=stride, min_confidence=min_confidence) for m, img in zip(depth_maps, images)]
-    xyz = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3))
-    if len(xyz) == 0:
+    while True:
+        parts = [view_points(m, img, stride=stride, min_confidence=min_confidence) for m, img in zip(depth_maps, images)]
+        count = sum(len(p[0]) for p in parts)
+        if max_points is None or count <= max_points * 1.1 or count == 0:
+            break
+        stride += 1
+    if count == 0:
         raise InputError(
             f"no depth-map pixel has confidence >= {min_confidence}",
             hint="lower the confidence threshold or initialise from points / at random",
         )
+    xyz = np.concatenate([p[0] for p in parts])
     rgb = np.concatenate([p[1] for p in parts])
     scale = size * np.concatenate([p[2] for p in parts])
     if max_points is not None and len(xyz) > max_points:
