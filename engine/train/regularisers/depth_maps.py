@@ -1,16 +1,11 @@
-"""Depth priors (``engine.priors.depth.DepthMap``) matched to the training views and resampled to
-the size each step renders at.
-
-A depth map only needs ``depth`` (H,W), ``confidence`` (H,W), ``camera`` and ``kind``; anything with
-those attributes works (the tests build their own).
-"""
+"""Depth priors (``engine.priors.depth.DepthMap``) matched to the training views, at the size each
+step renders at (``DepthMap.resized``: nearest depths, area-averaged confidence)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from engine.errors import InputError
 
@@ -29,23 +24,6 @@ def match_to_views(depth_maps: Sequence, cameras: Sequence) -> list:
             hint="estimate one depth map per training photo (engine.priors.depth)",
         )
     return maps
-
-
-def resample(values: torch.Tensor, weights: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``values`` (H,W) at another size, averaged with ``weights`` (H,W) so that unknown pixels (weight 0)
-    do not pull known ones towards 0; returns the values and the resampled weights.
-
-    The intrinsics of a resized camera scale exactly (pixel-centre convention), so a plain resize keeps
-    every pixel on its ray. Shrinking averages each output pixel's area; enlarging interpolates.
-    """
-    if tuple(values.shape) == (height, width):
-        return values, weights
-    mode = "area" if height <= values.shape[0] and width <= values.shape[1] else "bilinear"
-    kw = {} if mode == "area" else {"align_corners": False}
-    stack = torch.stack([values * weights, weights])[None]
-    num, den = F.interpolate(stack, size=(height, width), mode=mode, **kw)[0]
-    out = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.zeros_like(num))
-    return out, den
 
 
 class DepthPriorViews:
@@ -71,13 +49,12 @@ class DepthPriorViews:
         key = (index, height, width)
         if key not in self._cache:
             m = self.maps[index]
-            depth = torch.as_tensor(m.depth, dtype=torch.float32)
-            conf = torch.as_tensor(m.confidence, dtype=torch.float32)
-            conf = torch.where((depth != 0) & torch.isfinite(depth), conf.clamp(0, 1), torch.zeros_like(conf))
-            depth = torch.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
-            d, c = resample(depth, conf, height, width)
-            self._cache[key] = (d.to(self.device), c.to(self.device))
+            if (m.camera.width, m.camera.height) != (width, height):
+                m = m.resized(width, height)
+            depth = torch.as_tensor(m.depth, dtype=torch.float32, device=self.device)
+            conf = torch.as_tensor(m.confidence, dtype=torch.float32, device=self.device)
+            self._cache[key] = (depth, torch.where(depth != 0, conf, torch.zeros_like(conf)))
         return self._cache[key]
 
 
-__all__ = ["DepthPriorViews", "match_to_views", "resample"]
+__all__ = ["DepthPriorViews", "match_to_views"]
