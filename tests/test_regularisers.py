@@ -355,7 +355,7 @@ def test_floater_loss_penalises_large_and_large_faint_splats_only():
     # sizes on screen: 3 * scale * 36 / 4 / 40 = 0.0135, 0.0135, 0.3375, 0.0405 of the image
     large = (0.3375 / 0.1 - 1) / n
     faint = 0.05 / n  # only the fourth: faint and above 0.02 of the image; the second is faint but small
-    assert float(value) == pytest.approx(large + faint, rel=1e-4)
+    assert float(value.detach()) == pytest.approx(large + faint, rel=1e-4)
     value.backward()
     assert float(params["log_scales"].grad[2].sum()) > 0  # descent shrinks the large one
     assert float(params["log_scales"].grad[[0, 1, 3]].abs().sum()) == 0
