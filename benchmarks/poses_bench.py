@@ -1,7 +1,8 @@
 """Sparse-view pose estimation: plain pycolmap vs our ladder with SIFT and each learned matcher.
 
     HANDFUL_DATASETS=/path/to/datasets .venv/bin/python benchmarks/poses_bench.py \
-        [--methods plain,sift,aliked,disk,xfeat] [--long-edge 1024] [--keypoints 2048] [case ...]
+        [--methods plain,sift,aliked,disk,xfeat,auto] [--long-edge 1024] [--keypoints 2048] \
+        [--before CHECKOUT] [case ...]
 
 Cases: every dataset with 3, 4 and 6 photos spread over it (``engine.poses.views.BENCHMARK_CASES``).
 Per case and method it prints photos placed, median rotation error (degrees), median and largest
@@ -9,7 +10,11 @@ camera-centre error (% of the reference cameras' spread) after similarity alignm
 "plain" is extract_features + match_exhaustive + incremental_mapping with every option at
 pycolmap's default, on the full-size photos, in this process; "sift" is our ladder with SIFT only;
 "aliked", "disk", "xfeat" are our learned attempt alone (no SIFT fallback), so each column shows
-what that matcher does. ``time_vs_plain`` is the ratio to the plain run of the same case, same moment.
+what that matcher does; "auto" is the pose stage as a job runs it (its default ladder).
+``--before CHECKOUT``: each learned method also runs from another checkout of the project (e.g. a
+``git worktree`` of the previous release) in a child process, as ``METHOD@before``, right before
+this checkout's run of the same case: the before/after comparison in one run, at the same load.
+``time_vs_plain`` is the ratio to the plain run of the same case, same moment.
 A row is printed as each case finishes (the table is printed again at the end), with the load average.
 """
 
@@ -23,16 +28,34 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import print_table  # noqa: E402
 from engine.errors import HandfulError  # noqa: E402
-from engine.poses import estimate_poses, pose_errors, read_reference_rig  # noqa: E402
+from engine.poses import estimate_poses, pose_errors  # noqa: E402
 from engine.poses.reference import camera_from_pycolmap  # noqa: E402
-from engine.poses.views import BENCHMARK_CASES  # noqa: E402
-from engine.scene import CameraRig  # noqa: E402
+from engine.poses.views import BENCHMARK_CASES, reference_cameras  # noqa: E402
+from engine.scene import Camera, CameraRig  # noqa: E402
 
-METHODS = ("plain", "sift", "aliked", "disk", "xfeat")
+METHODS = ("plain", "sift", "aliked", "disk", "xfeat", "auto")
+# Runs estimate_poses of another checkout (argv: checkout, job as JSON) and prints its cameras.
+BEFORE_RUNNER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from engine.errors import HandfulError
+from engine.poses import estimate_poses
+job = json.loads(sys.argv[2])
+try:
+    result = estimate_poses([Path(p) for p in job["photos"]], Path(job["work"]), **job["options"])
+except HandfulError as exc:
+    print(json.dumps({"error": exc.message[:60]}))
+    sys.exit(0)
+cameras = [{"name": c.name, "R": c.R.tolist(), "t": c.t.tolist()} for c in result.rig.cameras]
+print(json.dumps({"cameras": cameras, "strategy": f"{result.strategy}: {result.summary}"}))
+"""
 MAX_MEDIAN_ROT_DEG, MAX_CENTRE_REL = 2.0, 0.05  # the issue's targets
 HEADER = ["case", "method", "placed", "rot_med_deg", "centre_med_%", "centre_max_%", "seconds", "time_vs_plain",
           "target", "strategy"]
@@ -56,23 +79,38 @@ def plain_pycolmap(photos: list[Path], work: Path) -> CameraRig:
     return CameraRig([camera_from_pycolmap(rec.images[i], rec.cameras[rec.images[i].camera_id]) for i in rec.reg_image_ids()])
 
 
-def _reference(folder: Path) -> CameraRig:
-    """Reference cameras named by file name (the synthetic sets name them ``train/r_0.png``)."""
-    rig = read_reference_rig(folder / "gt_colmap_text")
-    for cam in rig.cameras:
-        cam.name = Path(cam.name).name
-    return rig
+def _options(method: str, args) -> dict:
+    if method == "auto":
+        return {"timeout_s": args.timeout}
+    return {"features": method, "fallback": False, "timeout_s": args.timeout,
+            "learned_long_edge": args.long_edge, "learned_max_keypoints": args.keypoints}
 
 
 def _run(method: str, photos: list[Path], work: Path, args) -> tuple[CameraRig, str]:
     if method == "plain":
         return plain_pycolmap(photos, work), "defaults"
+    if method.endswith("@before"):
+        return _run_before(method.split("@")[0], photos, work, args)
     try:
-        result = estimate_poses(photos, work / method, features=method, fallback=False, timeout_s=args.timeout,
-                                learned_long_edge=args.long_edge, learned_max_keypoints=args.keypoints)
+        result = estimate_poses(photos, work / method, **_options(method, args))
     except HandfulError as exc:
         return CameraRig([]), f"failed: {exc.message[:60]}"
     return result.rig, f"{result.strategy}: {result.summary}"
+
+
+def _run_before(method: str, photos: list[Path], work: Path, args) -> tuple[CameraRig, str]:
+    import json
+    import subprocess
+
+    job = {"photos": [str(p) for p in photos], "work": str(work / "before"), "options": _options(method, args)}
+    done = subprocess.run([sys.executable, "-c", BEFORE_RUNNER, str(Path(args.before).resolve()), json.dumps(job)],
+                          cwd=args.before, capture_output=True, text=True, check=True)
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    if "error" in answer:
+        return CameraRig([]), f"failed: {answer['error']}"
+    cameras = [Camera(R=np.array(c["R"]), t=np.array(c["t"]), fx=1.0, fy=1.0, cx=0.0, cy=0.0, width=1, height=1,
+                      name=c["name"]) for c in answer["cameras"]]
+    return CameraRig(cameras), answer["strategy"]
 
 
 def _row(case: str, method: str, rig: CameraRig, total: int, reference: CameraRig, seconds: float, plain_s, strategy):
@@ -94,19 +132,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--long-edge", type=int, default=None, help="learned features' long edge (px)")
     parser.add_argument("--keypoints", type=int, default=None, help="learned keypoints per photo")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--before", help="another checkout of the project: its learned methods run too, as METHOD@before")
     args = parser.parse_args(argv)
     root = os.environ.get("HANDFUL_DATASETS")
     if not root:
         print("set HANDFUL_DATASETS to the datasets folder", file=sys.stderr)
         return 2
     methods = args.methods.split(",")
+    if args.before:
+        methods = [m for name in methods for m in ((f"{name}@before", name) if name not in ("plain", "sift") else (name,))]
     rows = []
     print(f"load average at start: {os.getloadavg()}", flush=True)
     for case in args.cases or list(BENCHMARK_CASES):
         folder_name, choose = BENCHMARK_CASES[case]
         folder = Path(root) / folder_name
         photos = choose(folder)
-        reference = _reference(folder)
+        reference = reference_cameras(folder)
         plain_s = None
         for method in methods:
             with tempfile.TemporaryDirectory(prefix="poses_bench_") as tmp:

@@ -179,6 +179,10 @@ def test_synthetic_corner_all_views_placed_accurately(tmp_path):
     assert result.rig[0].fx == pytest.approx(FOCAL, rel=0.03)
     assert result.rig.points is not None and len(result.rig.points) > 200
     assert result.strategy and result.attempts[-1]["registered"] == 4
+    # The consistency check confirms a right solution: every pair's verified matches agree with it.
+    assert result.attempts[-1]["confirmed"] == 4 and result.choice["left_out"] == {}
+    pairs = result.attempts[-1]["consistency"]["pairs"]
+    assert len(pairs) == 6 and min(p["fraction"] for p in pairs.values()) > 0.9
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress and all(e.stage == "poses" for e in progress)
     assert progress[-1].done == progress[-1].total

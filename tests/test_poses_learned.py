@@ -16,7 +16,7 @@ from engine.io import transforms
 from engine.poses import estimate as estimate_module
 from engine.poses import estimate_poses, pose_errors
 from engine.poses.attempts import ladder
-from engine.poses.learned import image_pairs
+from engine.poses.learned import image_pairs, strong_groups
 from engine.poses.learned_models import METHODS, build_extractor, build_matcher, weights_path
 
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
@@ -59,7 +59,7 @@ def _sample_reference():
 
 
 def test_the_ladder_has_learned_matching_for_a_handful_beside_sift():
-    assert [a.name for a in ladder(6, has_focal_hint=False)] == ["relaxed", "rich_features", "learned_aliked"]
+    assert [a.name for a in ladder(6, has_focal_hint=False)] == ["relaxed", "learned_aliked", "rich_features"]
     assert [a.name for a in ladder(6, False, features="aliked")] == ["learned_aliked", "relaxed", "rich_features"]
     assert [a.name for a in ladder(30, has_focal_hint=False)][0] == "standard"  # above 12 photos: SIFT
     assert [a.name for a in ladder(6, False, features="sift")] == ["relaxed", "rich_features"]
@@ -177,3 +177,14 @@ def test_keypoints_found_on_a_turned_copy_are_given_in_the_photo_s_own_pixels(tm
     expected = np.array([480.0, 360.0]) - upright  # COLMAP pixels: x -> width - x
     distance, _ = cKDTree(expected).query(found)
     assert np.mean(distance < 0.5) > 0.8, np.percentile(distance, [25, 50, 75])
+
+
+def test_turned_retries_go_only_to_pairs_the_strong_pairs_leave_apart():
+    """Photos 0-1-2 are joined by strong pairs, 3-4 by one; 5 has only weak pairs. The weak pairs
+    to retry turned over are those between the groups, not the weak pair 0-2 inside one."""
+    counts = {(0, 1): 400, (1, 2): 150, (0, 2): 20, (3, 4): 300, (2, 3): 12, (4, 5): 40}
+    group = strong_groups(6, counts, 100)
+    assert group[0] == group[1] == group[2] and group[3] == group[4]
+    assert len({group[0], group[3], group[5]}) == 3
+    retried = [p for p, n in counts.items() if n < 100 and group[p[0]] != group[p[1]]]
+    assert retried == [(2, 3), (4, 5)]

@@ -64,8 +64,8 @@ def estimate_poses(
     learned_max_keypoints: int | None = None,
     fallback: bool = True,
 ) -> PoseResult:
-    """``features``: "auto" (SIFT, then learned ALIKED+LightGlue for 3-12 photos when SIFT leaves
-    photos out), "sift", or a learned method ("aliked", "disk", "xfeat": tried first, SIFT after it
+    """``features``: "auto" (relaxed SIFT, then learned ALIKED+LightGlue for 3-12 photos when SIFT
+    leaves photos out, then richer SIFT), "sift", or a learned method ("aliked", "disk", "xfeat": tried first, SIFT after it
     when it fails or its weights cannot be loaded).
     ``weights_dir``: load learned weights from this folder instead of the installed packages.
     ``fallback=False``: no SIFT attempts after the learned one (to compare matchers)."""
@@ -314,6 +314,9 @@ FEW_MATCHES = 30
 
 
 def _why_left_out(name: str, choice: dict) -> str:
+    checked = (choice.get("left_out") or {}).get(name)
+    if checked:  # placed by the solver, then not confirmed by the consistency check
+        return f"could not be placed reliably: {checked}"
     best, partner = (choice.get("best_partner") or {}).get(name) or [0, None]
     if not best or partner is None:
         return "shares no verified matches with the others"

@@ -17,14 +17,32 @@ def dataset_images(dataset_dir: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def nearest_views(dataset_dir: Path, count: int, start: str) -> list[Path]:
-    """``start`` and the ``count - 1`` photos whose reference cameras see the object-centred scene
-    from the directions nearest to it (for synthetic sets whose views are scattered over a sphere)."""
+def reference_cameras(dataset_dir: Path):
+    """The reference cameras of the dataset's photos (``dataset_images``), named by file name.
+
+    Only the photos' own folder counts: the NeRF synthetic sets' model also holds ``test/r_0.png``
+    beside ``train/r_0.png``, and named by file name alone the test camera took the train photo's place.
+    """
+    from engine.scene import CameraRig
+
     from .reference import read_reference_rig
 
     dataset_dir = Path(dataset_dir)
-    rig = read_reference_rig(dataset_dir / "gt_colmap_text")
-    by_file = {Path(c.name).name: c for c in rig.cameras}
+    folder = dataset_images(dataset_dir)[0].parent.name
+    cameras = []
+    for cam in read_reference_rig(dataset_dir / "gt_colmap_text").cameras:
+        parent = Path(cam.name).parent.name
+        if parent in ("", folder):
+            cam.name = Path(cam.name).name
+            cameras.append(cam)
+    return CameraRig(cameras)
+
+
+def nearest_views(dataset_dir: Path, count: int, start: str) -> list[Path]:
+    """``start`` and the ``count - 1`` photos whose reference cameras see the object-centred scene
+    from the directions nearest to it (for synthetic sets whose views are scattered over a sphere)."""
+    dataset_dir = Path(dataset_dir)
+    by_file = reference_cameras(dataset_dir).by_name()
     photos = {p.name: p for p in dataset_images(dataset_dir)}
     names = [n for n in by_file if n in photos]
     directions = np.array([by_file[n].center / np.linalg.norm(by_file[n].center) for n in names])
