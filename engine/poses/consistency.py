@@ -95,7 +95,8 @@ def judge(poses: dict[str, np.ndarray], matches: dict[tuple[str, str], tuple[np.
     A pair supports the solution when enough of its matches agree with it; a photo is supported
     when a chain of supporting pairs links it to the photo with the most support. A pair that
     contradicts the solution (many verified matches, few agreeing) casts doubt on the photo of
-    the two with less support, and a photo in doubt leaves the chain."""
+    the two with less support when its contradicting matches outweigh its agreeing ones, and a photo
+    in doubt leaves the chain."""
     verdict = Verdict()
     names = sorted(poses)
     for a, b in itertools.combinations(names, 2):
@@ -112,12 +113,21 @@ def judge(poses: dict[str, np.ndarray], matches: dict[tuple[str, str], tuple[np.
         if stats["supports"]:
             strength[a] += stats["agreeing"]
             strength[b] += stats["agreeing"]
+    # A contradiction casts doubt only where it outweighs the photo's support: in a larger capture a
+    # repeated texture gives some pairs verified but wrong matches (the bundled sample: pairs whose 42
+    # matches all disagree with a right solution), which must not unseat a photo other pairs confirm.
+    against = {n: 0 for n in names}
     for (a, b), stats in verdict.pairs.items():
         if stats["contradicts"]:
             weaker = min((a, b), key=lambda n: (strength[n], n))
-            verdict.doubtful.setdefault(
-                weaker, f"its matches with {b if weaker == a else a} disagree with where it was placed "
-                        f"({stats['agreeing']} of {stats['matches']} agree)")
+            against[weaker] += stats["matches"] - stats["agreeing"]
+    for (a, b), stats in verdict.pairs.items():
+        if stats["contradicts"]:
+            weaker = min((a, b), key=lambda n: (strength[n], n))
+            if against[weaker] >= strength[weaker]:
+                verdict.doubtful.setdefault(
+                    weaker, f"its matches with {b if weaker == a else a} disagree with where it was placed "
+                            f"({stats['agreeing']} of {stats['matches']} agree)")
     # Photos reached from the best-supported one through supporting pairs, none of them in doubt.
     trusted = [n for n in names if n not in verdict.doubtful]
     if trusted:
