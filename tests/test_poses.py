@@ -205,6 +205,21 @@ def test_result_cameras_are_scaled_back_to_the_given_image_size(tmp_path):
     assert pose_errors(result.rig, CameraRig(cams))["median_rot_deg"] < 1.5
 
 
+def test_the_same_photos_give_the_same_cameras_every_run(tmp_path):
+    """Mapping is bounded by counted work, matches are verified with a seeded RANSAC and images are
+    numbered in the given order (not in the order the extractor's threads finish them): two runs
+    give identical matches and cameras, however busy the machine is."""
+    paths = _write_views(tmp_path / "photos", _corner_cameras(3))
+    hints = {p.name: FOCAL for p in paths}  # no focal search: the test stays short
+    runs = [estimate_poses(paths, tmp_path / f"work{k}", max_long_edge=320, focal_px_hints=hints, timeout_s=300,
+                           features="sift") for k in range(2)]
+    first, second = ([(a["verified_matches"], a["verified_pairs"]) for a in r.attempts] for r in runs)
+    assert first == second
+    for one, other in zip(*(r.rig for r in runs)):
+        assert one.name == other.name
+        assert np.array_equal(one.R, other.R) and np.array_equal(one.t, other.t) and one.fx == other.fx
+
+
 def test_unrelated_photos_raise_a_stage_error_that_says_what_to_do(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -126,6 +126,40 @@ def test_a_photo_with_no_confirming_pair_is_doubted():
     assert "confirms" in verdict.doubtful["c"]
 
 
+def test_a_wrong_pair_in_a_larger_capture_unseats_no_photo():
+    """Eight photos in a ring, each confirmed by its neighbours; one pair across the ring has
+    verified but wrong matches (repeated texture) that the right solution explains none of. The
+    pair is a contradiction the rest of the evidence outweighs: every photo stays."""
+    names = [f"p{k}" for k in range(8)]
+    true = dict(zip(names, _ring(8, degrees=12)))
+    X = _points()
+    neighbours = [(names[k], names[k + 1]) for k in range(7)] + [(names[k], names[k + 2]) for k in range(6)]
+    matches = _matches(true, neighbours, X[:120])
+    elsewhere = _look_at((-6.0, 1.0, 1.5))
+    matches[("p1", "p6")] = (_project(true["p1"], X[:42]), _project(elsewhere, X[:42]))  # wrong, self-consistent
+    verdict = judge(true, matches, dict.fromkeys(names, FOCAL), MAX_ERROR_PX)
+    assert verdict.pairs[("p1", "p6")]["contradicts"]
+    assert verdict.supported == names and verdict.doubtful == {}
+
+
+def test_photos_misplaced_as_a_group_are_left_out_together():
+    """Two photos placed together in the wrong spot agree with each other (their own pair
+    supports them), but each pair with the four right photos contradicts them: once the more
+    outweighed one is gone, its partner has nothing left to back it."""
+    X = _points()
+    right = dict(zip("abcd", _ring(4)))
+    true = dict(right, e=_ring(6)[4], f=_ring(6)[5])
+    turn = _rotation_z(np.radians(40.0))
+    solved = dict(right, **{n: np.c_[true[n][:, :3] @ turn.T, true[n][:, 3]] for n in "ef"})  # turned as a pair
+    pairs = [("a", "b"), ("b", "c"), ("c", "d"), ("a", "c"), ("b", "d"), ("c", "e"), ("d", "e"), ("d", "f")]
+    matches = _matches(true, pairs, X[:100])
+    matches[("e", "f")] = (_project(solved["e"], X), _project(solved["f"], X))  # agree with the wrong spot
+    verdict = judge(solved, matches, dict.fromkeys(solved, FOCAL), MAX_ERROR_PX)
+    assert verdict.pairs[("e", "f")]["supports"]
+    assert verdict.supported == list("abcd")
+    assert set(verdict.doubtful) == {"e", "f"} and all("disagree" in why for why in verdict.doubtful.values())
+
+
 def test_the_score_picks_the_rig_the_matches_back():
     """Two candidate rigs for the same matches: the true one and one with a camera turned by a few
     degrees (a wrong focal or a bent solution). The true one scores higher."""

@@ -92,11 +92,16 @@ def judge(poses: dict[str, np.ndarray], matches: dict[tuple[str, str], tuple[np.
     """``poses``: name -> (3,4) world-to-camera; ``matches``: (a, b) -> verified matches as
     normalised coordinates in a and in b; ``focals``: name -> focal in pixels.
 
-    A pair supports the solution when enough of its matches agree with it; a photo is supported
-    when a chain of supporting pairs links it to the photo with the most support. A pair that
-    contradicts the solution (many verified matches, few agreeing) casts doubt on the photo of
-    the two with less support when its contradicting matches outweigh its agreeing ones, and a photo
-    in doubt leaves the chain."""
+    A pair supports the solution when enough of its matches agree with it; a pair contradicts it
+    when many of its verified matches disagree. A contradiction says that one of its two photos is
+    misplaced *or* that the pair's matches are wrong: in a larger capture repeated texture gives
+    a few pairs verified but wrong matches (the bundled sample: 0 of 42 agree with a right
+    solution), so it weighs against both photos and unseats one only where contradictions outweigh
+    the photo's support. Photos are weighed by matches (agreeing ones in supporting pairs against
+    disagreeing ones in contradicting pairs, with the photos still in play), the most outweighed
+    one is left out, and the rest weighed again: a photo misplaced as a group with another stays
+    backed by its partner only until that one goes. Of the groups that supporting pairs then link,
+    the one with the most photos (then agreeing matches) is kept: its photos are supported."""
     verdict = Verdict()
     names = sorted(poses)
     for a, b in itertools.combinations(names, 2):
@@ -108,45 +113,71 @@ def judge(poses: dict[str, np.ndarray], matches: dict[tuple[str, str], tuple[np.
         stats["supports"] = stats["agreeing"] >= MIN_AGREEING and stats["fraction"] >= MIN_AGREEING_FRACTION
         stats["contradicts"] = stats["matches"] >= CONTRADICTING_MATCHES and stats["fraction"] < CONTRADICTION_FRACTION
         verdict.pairs[key] = stats
-    strength = {n: 0 for n in names}
-    for (a, b), stats in verdict.pairs.items():
-        if stats["supports"]:
-            strength[a] += stats["agreeing"]
-            strength[b] += stats["agreeing"]
-    # A contradiction casts doubt only where it outweighs the photo's support: in a larger capture a
-    # repeated texture gives some pairs verified but wrong matches (the bundled sample: pairs whose 42
-    # matches all disagree with a right solution), which must not unseat a photo other pairs confirm.
-    against = {n: 0 for n in names}
-    for (a, b), stats in verdict.pairs.items():
-        if stats["contradicts"]:
-            weaker = min((a, b), key=lambda n: (strength[n], n))
-            against[weaker] += stats["matches"] - stats["agreeing"]
-    for (a, b), stats in verdict.pairs.items():
-        if stats["contradicts"]:
-            weaker = min((a, b), key=lambda n: (strength[n], n))
-            if against[weaker] >= strength[weaker]:
-                verdict.doubtful.setdefault(
-                    weaker, f"its matches with {b if weaker == a else a} disagree with where it was placed "
-                            f"({stats['agreeing']} of {stats['matches']} agree)")
-    # Photos reached from the best-supported one through supporting pairs, none of them in doubt.
-    trusted = [n for n in names if n not in verdict.doubtful]
-    if trusted:
-        seed = max(trusted, key=lambda n: (strength[n], n))
-        reached = {seed} if strength[seed] > 0 else set()
-        grew = True
-        while grew:
-            grew = False
-            for (a, b), stats in verdict.pairs.items():
-                if stats["supports"] and a in trusted and b in trusted and (a in reached) != (b in reached):
-                    reached |= {a, b}
-                    grew = True
-        verdict.supported = sorted(reached)
+    in_play = set(names)
+    while True:
+        strength, against = _weigh(verdict.pairs, in_play)
+        outweighed = [n for n in sorted(in_play) if against[n] > strength[n]]
+        if not outweighed:
+            break
+        worst = max(outweighed, key=lambda n: (against[n] - strength[n], n))
+        verdict.doubtful[worst] = _disagreement(worst, verdict.pairs, in_play)
+        in_play.discard(worst)
+    # The photos linked by supporting pairs form groups placed consistently among themselves; two
+    # groups with no supporting pair between them may be placed wrongly relative to each other, so
+    # only one is kept: the one with the most photos, then the most agreeing matches (as attempts
+    # are chosen).
+    groups = _supported_groups(verdict.pairs, in_play)
+    if groups:
+        verdict.supported = sorted(max(groups, key=lambda g: (len(g), _agreeing(verdict.pairs, g), sorted(g))))
     for n in names:
         if n not in verdict.supported and n not in verdict.doubtful:
-            verdict.doubtful[n] = "no photo pair confirms where it was placed"
-    verdict.score = float(sum(s["agreeing"] for (a, b), s in verdict.pairs.items()
-                              if s["supports"] and a in verdict.supported and b in verdict.supported))
+            verdict.doubtful[n] = (_disagreement(n, verdict.pairs, verdict.supported)
+                                   or "no photo pair confirms where it was placed")
+    verdict.score = float(_agreeing(verdict.pairs, set(verdict.supported)))
     return verdict
+
+
+def _agreeing(pairs: dict, group) -> int:
+    """Agreeing matches of the supporting pairs within ``group``."""
+    return sum(s["agreeing"] for (a, b), s in pairs.items() if s["supports"] and a in group and b in group)
+
+
+def _supported_groups(pairs: dict, in_play: set) -> list[set]:
+    """Photos in play joined by supporting pairs (groups of two or more)."""
+    group = {n: {n} for n in in_play}
+    for (a, b), stats in pairs.items():
+        if stats["supports"] and a in in_play and b in in_play and group[a] is not group[b]:
+            merged = group[a] | group[b]
+            for n in merged:
+                group[n] = merged
+    unique = {id(g): g for g in group.values() if len(g) > 1}
+    return list(unique.values())
+
+
+def _disagreement(name: str, pairs: dict, others) -> str | None:
+    """The photo's contradicting pair with one of ``others`` that disagrees most, as a reason."""
+    against = [((a, b), s) for (a, b), s in pairs.items()
+               if s["contradicts"] and name in (a, b) and (b if name == a else a) in others]
+    if not against:
+        return None
+    (a, b), stats = max(against, key=lambda item: (item[1]["matches"] - item[1]["agreeing"], item[0]))
+    return (f"its matches with {b if name == a else a} disagree with where it was placed "
+            f"({stats['agreeing']} of {stats['matches']} agree)")
+
+
+def _weigh(pairs: dict, in_play: set) -> tuple[dict, dict]:
+    """Per photo in play: agreeing matches in its supporting pairs, disagreeing matches in its
+    contradicting pairs (pairs with another photo in play only)."""
+    strength, against = dict.fromkeys(in_play, 0), dict.fromkeys(in_play, 0)
+    for (a, b), stats in pairs.items():
+        if a not in in_play or b not in in_play:
+            continue
+        for n in (a, b):
+            if stats["supports"]:
+                strength[n] += stats["agreeing"]
+            elif stats["contradicts"]:
+                against[n] += stats["matches"] - stats["agreeing"]
+    return strength, against
 
 
 def judge_reconstruction(rec, db_path, max_error_px: float) -> Verdict:

@@ -230,6 +230,15 @@ def image_size(path: Path) -> tuple[int, int]:
     return bitmap.width, bitmap.height
 
 
+def write_images(db_path: Path, image_dir: Path, names: list[str]) -> list[int]:
+    """Cameras, rigs, frames and images of ``names`` into a new database, numbered in that order."""
+    db = pycolmap.Database.open(db_path)
+    try:
+        return _write_images(db, names, [image_size(image_dir / n) for n in names])
+    finally:
+        db.close()
+
+
 def _write_images(db, names, sizes) -> list[int]:
     """Cameras (one shared when all photos have one size, as SIFT extraction does), one rig per
     camera and one frame per image, as pycolmap's image reader writes them."""
