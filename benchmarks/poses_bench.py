@@ -95,7 +95,9 @@ def _run(method: str, photos: list[Path], work: Path, args) -> tuple[CameraRig, 
         result = estimate_poses(photos, work / method, **_options(method, args))
     except HandfulError as exc:
         return CameraRig([]), f"failed: {exc.message[:60]}"
-    return result.rig, f"{result.strategy}: {result.summary}"
+    runs = [r for a in result.attempts for r in a.get("runs", [])]
+    slowest = f"; slowest mapping run {max(r[2] for r in runs):.1f} s of {len(runs)}" if runs else ""
+    return result.rig, f"{result.strategy}: {result.summary}{slowest}"
 
 
 def _run_before(method: str, photos: list[Path], work: Path, args) -> tuple[CameraRig, str]:
