@@ -51,6 +51,7 @@ class JobOptions:
     eval_every: int = 8  # every k-th photo is held out for evaluation (when there are enough photos)
     until: str | None = None  # stop after this stage
     max_long_edge: int = 1600  # working resolution for pose estimation
+    pose_features: str = "auto"  # what places the cameras: engine.poses.FEATURE_CHOICES
     # "auto" (the photos' own: engine.train.background) or an RGB triple in [0, 1] to train and render on
     background: str | tuple[float, float, float] = "auto"
     seed: int = 0
@@ -74,6 +75,11 @@ class JobOptions:
             raise InputError(f"unknown device {self.device!r}", hint="choose auto, cpu or cuda")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise InputError("CUDA was requested but no CUDA device is available", hint="use --device cpu")
+        from .poses import FEATURE_CHOICES
+
+        if self.pose_features not in FEATURE_CHOICES:
+            raise InputError(f"unknown pose features {self.pose_features!r}",
+                             hint=f"choose one of {', '.join(FEATURE_CHOICES)}")
         if self.compress is not None and self.compress not in ("low", "medium", "high"):
             raise InputError(f"unknown compression quality {self.compress!r}", hint="choose low, medium or high")
         if self.eval_every is not None and self.eval_every < 0:

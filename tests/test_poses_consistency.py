@@ -115,6 +115,23 @@ def test_a_photo_placed_by_matches_another_pair_contradicts_is_doubted():
     assert judge(true, _matches(true, [("a", "b"), ("a", "c"), ("b", "c")], X), focals, MAX_ERROR_PX).doubtful == {}
 
 
+def test_a_photo_backed_by_only_the_pair_that_placed_it_loses_to_a_smaller_contradiction():
+    """castle_3's numbers: the far-side photo agrees with 60 of the 65 look-alike matches it was
+    placed from, and its pair with the third photo contradicts it with 49 of 53. Agreeing with the
+    pair it was placed from proves nothing, so the fewer contradicting matches still unseat it."""
+    a, b, c = _ring(3)
+    X = _points()
+    wrong_c = _look_at((-6.0, 1.0, 1.5))
+    true = {"a": a, "b": b, "c": c}
+    solved = {"a": a, "b": b, "c": wrong_c}
+    matches = _matches(true, [("a", "b"), ("a", "c")], X[:53])
+    matches[("a", "b")] = (_project(a, X), _project(b, X))
+    matches[("b", "c")] = (_project(b, X[:65]), _project(wrong_c, X[:65]))
+    verdict = judge(solved, matches, dict.fromkeys(solved, FOCAL), MAX_ERROR_PX)
+    assert verdict.pairs[("b", "c")]["supports"] and verdict.pairs[("a", "c")]["contradicts"]
+    assert verdict.supported == ["a", "b"] and set(verdict.doubtful) == {"c"}
+
+
 def test_a_photo_with_no_confirming_pair_is_doubted():
     a, b, c = _ring(3)
     X = _points()

@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import events as ev
 from ..errors import Cancelled
 from ..job import PRESETS, STAGES, JobOptions, run_job
+from ..poses import FEATURE_CHOICES
 from ..progress import ProgressBar
 from ..stages.priors import AUTO, PART_NAMES, PRIORS, SPARSE_PHOTOS
 
@@ -43,6 +44,9 @@ def register(sub) -> None:
                    help="background colour the scene is trained against and rendered on; auto (default): the "
                         "photos' own (transparent photos: white; a uniform border colour; else black)")
     p.add_argument("--max-long-edge", type=int, default=1600, help="working resolution for pose estimation")
+    p.add_argument("--features", choices=FEATURE_CHOICES, default="auto", dest="pose_features",
+                   help="features that place the cameras: auto (SIFT, and learned matching for 3-12 photos when "
+                        "SIFT leaves photos out), sift, or a learned method alone with SIFT after it")
     p.add_argument("--refine-poses", action=argparse.BooleanOptionalAction, default=None,
                    help="learn small corrections to the camera poses while training (off by default)")
     p.add_argument("--compress", choices=("low", "medium", "high"), default=None,
@@ -91,6 +95,7 @@ def run(args) -> int:
         eval_every=args.eval_every,
         until=args.until,
         max_long_edge=args.max_long_edge,
+        pose_features=args.pose_features,
         background=args.background,
         seed=args.seed,
         refine_poses=args.refine_poses,

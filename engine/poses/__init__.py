@@ -14,7 +14,11 @@ _EXPORTS = {
     "read_reference_rig": ".reference",
 }
 
-__all__ = list(_EXPORTS)
+# What places the cameras (``estimate_poses(features=...)``, ``reconstruct --features``): here, not in
+# the attempts module, so that the CLI can name the choices without importing pycolmap.
+FEATURE_CHOICES = ("auto", "sift", "aliked", "disk", "xfeat")
+
+__all__ = [*_EXPORTS, "FEATURE_CHOICES"]
 
 
 def __getattr__(name):

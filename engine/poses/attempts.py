@@ -34,7 +34,6 @@ from .learned import LEARNED_LONG_EDGE, LEARNED_MAX_KEYPOINTS, image_size, write
 SPARSE_MAX_IMAGES = 6
 LEARNED_MAX_IMAGES = 12  # "auto" features: learned (exhaustive pairs) up to this many photos, SIFT above
 DEFAULT_LEARNED = "aliked"
-FEATURE_CHOICES = ("auto", "sift", "aliked", "disk", "xfeat")
 FOCAL_GRID = (0.6, 0.85, 1.2, 1.7, 2.4, 3.4)  # x long edge, steps of sqrt(2): fields of view ~80 to ~17 degrees
 # Mapping runs are bounded by counted work (initialisation trials, bundle-adjustment iterations
 # and refinements; see _pipeline_options), so the same photos give the same cameras on an idle or
@@ -103,7 +102,7 @@ class Job:
     focal_px: dict[str, float] = field(default_factory=dict)  # in the worker's (downscaled) pixels
     num_threads: int = 2
     max_num_features: int = 8192
-    features: str = "auto"  # one of FEATURE_CHOICES
+    features: str = "auto"  # one of engine.poses.FEATURE_CHOICES
     weights_dir: str | None = None  # learned weights from this folder instead of the installed packages
     learned_long_edge: int = LEARNED_LONG_EDGE
     learned_max_keypoints: int = LEARNED_MAX_KEYPOINTS

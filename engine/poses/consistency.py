@@ -94,14 +94,18 @@ def judge(poses: dict[str, np.ndarray], matches: dict[tuple[str, str], tuple[np.
 
     A pair supports the solution when enough of its matches agree with it; a pair contradicts it
     when many of its verified matches disagree. A contradiction says that one of its two photos is
-    misplaced *or* that the pair's matches are wrong: in a larger capture repeated texture gives
-    a few pairs verified but wrong matches (the bundled sample: 0 of 42 agree with a right
-    solution), so it weighs against both photos and unseats one only where contradictions outweigh
-    the photo's support. Photos are weighed by matches (agreeing ones in supporting pairs against
-    disagreeing ones in contradicting pairs, with the photos still in play), the most outweighed
-    one is left out, and the rest weighed again: a photo misplaced as a group with another stays
-    backed by its partner only until that one goes. Of the groups that supporting pairs then link,
-    the one with the most photos (then agreeing matches) is kept: its photos are supported."""
+    misplaced *or* that the pair's matches are wrong: in a larger capture repeated texture gives a
+    few pairs verified but wrong matches (the bundled sample: 0 of 42 agree with a right solution).
+    Which is it? A photo's agreement with the pair it was placed from proves nothing (the mapper
+    placed it to fit those matches: castle_3's far-side photo, placed from a look-alike wall,
+    agrees with 60 of that pair's 65 matches), so a photo's *independent* support is what its
+    supporting pairs agree beyond its strongest one. A contradiction weighs against the photo of
+    the two with less independent support (then less support), and unseats it where its
+    contradicting matches outweigh its independent support: a photo confirmed by a chain of
+    several pairs keeps its place against a wrong pair, one backed by a single pair does not.
+    The most outweighed photo is left out and the rest weighed again (a photo misplaced together
+    with a partner loses its backing once that one goes). Of the groups that supporting pairs then
+    link, the one with the most photos (then agreeing matches) is kept: its photos are supported."""
     verdict = Verdict()
     names = sorted(poses)
     for a, b in itertools.combinations(names, 2):
@@ -115,11 +119,11 @@ def judge(poses: dict[str, np.ndarray], matches: dict[tuple[str, str], tuple[np.
         verdict.pairs[key] = stats
     in_play = set(names)
     while True:
-        strength, against = _weigh(verdict.pairs, in_play)
-        outweighed = [n for n in sorted(in_play) if against[n] > strength[n]]
+        strength, independent, against = _weigh(verdict.pairs, in_play)
+        outweighed = [n for n in sorted(in_play) if against[n] > independent[n]]
         if not outweighed:
             break
-        worst = max(outweighed, key=lambda n: (against[n] - strength[n], n))
+        worst = max(outweighed, key=lambda n: (against[n] - independent[n], -strength[n], n))
         verdict.doubtful[worst] = _disagreement(worst, verdict.pairs, in_play)
         in_play.discard(worst)
     # The photos linked by supporting pairs form groups placed consistently among themselves; two
@@ -165,19 +169,24 @@ def _disagreement(name: str, pairs: dict, others) -> str | None:
             f"({stats['agreeing']} of {stats['matches']} agree)")
 
 
-def _weigh(pairs: dict, in_play: set) -> tuple[dict, dict]:
-    """Per photo in play: agreeing matches in its supporting pairs, disagreeing matches in its
-    contradicting pairs (pairs with another photo in play only)."""
-    strength, against = dict.fromkeys(in_play, 0), dict.fromkeys(in_play, 0)
+def _weigh(pairs: dict, in_play: set) -> tuple[dict, dict, dict]:
+    """Per photo in play (pairs with another photo in play only): the agreeing matches of its
+    supporting pairs, the same less its strongest pair (its independent support), and the
+    disagreeing matches of the contradicting pairs where it is the end with less independent
+    support, then less support."""
+    backing = {n: [] for n in in_play}
     for (a, b), stats in pairs.items():
-        if a not in in_play or b not in in_play:
-            continue
-        for n in (a, b):
-            if stats["supports"]:
-                strength[n] += stats["agreeing"]
-            elif stats["contradicts"]:
-                against[n] += stats["matches"] - stats["agreeing"]
-    return strength, against
+        if stats["supports"] and a in in_play and b in in_play:
+            backing[a].append(stats["agreeing"])
+            backing[b].append(stats["agreeing"])
+    strength = {n: sum(v) for n, v in backing.items()}
+    independent = {n: sum(v) - max(v, default=0) for n, v in backing.items()}
+    against = dict.fromkeys(in_play, 0)
+    for (a, b), stats in pairs.items():
+        if stats["contradicts"] and a in in_play and b in in_play:
+            weaker = min((a, b), key=lambda n: (independent[n], strength[n], n))
+            against[weaker] += stats["matches"] - stats["agreeing"]
+    return strength, independent, against
 
 
 def judge_reconstruction(rec, db_path, max_error_px: float) -> Verdict:

@@ -23,7 +23,8 @@ from engine.io.atomic import atomic_write_bytes, atomic_write_text
 from engine.render.cpu_threads import usable_cores
 from engine.scene import Camera, CameraRig, PointCloud
 
-from .attempts import FEATURE_CHOICES, Job, ladder
+from . import FEATURE_CHOICES
+from .attempts import Job, ladder
 
 STAGE = "poses"
 MAX_LONG_EDGE = 1600  # features are found on images downscaled to this long edge

@@ -26,7 +26,7 @@ class PosesResult(StageResult):
 
 class PosesStage(Stage):
     name = "poses"
-    reads = ("cameras",)
+    reads = ("cameras", "pose_features")
     outputs = ("sparse/", "poses.json")
     result_type = PosesResult
 
@@ -44,7 +44,7 @@ class PosesStage(Stage):
             paths = [ctx.out / im["path"] for im in images]
             hints = {im["name"]: im["focal_px"] for im in images if im.get("focal_px")}
             res = estimate_poses(paths, ctx.out / "poses_work", focal_px_hints=hints or None,
-                                 emit=ctx.emit, cancel=ctx.cancel)
+                                 emit=ctx.emit, cancel=ctx.cancel, features=ctx.options.pose_features)
             rig = res.rig
             rig.cameras = [undistort(c) for c in rig.cameras]
             result = PosesResult(strategy=res.strategy, registered=list(res.registered),
