@@ -112,6 +112,19 @@ def test_pose_progress_reaches_100_percent_only_when_cameras_are_usable(stand_in
     assert "solved" not in " ".join(e.message for e in progress)
 
 
+def test_the_features_flag_reaches_the_pose_worker(three_photos, tmp_path, monkeypatch, capsys):
+    """``--features sift`` is what the worker is asked for (this stand-in fails the stage unless so);
+    a name that is not a choice is refused before any work, naming the choices."""
+    monkeypatch.setattr(estimate_module, "WORKER_COMMAND", [sys.executable, "-c", (
+        "import json, sys; job = json.load(open(sys.argv[1])); sys.exit(7 if job['features'] == 'sift' else 3)")])
+    assert main(["reconstruct", str(three_photos), "-o", str(tmp_path / "o"), "--features", "sift",
+                 "--until", "poses", "--quiet"]) == 2
+    assert "exit code 7" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["reconstruct", str(three_photos), "-o", "x", "--features", "orb"])
+    assert "sift" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- unwritable output
 
 

@@ -163,6 +163,8 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
 
     with pytest.raises(InputError, match="unknown preset"):
         JobOptions(preset="ultra").validate()
+    with pytest.raises(InputError, match="unknown pose features 'orb'"):
+        JobOptions(pose_features="orb").validate()
 
 
 def test_camera_file_that_matches_no_photo(sample_subset, tmp_path, capsys):
