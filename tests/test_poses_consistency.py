@@ -143,26 +143,30 @@ def test_a_photo_with_no_confirming_pair_is_doubted():
     assert "confirms" in verdict.doubtful["c"]
 
 
-def test_a_wrong_pair_in_a_larger_capture_unseats_no_photo():
-    """Eight photos in a ring, each confirmed by its neighbours; one pair across the ring has
-    verified but wrong matches (repeated texture) that the right solution explains none of. The
-    pair is a contradiction the rest of the evidence outweighs: every photo stays."""
+def test_wrong_pairs_in_a_larger_capture_unseat_no_photo():
+    """Eight photos in a row, each confirmed by its neighbours (120 matches a pair), as the bundled
+    sample's ring is; three pairs of one photo with far ones have verified but wrong matches
+    (repeated texture, each pair's pointing somewhere else) that the right solution explains
+    almost none of. Together they disagree with more matches than the photo's second neighbour
+    confirms, but they do not back each other: every photo stays."""
     names = [f"p{k}" for k in range(8)]
     true = dict(zip(names, _ring(8, degrees=12)))
     X = _points()
-    neighbours = [(names[k], names[k + 1]) for k in range(7)] + [(names[k], names[k + 2]) for k in range(6)]
-    matches = _matches(true, neighbours, X[:120])
-    elsewhere = _look_at((-6.0, 1.0, 1.5))
-    matches[("p1", "p6")] = (_project(true["p1"], X[:42]), _project(elsewhere, X[:42]))  # wrong, self-consistent
+    matches = _matches(true, [(names[k], names[k + 1]) for k in range(7)], X[:120])
+    for k, far in enumerate(("p4", "p5", "p6")):
+        elsewhere = _look_at((-6.0, 1.0 + k, 1.5))
+        matches[("p1", far)] = (_project(true["p1"], X[:60]), _project(elsewhere, X[:60]))
     verdict = judge(true, matches, dict.fromkeys(names, FOCAL), MAX_ERROR_PX)
-    assert verdict.pairs[("p1", "p6")]["contradicts"]
+    against = [verdict.pairs[("p1", far)] for far in ("p4", "p5", "p6")]
+    assert all(s["contradicts"] for s in against)
+    assert sum(s["matches"] - s["agreeing"] for s in against) > 120  # more than p1's second neighbour confirms
     assert verdict.supported == names and verdict.doubtful == {}
 
 
 def test_photos_misplaced_as_a_group_are_left_out_together():
     """Two photos placed together in the wrong spot agree with each other (their own pair
-    supports them), but each pair with the four right photos contradicts them: once the more
-    outweighed one is gone, its partner has nothing left to back it."""
+    supports them, with more matches than any pair of the right photos), but their pairs with the
+    four right photos contradict them: each is backed only by the other, so both go."""
     X = _points()
     right = dict(zip("abcd", _ring(4)))
     true = dict(right, e=_ring(6)[4], f=_ring(6)[5])

@@ -94,18 +94,21 @@ def judge(poses: dict[str, np.ndarray], matches: dict[tuple[str, str], tuple[np.
 
     A pair supports the solution when enough of its matches agree with it; a pair contradicts it
     when many of its verified matches disagree. A contradiction says that one of its two photos is
-    misplaced *or* that the pair's matches are wrong: in a larger capture repeated texture gives a
-    few pairs verified but wrong matches (the bundled sample: 0 of 42 agree with a right solution).
-    Which is it? A photo's agreement with the pair it was placed from proves nothing (the mapper
-    placed it to fit those matches: castle_3's far-side photo, placed from a look-alike wall,
-    agrees with 60 of that pair's 65 matches), so a photo's *independent* support is what its
-    supporting pairs agree beyond its strongest one. A contradiction weighs against the photo of
-    the two with less independent support (then less support), and unseats it where its
-    contradicting matches outweigh its independent support: a photo confirmed by a chain of
-    several pairs keeps its place against a wrong pair, one backed by a single pair does not.
-    The most outweighed photo is left out and the rest weighed again (a photo misplaced together
-    with a partner loses its backing once that one goes). Of the groups that supporting pairs then
-    link, the one with the most photos (then agreeing matches) is kept: its photos are supported."""
+    misplaced *or* that the pair's matches are wrong: repeated texture gives pairs verified but
+    wrong matches (the bundled sample, a right 24-photo solution: 10 such pairs, 0-18 of 30-48
+    matches agreeing). Which is it? A photo's agreement with the pair it was placed from proves
+    nothing (the mapper placed it to fit those matches: castle_3's far-side photo, placed from a
+    look-alike wall, agrees with 60 of that pair's 65 matches), so a photo's *independent* support
+    is what its other supporting pairs agree: the agreeing matches of all but its strongest one.
+    A contradiction weighs against the photo of the two with less independent support (then less
+    support), and the photo is left out when one such pair disagrees with more matches than its
+    independent support holds. One pair, not the sum: wrong matches point to as many wrong places
+    as there are wrong pairs and do not back each other, while the supporting pairs all confirm
+    the one place. So a photo confirmed by a chain of pairs keeps its place against wrong pairs
+    (the sample: independent support 106-272 matches, the largest contradiction 48), and one
+    backed only by the pair that placed it does not; photos misplaced together, each backed only
+    by the other, go together. Of the groups that supporting pairs link among the photos left, the
+    one with the most photos (then agreeing matches) is kept: its photos are supported."""
     verdict = Verdict()
     names = sorted(poses)
     for a, b in itertools.combinations(names, 2):
@@ -118,14 +121,11 @@ def judge(poses: dict[str, np.ndarray], matches: dict[tuple[str, str], tuple[np.
         stats["contradicts"] = stats["matches"] >= CONTRADICTING_MATCHES and stats["fraction"] < CONTRADICTION_FRACTION
         verdict.pairs[key] = stats
     in_play = set(names)
-    while True:
-        strength, independent, against = _weigh(verdict.pairs, in_play)
-        outweighed = [n for n in sorted(in_play) if against[n] > independent[n]]
-        if not outweighed:
-            break
-        worst = max(outweighed, key=lambda n: (against[n] - independent[n], -strength[n], n))
-        verdict.doubtful[worst] = _disagreement(worst, verdict.pairs, in_play)
-        in_play.discard(worst)
+    _, independent, against = _weigh(verdict.pairs, in_play)
+    for n in names:
+        if against[n] > independent[n]:
+            verdict.doubtful[n] = _disagreement(n, verdict.pairs, in_play)
+    in_play -= set(verdict.doubtful)
     # The photos linked by supporting pairs form groups placed consistently among themselves; two
     # groups with no supporting pair between them may be placed wrongly relative to each other, so
     # only one is kept: the one with the most photos, then the most agreeing matches (as attempts
@@ -171,8 +171,8 @@ def _disagreement(name: str, pairs: dict, others) -> str | None:
 
 def _weigh(pairs: dict, in_play: set) -> tuple[dict, dict, dict]:
     """Per photo in play (pairs with another photo in play only): the agreeing matches of its
-    supporting pairs, the same less its strongest pair (its independent support), and the
-    disagreeing matches of the contradicting pairs where it is the end with less independent
+    supporting pairs, the same less its strongest pair (its independent support), and the most
+    disagreeing matches of one contradicting pair where it is the end with less independent
     support, then less support."""
     backing = {n: [] for n in in_play}
     for (a, b), stats in pairs.items():
@@ -185,7 +185,7 @@ def _weigh(pairs: dict, in_play: set) -> tuple[dict, dict, dict]:
     for (a, b), stats in pairs.items():
         if stats["contradicts"] and a in in_play and b in in_play:
             weaker = min((a, b), key=lambda n: (independent[n], strength[n], n))
-            against[weaker] += stats["matches"] - stats["agreeing"]
+            against[weaker] = max(against[weaker], stats["matches"] - stats["agreeing"])
     return strength, independent, against
 
 
