@@ -77,7 +77,7 @@ class MonocularDepth(DepthPrior):
             from transformers import AutoModelForDepthEstimation
         except ImportError:
             raise ModelError("monocular depth needs the transformers package",
-                             hint="install Handful's 'depth' extra (pip install transformers)") from None
+                             hint="pip install transformers (one of Handful's dependencies)") from None
         try:
             model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True)
         except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError, safetensors errors...
