@@ -55,16 +55,46 @@ class ViewQuality:
                 "weight": round(self.weight, 4), "depth_terms": "dropped" if self.dropped else "kept"}
 
 
-def cell_reach(mask: np.ndarray, grid: int = GRID) -> float:
-    """The share of ``grid``-along-the-long-edge cells of ``mask`` (H,W bool) with a True pixel."""
-    h, w = mask.shape
+def _cell_index(h: int, w: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cell row of each pixel row and the cell column of each pixel column."""
     side = max(h, w) / grid
     rows = np.minimum((np.arange(h) / side).astype(np.int64), int(np.ceil(h / side)) - 1)
     cols = np.minimum((np.arange(w) / side).astype(np.int64), int(np.ceil(w / side)) - 1)
+    return rows, cols
+
+
+def reached_cells(mask: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """Which of the ``grid``-along-the-long-edge cells of ``mask`` (H,W bool) hold a True pixel."""
+    rows, cols = _cell_index(*mask.shape, grid)
     cells = np.zeros((rows[-1] + 1, cols[-1] + 1), bool)
     r, c = np.nonzero(mask)
     cells[rows[r], cols[c]] = True
-    return float(cells.mean())
+    return cells
+
+
+def cell_reach(mask: np.ndarray, grid: int = GRID) -> float:
+    """The share of ``grid``-along-the-long-edge cells of ``mask`` (H,W bool) with a True pixel."""
+    return float(reached_cells(mask, grid).mean())
+
+
+def in_unreached_cells(points: np.ndarray, depth_maps: Sequence, *, min_confidence: float = MIN_CONFIDENCE,
+                       grid: int = GRID) -> np.ndarray:
+    """For each world point (N,3), whether some view sees it in a cell its confirmed depth does not
+    reach: where a start from the maps leaves that photo without Gaussians."""
+    from ..camera_projection import project_points
+
+    hole = np.zeros(len(points), bool)
+    for k, m in enumerate(depth_maps):
+        cam = m.camera
+        cells = reached_cells(confirmed_mask(depth_maps, k, min_confidence=min_confidence), grid)
+        rows, cols = _cell_index(cam.height, cam.width, grid)
+        pix, z = project_points(points, cam)
+        with np.errstate(invalid="ignore"):
+            inside = (z > 0) & (pix[:, 0] >= 0) & (pix[:, 0] < cam.width) & (pix[:, 1] >= 0) & (pix[:, 1] < cam.height)
+        u = np.floor(np.nan_to_num(pix[:, 0])).astype(np.int64).clip(0, cam.width - 1)
+        v = np.floor(np.nan_to_num(pix[:, 1])).astype(np.int64).clip(0, cam.height - 1)
+        hole |= inside & ~cells[rows[v], cols[u]]
+    return hole
 
 
 def confirmed_mask(depth_maps: Sequence, k: int, *, min_confidence: float = MIN_CONFIDENCE) -> np.ndarray:
@@ -93,4 +123,4 @@ def view_quality(depth_maps: Sequence, *, min_confidence: float = MIN_CONFIDENCE
     return out
 
 
-__all__ = ["GRID", "ViewQuality", "cell_reach", "confirmed_mask", "view_quality"]
+__all__ = ["GRID", "ViewQuality", "cell_reach", "confirmed_mask", "in_unreached_cells", "reached_cells", "view_quality"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..scene import GaussianScene
@@ -19,6 +20,7 @@ from .base import Stage, StageResult
 
 # below this many points the initialisation is topped up with random points in the cameras' view
 MIN_SFM_POINTS = 2000
+MAX_DRAWS = 10  # the random fill draws at most this many times its count to place it in the maps' holes
 
 
 @dataclass
@@ -36,7 +38,8 @@ class InitStage(Stage):
     result_type = InitResult
 
     def settings(self, ctx) -> dict:
-        return {"dense_init": ctx.priors.has("dense-init")}
+        dense = ctx.priors.has("dense-init")
+        return {"dense_init": dense, **({"guard": priors.GUARD_VERSION} if dense else {})}
 
     def run(self, ctx) -> InitResult:
         from ..io import save_scene
@@ -65,8 +68,11 @@ class InitStage(Stage):
         # give the random fill the part of the photos the dense points do not reach
         if have < min(MIN_SFM_POINTS, budget) or (share is not None and untrusted > 0):
             fill = budget - have if have < min(MIN_SFM_POINTS, budget) else untrusted
-            parts.append(random_init(rig.cameras, fill, seed=ctx.options.seed))
-            sources["random"] = fill
+            scene = random_init(rig.cameras, fill, seed=ctx.options.seed)
+            if share is not None:
+                scene = _in_the_holes(ctx, train_cams, rig.cameras, scene, fill)
+            parts.append(scene)
+            sources["random"] = len(scene)
             if have < 100:
                 ctx.warn(f"only {have} sparse points; starting from {fill:,} random points in the cameras' view")
         scene = GaussianScene.concatenate(parts)
@@ -84,6 +90,29 @@ def _dense_share(ctx, train_cams) -> float:
     share = float(sum(weights) / len(weights)) if weights else 0.0
     ctx.progress(0, 1, f"the depth maps reach {share:.0%} of the photos: that share of the start is dense points")
     return min(1.0, max(0.0, share))
+
+
+def _in_the_holes(ctx, train_cams, cameras, scene, fill: int):
+    """``fill`` random Gaussians where the dense points leave a photo without any: drawn as ``scene``
+    was, more of them, and kept where some view sees them outside the cells its confirmed depth reaches
+    (their sizes come from their neighbours among all those drawn, i.e. the local density they are
+    kept at). ``scene`` itself where the maps are gone or every point falls in a hole."""
+    from ..train import random_init
+    from .depth import load_depth_maps
+
+    maps = load_depth_maps(ctx, train_cams)
+    if not maps:
+        return scene
+    hole = priors.in_unreached_cells(scene.means.detach().cpu().numpy().astype(np.float64), maps)
+    kept = float(hole.mean())
+    if kept >= 1.0 or kept <= 0.0:
+        return scene
+    # as many drawn as keep ``fill`` in the holes at the kept rate; at most MAX_DRAWS x (a rate below
+    # 1/MAX_DRAWS means the holes are a sliver: fewer points then, not a huge draw)
+    many = random_init(cameras, int(np.ceil(fill / max(kept, 1 / MAX_DRAWS))), seed=ctx.options.seed)
+    hole = priors.in_unreached_cells(many.means.detach().cpu().numpy().astype(np.float64), maps)
+    index = np.flatnonzero(hole)[:fill]
+    return many.subset(index) if len(index) else scene
 
 
 def _dense_points(ctx, train_cams, max_points: int):

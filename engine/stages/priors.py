@@ -30,7 +30,7 @@ PSEUDO_VIEWS_PER_ROUND = 8
 # the parts a job can leave out one by one (--without-prior NAME): the stages' own and the regularisers'
 # names (each Loss/Hook object's ``name``)
 STAGE_PARTS = ("depth", "dense-init", "regularisers", "repair")
-GUARD_VERSION = 1  # of the depth guard's figures in depth.json (engine.priors.quality)
+GUARD_VERSION = 2  # of the depth guard (engine.priors.quality) and its use by init: a change re-runs them
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,11 @@ def depth_quality(depth_maps, warn) -> list[dict]:
     except USABLE_ERRORS + (AttributeError,) as e:
         warn(f"the depth maps could not be checked against each other ({e}); trusting them whole")
         return [{"name": m.camera.name, "weight": 1.0, "depth_terms": "kept"} for m in depth_maps]
+
+
+def in_unreached_cells(points, depth_maps):
+    """Which points some photo sees where its confirmed depth does not reach (engine.priors.quality)."""
+    return _module("depth").in_unreached_cells(points, depth_maps)
 
 
 def dense_points(depth_maps, images, *, max_points: int):
