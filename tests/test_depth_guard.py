@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.priors.depth_map import DepthMap
-from engine.priors.quality import GRID, cell_reach, view_quality
+from engine.priors.quality import GRID, cell_reach, in_unreached_cells, view_quality
 from engine.scene import Camera
 from engine.stages.priors import PriorsPlan, training_priors
 from engine.train.regularisers import DepthCorrelationLoss, MetricDepthLoss
@@ -74,6 +74,22 @@ def test_reach_follows_where_the_confident_depth_is_not_how_much(cams):
     assert a.confirmed == pytest.approx(1 / 16)
     assert a.reach == pytest.approx(1 / 16)
     assert 0 < a.weight < b.weight
+
+
+def wall_point(cam_x: float, column: float) -> list[float]:
+    """The wall's point that the camera at ``cam_x`` sees at pixel column ``column`` (middle row)."""
+    return [cam_x + (column + 0.5 - W / 2) / 50.0 * WALL, (24.5 - H / 2) / 50.0 * WALL, WALL]
+
+
+def test_the_random_fill_is_wanted_where_a_view_has_no_confirmed_depth(cams):
+    left_half = np.zeros((H, W))
+    left_half[:, :32] = 1  # a is sure of its left half only
+    full = np.ones((H, W))
+    maps = [wall_map(cams[0], left_half), wall_map(cams[1], full), wall_map(cams[2], full)]
+    points = np.array([wall_point(0.0, 48),  # in a's right half: b and c have depth there, a does not
+                       wall_point(0.0, 20),  # in a's left half: every view that sees it has depth there
+                       [0.0, 0.0, -5.0]])  # behind every camera: no view wants it
+    assert in_unreached_cells(points, maps).tolist() == [True, False, False]
 
 
 def step(depth, index):

@@ -103,14 +103,18 @@ def _in_the_holes(ctx, train_cams, cameras, scene, fill: int):
     maps = load_depth_maps(ctx, train_cams)
     if not maps:
         return scene
-    hole = priors.in_unreached_cells(scene.means.detach().cpu().numpy().astype(np.float64), maps)
+    hole = priors.in_unreached_cells(scene.means.detach().cpu().numpy().astype(np.float64), maps, ctx.warn)
+    if hole is None:
+        return scene
     kept = float(hole.mean())
     if kept >= 1.0 or kept <= 0.0:
         return scene
     # as many drawn as keep ``fill`` in the holes at the kept rate; at most MAX_DRAWS x (a rate below
     # 1/MAX_DRAWS means the holes are a sliver: fewer points then, not a huge draw)
     many = random_init(cameras, int(np.ceil(fill / max(kept, 1 / MAX_DRAWS))), seed=ctx.options.seed)
-    hole = priors.in_unreached_cells(many.means.detach().cpu().numpy().astype(np.float64), maps)
+    hole = priors.in_unreached_cells(many.means.detach().cpu().numpy().astype(np.float64), maps, ctx.warn)
+    if hole is None:
+        return scene
     index = np.flatnonzero(hole)[:fill]
     return many.subset(index) if len(index) else scene
 

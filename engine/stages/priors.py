@@ -189,9 +189,14 @@ def depth_quality(depth_maps, warn) -> list[dict]:
         return [{"name": m.camera.name, "weight": 1.0, "depth_terms": "kept"} for m in depth_maps]
 
 
-def in_unreached_cells(points, depth_maps):
-    """Which points some photo sees where its confirmed depth does not reach (engine.priors.quality)."""
-    return _module("depth").in_unreached_cells(points, depth_maps)
+def in_unreached_cells(points, depth_maps, warn):
+    """Which points some photo sees where its confirmed depth does not reach (engine.priors.quality);
+    None, with a warning, when that cannot be told (the fill then goes anywhere in view, as without maps)."""
+    try:
+        return _module("depth").in_unreached_cells(points, depth_maps)
+    except USABLE_ERRORS + (AttributeError,) as e:
+        warn(f"the random starting points cannot be placed where the depth maps leave holes ({e})")
+        return None
 
 
 def dense_points(depth_maps, images, *, max_points: int):
