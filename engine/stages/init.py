@@ -96,7 +96,8 @@ def _in_the_holes(ctx, train_cams, cameras, scene, fill: int):
     """``fill`` random Gaussians where the dense points leave a photo without any: drawn as ``scene``
     was, more of them, and kept where some view sees them outside the cells its confirmed depth reaches
     (their sizes come from their neighbours among all those drawn, i.e. the local density they are
-    kept at). ``scene`` itself where the maps are gone or every point falls in a hole."""
+    kept at). ``scene`` itself where the maps are gone, or where every point or none falls in a hole
+    (no hole to tell apart: the fill stays where plain training would put it)."""
     from ..train import random_init
     from .depth import load_depth_maps
 
