@@ -362,11 +362,13 @@ class Job:
         doc = {**plan.as_dict(), "ran": []}
         depth, init, train, repair = (self.result_of(s) for s in ("depth", "init", "train", "repair"))
         if depth is not None:
-            doc["depth"] = {"backend": depth.backend, "kind": depth.kind, "views": len(depth.views)}
+            doc["depth"] = {"backend": depth.backend, "kind": depth.kind, "views": len(depth.views),
+                            "guard": [v["guard"] for v in depth.views if "guard" in v]}
             if depth.backend:
                 doc["ran"].append(f"depth: {depth.backend}")
         if init is not None and init.sources.get("depth"):
             doc["dense_points"] = init.sources["depth"]
+            doc["dense_share"] = init.dense_share
             doc["ran"].append(f"dense init: {init.sources['depth']:,} points")
         if train is not None and train.priors:
             doc["regularisers"] = list(train.priors)
