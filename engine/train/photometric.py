@@ -16,6 +16,7 @@ import torch
 from numba import njit, prange
 
 from engine.metrics import SSIM_C1, SSIM_C2, gaussian_kernel_1d, ssim_loss_value
+from engine.render.cpu_kernels import like
 
 _fused = [True]
 
@@ -86,7 +87,7 @@ def _forward(pred, target, kernel, c1, c2, state):
     mu_p, mu_t, A = 2 mu_p mu_t + c1, B = 2 cov + c2, Cc = mu_p^2 + mu_t^2 + c1,
     D = var_p + var_t + c2 and the SSIM map; returns (sum |p - t|, sum (p - t)^2, sum SSIM)."""
     C, H, W = pred.shape
-    two = c1 / c1 + c1 / c1  # 2 in the images' precision (a literal would promote to float64)
+    two = like(pred, 2.0)
     sums = np.zeros((C, 3))
     for c in prange(C):
         p, t, s = pred[c], target[c], state[c]
@@ -126,9 +127,7 @@ def _forward(pred, target, kernel, c1, c2, state):
 def _backward(pred, target, kernel, state, w_l1, w_ssim, grad):
     """grad (C, H, W) = w_l1 sign(p - t) + w_ssim d(sum SSIM)/dp, from the forward's ``state``."""
     C, H, W = pred.shape
-    one = w_l1 / w_l1
-    two = one + one
-    zero = one - one
+    zero, one, two = like(pred, 0.0), like(pred, 1.0), like(pred, 2.0)
     for c in prange(C):
         p, t, s = pred[c], target[c], state[c]
         local = np.empty((3, H, W), dtype=pred.dtype)  # d SSIM / d mu_p, d E[p^2], d E[p t] per pixel
