@@ -2,10 +2,13 @@
 
 Why numba rather than a torch C++ extension: it needs no compiler at install time (the app ships to
 desktops without one), caches the compiled code on disk (``cache=True``), and keeps the kernels in
-Python next to the torch reference they are tested against. ``fastmath=False`` keeps the arithmetic
-(and so the cull/stop decisions) the same as the reference's.
+Python next to the torch reference they are tested against.
 
-Kernels work tile by tile (``prange`` over 16x16 tiles), computing in float64 internally. The backward
+Kernels work tile by tile (``prange`` over 16x16 tiles) in their inputs' precision: float32 in
+training (cheaper exp, division and square root; ``like`` keeps literals from promoting to float64),
+float64 in the tests that hold them to the reference to rounding. Of fastmath only ``contract``
+(fused multiply-adds) is on: forward and backward evaluate the same expressions, so they still take
+the same cull/stop decisions, and value-changing reordering stays off. The backward
 writes gradients per intersection (each intersection belongs to one tile, so one thread) and a
 second pass sums them per Gaussian: no atomics, no races.
 """
@@ -224,7 +227,7 @@ def _chord_end(mx, ca, cb, cc, lop, slope, dy, hi):
     return int(min(math.ceil(mx + slope * dy - 0.5 + half) + 1.0, np.float64(hi)))
 
 
-@njit(parallel=True, fastmath=False, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def rasterize_forward(means2d, conics, opacities, radii, channels, background, tile_offsets, flat_ids,
                       width, height, tiles_x, out, final_t, n_contrib):
     """Composite front to back. Writes out (H,W,C) incl. background, final transmittance (H,W, float64)
@@ -304,7 +307,7 @@ def rasterize_forward(means2d, conics, opacities, radii, channels, background, t
                 n_contrib[py, px] = last[p]
 
 
-@njit(parallel=True, fastmath=False, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def rasterize_backward(means2d, conics, opacities, radii, channels, background, tile_offsets, flat_ids,
                        width, height, tiles_x, final_t, n_contrib, grad_out, grad_alpha, g_isect):
     """Walk each tile's list back to front, recovering each pixel's transmittance by division, and
@@ -373,7 +376,6 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
                     for px in range(xs, xe):
                         alpha = min(max_alpha, op * vis)
                         if alpha >= threshold and k < last[p]:
-                            dx = mx - (like(f, px) + half)
                             ra = one / (one - alpha)
                             T[p] *= ra
                             t = T[p]
@@ -395,6 +397,7 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
                         vis *= r
                         r *= q
                         p += 1
+                        dx -= one  # the next pixel's offset
             r = start + k
             g_isect[r, 0] = gmx
             g_isect[r, 1] = gmy
