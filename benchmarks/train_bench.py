@@ -13,8 +13,8 @@ Every run trains twice from the same initial scene and seed: once as before this
 raster kernels in float64 and the L1 + SSIM loss from torch's ops, torch and numba on ``--threads``
 cores, default all), once as now (``rows``: the row-chord kernels over footprint-binned tiles in the
 scene's float32, the fused compiled loss ``engine.train.photometric``, on as many threads as there
-are free cores when the run starts, ``engine.render.cpu_threads``), and prints seconds per step and the test-view PSNR/SSIM of
-each, with the untrained initial scene as the quality baseline. Because a shared machine's load
+are free cores when the run starts, ``engine.render.cpu_threads``), and prints seconds per step and
+the test-view PSNR/SSIM of each, with the untrained initial scene as the quality baseline. Because a shared machine's load
 drifts during a long run, the speed ratio is also measured interleaved: a few full-resolution steps
 on the trained scene with each variant in turn (plus the new kernels on all cores, which separates
 the kernels' gain from the thread plan's), several rounds, medians. ``--speed-steps`` adds the
