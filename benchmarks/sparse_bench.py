@@ -3,7 +3,7 @@ photos, held-out PSNR / SSIM, seconds per stage, every setting side by side in o
 
     HANDFUL_DATASETS=/work/shared/datasets .venv/bin/python benchmarks/sparse_bench.py \\
         [--cases fern,temple,fountain] [--levels off,fast,full] [--ablations depth,dropout,...]
-        [--estimated fast] [--preset preview] [--scale 0.5] [--iterations N] [--work DIR]
+        [--estimated fast] [--preset preview] [--scale 0.5] [--iterations N] [--seeds 0,1,2] [--work DIR]
 
 Protocol (LLFF few-view): photos in name order, every 8th held out, 3 training photos spread evenly over
 the rest; photos resized by ``--scale`` (0.5: fern 504x378, the half of the shared 1008x756 copies; the
@@ -147,6 +147,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="preview")
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--iterations", type=int, default=None)
+    ap.add_argument("--seeds", default="0", help="seeds of the starting points and training, one row each "
+                    "(a few photos make the result swing with the draw: compare means)")
     ap.add_argument("--work", type=Path, default=None, help="keep the job folders here (default: a temporary one)")
     args = ap.parse_args(argv)
     datasets = Path(os.environ.get("HANDFUL_DATASETS", ""))
@@ -154,13 +156,17 @@ def main(argv=None) -> int:
         raise SystemExit("set HANDFUL_DATASETS to the folder of the shared photo sets")
     work = args.work or Path(tempfile.mkdtemp(prefix="sparse_bench_"))
     common = dict(preset=args.preset, iterations=args.iterations, eval_every=0, group=False, seed=0)
+    seeds = [int(x) for x in args.seeds.split(",") if x]
     rows = []
     for key in [k for k in args.cases.split(",") if k]:
         case = prepare(key, datasets, args.scale, work)
         out = work / key / "job"
         for level in [x for x in args.levels.split(",") if x]:
-            rows.append(run_row(case, out, level, JobOptions(cameras=case.cameras, priors=level, **common)))
-            _progress(rows, args)
+            for seed in seeds:
+                label = level if seeds == [0] else f"{level} seed {seed}"
+                options = JobOptions(cameras=case.cameras, priors=level, **{**common, "seed": seed})
+                rows.append(run_row(case, out, label, options))
+                _progress(rows, args)
         for part in [x for x in args.ablations.split(",") if x]:
             options = JobOptions(cameras=case.cameras, priors="fast", without_priors=(part,), **common)
             rows.append(run_row(case, out, f"fast -{part}", options))
@@ -183,7 +189,8 @@ def _progress(rows: list[dict], args) -> None:
 
 
 def _print(rows: list[dict], args) -> None:
-    off = {r["case"]: r["psnr"] for r in rows if r["priors"] == "off" and r["cameras"] == "given" and "psnr" in r}
+    off = {r["case"]: r["psnr"] for r in rows
+           if r["priors"] in ("off", "off seed 0") and r["cameras"] == "given" and "psnr" in r}
     header = ["case", "cameras", "priors", "PSNR", "SSIM", "dPSNR vs off", "train PSNR", "splats",
               *[f"{s} s" for s in STAGE_COLUMNS], "total s", "ran (backends below)"]
     table = []

@@ -10,10 +10,11 @@ random initialisation (the synthetic scenes have no SfM points). Sample: the bun
 background, random initialisation.
 
 Every run trains twice from the same initial scene and seed: once as before this work (``legacy``
-raster kernels, torch and numba on ``--threads`` cores, default all), once as now (``rows``: the
-row-chord kernels over footprint-binned tiles, on as many threads as there are free cores when the
-run starts, ``engine.render.cpu_threads``), and prints seconds per step and the test-view PSNR/SSIM of
-each, with the untrained initial scene as the quality baseline. Because a shared machine's load
+raster kernels in float64 and the L1 + SSIM loss from torch's ops, torch and numba on ``--threads``
+cores, default all), once as now (``rows``: the row-chord kernels over footprint-binned tiles in the
+scene's float32, the fused compiled loss ``engine.train.photometric``, on as many threads as there
+are free cores when the run starts, ``engine.render.cpu_threads``), and prints seconds per step and
+the test-view PSNR/SSIM of each, with the untrained initial scene as the quality baseline. Because a shared machine's load
 drifts during a long run, the speed ratio is also measured interleaved: a few full-resolution steps
 on the trained scene with each variant in turn (plus the new kernels on all cores, which separates
 the kernels' gain from the thread plan's), several rounds, medians. ``--speed-steps`` adds the
@@ -45,7 +46,7 @@ from engine.io import transforms  # noqa: E402
 from engine.metrics import evaluate  # noqa: E402
 from engine.render import cpu_backend, cpu_threads  # noqa: E402
 from engine.scene import Camera  # noqa: E402
-from engine.train import TrainConfig, preset, random_init, train  # noqa: E402
+from engine.train import TrainConfig, photometric, preset, random_init, train  # noqa: E402
 
 DATASETS = {"lego": "nerf_synthetic_lego", "sample": None}
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
@@ -58,7 +59,9 @@ TIMED = (BEFORE, ("rows", "all"), NOW)
 @contextlib.contextmanager
 def variant(kernels: str, threads: str, all_threads: int):
     """Train inside the block with ``kernels`` and the thread rule; yields the thread count chosen."""
-    with cpu_backend.use_kernels(kernels), cpu_threads.training_threads(
+    # the legacy kernels run with the loss as it was (torch's ops), the new ones with the fused loss
+    loss = photometric.torch_loss() if kernels == "legacy" else contextlib.nullcontext()
+    with cpu_backend.use_kernels(kernels), loss, cpu_threads.training_threads(
             all_threads if threads == "all" else None) as n:
         yield n
 

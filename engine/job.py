@@ -147,6 +147,7 @@ class Job:
         # kept in job.json so that a resumed job still reports those of the stages it skips.
         self.stage_warnings: dict[str, list[str]] = {k: list(v) for k, v in self.state.get("warnings", {}).items()}
         self._stage: str | None = None
+        self._ran: set[str] = set()  # the stages this run measured (the others' timings come from job.json)
         if self.options.preset == "auto":
             from .train import default_preset
 
@@ -336,18 +337,22 @@ class Job:
                              hint="check free disk space and permissions") from e
         seconds = time.perf_counter() - t0
         self._mark_done(stage.name, seconds)
+        self._ran.add(stage.name)
         self.emit(ev.StageFinished(stage.name, seconds))
 
     def _finalize_report(self) -> None:
         """Put the timings of every stage (evaluate included), the priors that ran and the compression's
-        figures into report.json once the job ends."""
+        figures into report.json once the job ends. A stage kept from an earlier run keeps the seconds that
+        run measured and is named in ``reused``; ``total`` adds up every stage, ``this_run`` those run now."""
         path = self.out / "report.json"
         if not path.is_file() or not self._is_done("evaluate"):
             return
         report = json.loads(path.read_text())
         done = [s.name for s in self.planned() if s.name in self.timings and self._is_done(s.name)]
         report["timings"] = {s: self.timings[s] for s in done}
-        report["timings"]["total"] = round(sum(report["timings"].values()), 3)
+        report["timings"]["total"] = round(sum(self.timings[s] for s in done), 3)
+        report["timings"]["this_run"] = round(sum(self.timings[s] for s in done if s in self._ran), 3)
+        report["reused"] = [s for s in done if s not in self._ran]
         report["priors"] = self.priors_report()
         report["warnings"] = self.warnings
         compressed = self.result_of("compress")
@@ -363,11 +368,13 @@ class Job:
         doc = {**plan.as_dict(), "ran": []}
         depth, init, train, repair = (self.result_of(s) for s in ("depth", "init", "train", "repair"))
         if depth is not None:
-            doc["depth"] = {"backend": depth.backend, "kind": depth.kind, "views": len(depth.views)}
+            doc["depth"] = {"backend": depth.backend, "kind": depth.kind, "views": len(depth.views),
+                            "guard": [v["guard"] for v in depth.views if "guard" in v]}
             if depth.backend:
                 doc["ran"].append(f"depth: {depth.backend}")
         if init is not None and init.sources.get("depth"):
             doc["dense_points"] = init.sources["depth"]
+            doc["dense_share"] = init.dense_share
             doc["ran"].append(f"dense init: {init.sources['depth']:,} points")
         if train is not None and train.priors:
             doc["regularisers"] = list(train.priors)

@@ -7,5 +7,5 @@ bash scripts/setup.sh
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   exec .venv/bin/python -m app "$@"
 fi
-echo "No display found: reconstructing the bundled sample into out/sample with the command line."
+echo "No display found: reconstructing the bundled sample into out/sample with the command line (Preview: about a minute on an idle 2-core machine)."
 exec .venv/bin/python -m engine reconstruct resources/sample/images -o out/sample --preset preview "$@"

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$PWD/.venv/numba-cache}"
-cmd=(.venv/bin/python -m pytest -n 2 --dist loadfile "$@")
+# Whole files to each worker, in the collection order (tests/conftest.py puts the slow files first).
+cmd=(.venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder "$@")
 if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null; then
   exec xvfb-run -a -s "-screen 0 1600x1000x24" "${cmd[@]}"
 fi

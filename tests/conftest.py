@@ -17,6 +17,14 @@ def pytest_configure(config):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files with slow tests first. scripts/test.sh hands whole files to the two workers in this order
+    (--dist loadfile --no-loadscope-reorder), so a slow file is never the last one left while the other
+    worker idles; xdist's own order (by test count) put the few-test, minute-long real-data files last."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file's tests stay together, in order
+
+
 @pytest.fixture(scope="session")
 def datasets_root() -> Path:
     """The shared real-photo datasets: skipped when HANDFUL_DATASETS is unset, failed when it is

@@ -85,8 +85,9 @@ class DropGaussian(Hook):
 
 
 class DepthCorrelationLoss(Loss):
-    def __init__(self, depth_maps, patch=None):
+    def __init__(self, depth_maps, patch=None, view_weights=None):
         built.append(("DepthCorrelationLoss", len(depth_maps)))
+        self.view_weights = view_weights
 
 
 class DepthSmoothnessLoss(Loss):
@@ -141,6 +142,9 @@ def install(monkeypatch):
     depth = types.ModuleType("engine.priors.depth")
     depth.DepthMap, depth.MultiViewDepth, depth.MonocularDepth = FakeDepthMap, FakeMultiViewDepth, FakeMonocularDepth
     depth.dense_points = fake_dense_points
+    from engine.priors.quality import in_unreached_cells, view_quality  # the real guard: it reads the maps' arrays
+
+    depth.view_quality, depth.in_unreached_cells = view_quality, in_unreached_cells
     regularisers = types.ModuleType("engine.train.regularisers")
     for cls in (DropGaussian, DepthCorrelationLoss, DepthSmoothnessLoss, FloaterLoss):
         setattr(regularisers, cls.__name__, cls)

@@ -424,3 +424,14 @@ def test_setup_reads_the_project_metadata_without_warnings():
         warnings.simplefilter("error")
         dist = apply_configuration(Distribution(), ROOT / "pyproject.toml")
     assert dist.metadata.license_expression == "Apache-2.0"
+
+
+def test_no_extra_repeats_a_plain_dependency():
+    # An extra that lists what every installation has already gets is noise (transformers was once in three).
+    from packaging.requirements import Requirement
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    project = read_configuration(ROOT / "pyproject.toml")["project"]
+    plain = {Requirement(r).name.lower() for r in project["dependencies"]}
+    for extra, requirements in project.get("optional-dependencies", {}).items():
+        assert not plain & {Requirement(r).name.lower() for r in requirements}, extra

@@ -53,6 +53,7 @@ def test_reconstruct_cli_with_known_cameras(sample_subset, tmp_path, capsys):
     assert report["images_total"] == 8 and report["images_registered"] == 8
     assert report["num_gaussians"] == len(load_scene(out / "scene.ply")) > 1000
     assert set(report["timings"]) >= {"ingest", "poses", "init", "train", "evaluate"}
+    assert report["reused"] == [] and report["timings"]["this_run"] == report["timings"]["total"]
     assert report["device"]["type"] == "cpu"
     # 8 photos: too few to hold any out, so evaluation uses the training views
     assert report["eval"]["held_out"] is False and len(report["eval"]["views"]) == 8
@@ -79,18 +80,26 @@ def test_until_stops_after_a_stage_and_the_next_run_resumes(sample_subset, tmp_p
     assert started == ["init", "train", "evaluate", "group"]  # ingest and poses were already done
     assert isinstance(seen[-1], ev.Finished) and seen[-1].result is result
     assert result.scene is not None and len(result.scene) > 0
+    # the report says which timings this run measured: ingest's and poses' are the first run's
+    timings = result.report["timings"]
+    assert result.report["reused"] == ["ingest", "poses"]
+    measured = {e.stage: round(e.seconds, 3) for e in seen if isinstance(e, ev.StageFinished)}
+    assert {s: timings[s] for s in measured} == measured
+    assert timings["this_run"] == pytest.approx(sum(measured.values()), abs=0.01)
+    assert timings["total"] == pytest.approx(timings["this_run"] + timings["ingest"] + timings["poses"], abs=0.01)
 
     # changing a training option re-runs training, not the stages before it
     seen, sink = _events()
-    run_job([sample_subset], out, JobOptions(**{**opts, "iterations": 20}), emit=sink)
+    again = run_job([sample_subset], out, JobOptions(**{**opts, "iterations": 20}), emit=sink)
     assert [e.stage for e in seen if isinstance(e, ev.StageStarted)] == ["train", "evaluate", "group"]
+    assert again.report["reused"] == ["ingest", "poses", "init"]
 
 
 def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(sample_subset, tmp_path):
     out = tmp_path / "out"
-    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", iterations=120, priors="off")
+    opts = dict(cameras=SAMPLE / "transforms.json", preset="preview", priors="off", group=False)
     seen, sink = _events()
-    result = run_job([sample_subset], out, JobOptions(refine_poses=True, **opts), emit=sink)
+    result = run_job([sample_subset], out, JobOptions(refine_poses=True, iterations=120, **opts), emit=sink)
     assert any(isinstance(e, ev.Progress) and "refined 7 camera poses" in e.message for e in seen)
     estimated = colmap.read(out / "sparse").by_name()
     refined = colmap.read(out / "refined")
@@ -104,7 +113,8 @@ def test_pose_refinement_writes_refined_cameras_and_turning_it_off_removes_them(
     info = result.report["training"]["pose_refinement"]
     assert info["cameras"] == 8 and 0 < info["max_correction_deg"] < 1.0
 
-    result = run_job([sample_subset], out, JobOptions(refine_poses=False, **opts))
+    # training again without refinement (a few steps are enough to see what it writes)
+    result = run_job([sample_subset], out, JobOptions(refine_poses=False, iterations=10, **opts))
     assert not (out / "refined").exists() and "pose_refinement" not in result.report["training"]
     for cam in result.cameras:
         np.testing.assert_array_equal(cam.R, estimated[cam.name].R)
@@ -181,9 +191,10 @@ def test_camera_file_that_matches_no_photo(sample_subset, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_reconstruct_estimates_poses_for_the_sample(tmp_path):
-    """The whole pipeline without known cameras: pycolmap poses, then a short training."""
+    """The whole pipeline without known cameras: pycolmap poses, then a short training (400 steps: 200
+    leave the hold-out near 15 dB; objects are left out, test_group_stage_... covers that stage)."""
     out = tmp_path / "out"
-    result = run_job([SAMPLE / "images"], out, JobOptions(preset="preview", iterations=400))
+    result = run_job([SAMPLE / "images"], out, JobOptions(preset="preview", iterations=400, group=False))
     report = result.report
     assert report["images_registered"] == 24, report
     assert report["pose_strategy"] == "standard"  # the photos' EXIF focal length makes it easy

@@ -18,7 +18,7 @@ from engine.io import load_scene
 from engine.job import Job, JobOptions, run_job
 from engine.stages import (ALL_STAGES, BY_NAME, DepthResult, GroupResult, IngestResult, InitResult, PosesResult,
                            RepairResult, Report, TrainResult)
-from engine.stages.priors import SPARSE_PHOTOS, describe_priors, resolve_priors
+from engine.stages.priors import GUARD_VERSION, SPARSE_PHOTOS, describe_priors, resolve_priors
 from tests import fake_priors
 from tests.factories import cancelling_at
 
@@ -93,7 +93,8 @@ def test_each_stage_fingerprints_exactly_what_it_reads(tmp_path):
     job = Job([tmp_path], tmp_path / "out", JobOptions(device="cpu", priors="fast", depth_model=tmp_path / "m"))
     assert job.fingerprint("ingest") == {"max_images": None, "max_long_edge": 1600}
     assert job.fingerprint("poses") == {"cameras": None}
-    assert job.fingerprint("depth") == {"depth_model": str(tmp_path / "m"), "eval_every": 8}
+    # the guard's version: a folder whose depth.json predates the guard figures re-runs the stage
+    assert job.fingerprint("depth") == {"depth_model": str(tmp_path / "m"), "eval_every": 8, "guard": GUARD_VERSION}
     assert job.fingerprint("init")["dense_init"] is True
     assert job.fingerprint("train")["regularisers"] is True
     assert "priors" not in job.fingerprint("ingest") and "priors" not in job.fingerprint("poses")
@@ -162,6 +163,12 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
     assert priors["level"] == "fast" and priors["depth"]["backend"] == fake_priors.FakeMultiViewDepth.name
     assert priors["regularisers"] == ["dropout", "depth_corr", "depth_smooth", "floaters"]
     assert priors["dense_points"] > 0
+    # the depth guard's figures per view, and the dense start's share of the budget is their mean weight
+    guard = [v["guard"] for v in depth.views]
+    assert priors["depth"]["guard"] == guard and [g["name"] for g in guard] == [v["name"] for v in depth.views]
+    assert all(0 < g["weight"] <= 1 and g["depth_terms"] == "kept" for g in guard)
+    assert init.dense_share == pytest.approx(np.mean([g["weight"] for g in guard]), abs=1e-4)
+    assert priors["dense_share"] == init.dense_share
     assert {"depth", "init", "train", "evaluate"} <= set(fast.report["timings"])
 
     # full adds the repair stage only: depth, init and training read nothing that changed
@@ -293,6 +300,8 @@ def test_the_real_priors_plug_into_the_job(tmp_path):
     assert len(depth.views) == 3 and depth.kind == "metric" and priors["depth"]["backend"] == depth.backend
     assert depth.backend.startswith("multi-view")
     assert any(v["coverage"] > 0 for v in depth.views)
+    assert [g["name"] for g in priors["depth"]["guard"]] == [v["name"] for v in depth.views]
+    assert any(g["weight"] > 0 for g in priors["depth"]["guard"])  # neighbouring views confirm each other
     assert priors["regularisers"] == ["dropout", "depth_corr", "depth_smooth", "floaters"]
     assert InitResult.load(tmp_path / "out").sources.get("depth", 0) > 0
     assert result.report["training"]["iterations"] == 12 and len(result.scene) > 0

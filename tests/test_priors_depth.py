@@ -14,7 +14,7 @@ from engine.priors.depth import DepthMap, MonocularDepth, MultiViewDepth, dense_
 from engine.priors.fuse import confirmations, lift
 from engine.priors.sparse import triangulate
 from engine.priors.stereo import pair_depth
-from engine.scene import Camera
+from engine.scene import Camera, SceneError
 
 
 # ----------------------------------------------------------------------------- synthetic scene
@@ -291,7 +291,29 @@ def test_depth_map_round_trips_through_its_file(scene, tmp_path):
     assert np.array_equal(back.depth, m.depth) and np.array_equal(back.confidence, m.confidence)
     assert (back.confidence[:10] == 0).all()  # unknown depth has no confidence
     assert back.kind == "metric" and back.source == "multi-view stereo" and back.camera.name == "b"
+    assert back.quantity == "depth"
     assert np.allclose(back.camera.R, m.camera.R) and np.allclose(back.camera.K, m.camera.K)
+    relative = DepthMap(depth, conf, scene.cameras[1], "relative", "a metric-trained monocular model", "depth")
+    assert DepthMap.load(relative.save(tmp_path / "rel.npz")).quantity == "depth"
+
+
+def test_depth_maps_say_whether_they_hold_depth_or_inverse_depth(scene, tmp_path):
+    cam = scene.cameras[0]
+    d = np.full((cam.height, cam.width), 2.0, np.float32)
+    assert DepthMap(d, d, cam, "metric", "stereo").quantity == "depth"
+    assert DepthMap(d, d, cam, "relative", "monocular").quantity == "inverse"  # what such models mostly give
+    with pytest.raises(SceneError, match="not inverse depth"):
+        DepthMap(d, d, cam, "metric", "stereo", "inverse")
+    with pytest.raises(SceneError, match="quantity"):
+        DepthMap(d, d, cam, "relative", "monocular", "disparity!")
+    # a file written before the field (version 1) is read as its kind implied then
+    path = DepthMap(d, d, cam, "relative", "monocular", "depth").save(tmp_path / "v1.npz")
+    with np.load(path) as f:
+        old = {k: f[k] for k in f.files if k != "quantity"}
+    old["version"] = np.int32(1)
+    np.savez(path, **old)
+    assert DepthMap.load(path).quantity == "inverse"
+    assert DepthMap(d, d, cam, "relative", "m", "depth").resized(cam.width // 2, cam.height // 2).quantity == "depth"
 
 
 def test_a_corrupt_depth_file_is_a_format_error(tmp_path):
@@ -353,6 +375,7 @@ def test_monocular_depth_from_a_local_folder(scene, tmp_path):
     assert len(maps) == 2
     for m in maps:
         assert m.kind == "relative" and "depth_anything" in m.source
+        assert m.quantity == "inverse"  # a relative Depth Anything predicts disparity
         assert m.depth.shape == (96, 128) and (m.camera.width, m.camera.height) == (128, 96)
         assert np.isfinite(m.depth).all() and (m.confidence == 1).all()
     # the model's output is a function of the photo: two different photos give two different maps
@@ -407,3 +430,14 @@ def test_fern_three_views_agree_with_a_reference_triangulation(dataset, tmp_path
         assert agreement.coverage > 0.25
     cloud = dense_points(maps, images, max_points=50_000, min_confidence=0.5)
     assert len(cloud) > 10_000
+
+
+def test_a_monocular_models_config_says_whether_it_predicts_depth_or_disparity():
+    from types import SimpleNamespace
+
+    from engine.priors.monocular import predicted_quantity
+
+    assert predicted_quantity(SimpleNamespace(model_type="depth_anything", depth_estimation_type="relative")) == "inverse"
+    assert predicted_quantity(SimpleNamespace(model_type="depth_anything", depth_estimation_type="metric")) == "depth"
+    assert predicted_quantity(SimpleNamespace(model_type="dpt")) == "inverse"
+    assert predicted_quantity(SimpleNamespace(model_type="zoedepth")) == "depth"

@@ -27,10 +27,10 @@ from engine.train.regularisers.smoothness import edge_aware_smoothness
 from tests.factories import orbit_cameras, random_scene
 
 
-def depth_map(depth, camera, kind="metric", confidence=None):
+def depth_map(depth, camera, kind="metric", confidence=None, quantity=None):
     depth = np.asarray(depth, dtype=np.float32)
     conf = np.ones_like(depth) if confidence is None else np.asarray(confidence, dtype=np.float32)
-    return DepthMap(depth, conf, camera, kind, "test")
+    return DepthMap(depth, conf, camera, kind, "test", quantity)
 
 
 def pinhole(width=40, height=30, f=36.0, R=np.eye(3), t=(0, 0, 0), name="cam"):
@@ -122,10 +122,10 @@ def test_depth_correlation_is_zero_for_affine_priors_and_positive_for_shuffled_o
     confidence[:, :8] = 0.0  # the prior knows nothing here ...
     garbage = g.uniform(0, 100, size=(h, 8))
 
-    def loss_for(prior, kind, **kw):
+    def loss_for(prior, kind, quantity=None, **kw):
         prior = prior.copy()
         prior[:, :8] = garbage  # ... and what it has there is garbage
-        loss = DepthCorrelationLoss([depth_map(prior, cam, kind, confidence)], **kw)
+        loss = DepthCorrelationLoss([depth_map(prior, cam, kind, confidence, quantity)], **kw)
         loss.setup(views_of([cam]), 1.0, "cpu")
         return float(loss(step_context(rendered, camera=cam)))
 
@@ -138,8 +138,10 @@ def test_depth_correlation_is_zero_for_affine_priors_and_positive_for_shuffled_o
         assert loss_for(shuffled, "metric", patch=patch) > 0.7
         assert loss_for(10.0 - rendered, "metric", patch=patch) > 1.99  # anti-correlated: the worst case, 2
     # A depth-like relative map read as inverse depth is anti-correlated (loss ~1.99 measured): which
-    # convention a map follows matters, and ``against`` (or the map's ``inverse``) says it.
-    assert loss_for(2 * rendered + 1, "relative") > 1.9
+    # convention a map follows matters, and the map's ``quantity`` (or ``against``) says it.
+    assert loss_for(2 * rendered + 1, "relative") > 1.9  # a relative map is inverse unless it says so
+    assert loss_for(2 * rendered + 1, "relative", quantity="depth") < 1e-3
+    assert loss_for(4.0 / rendered + 0.3, "relative", quantity="depth") > 1.5
     assert loss_for(2 * rendered + 1, "relative", against="depth") < 1e-3
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.render import available_backends, cpu_backend, render
-from engine.render.checks import assert_agreement, compare_backends, edge_case_scene, render_with_grads
+from engine.render.checks import PARAMETERS, assert_agreement, compare_backends, edge_case_scene, render_with_grads
 from engine.scene import Camera, GaussianScene, SceneError
 from tests.factories import orbit_cameras, random_scene
 
@@ -203,7 +203,8 @@ def test_viewmat_replaces_the_camera_pose(backend):
                    viewmat=cams[3].viewmat())
     direct = render(scene, cams[3], sh_degree=1, background=(0, 0, 0), backend=backend)
     torch.testing.assert_close(moved.rgb, direct.rgb, atol=1e-6, rtol=0)
-    torch.testing.assert_close(moved.depth, direct.depth, atol=1e-5, rtol=0)
+    # float32 compositing: depths (about 4.5 here) differed by up to 1.8e-5 between the two poses' renders
+    torch.testing.assert_close(moved.depth, direct.depth, atol=2e-4, rtol=0)
 
 
 def test_bad_viewmat_is_an_error():
@@ -240,3 +241,27 @@ def test_memory_is_bounded_for_many_gaussians():
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert means.grad is not None and torch.isfinite(means.grad).all()
     assert grown_mib < 1024, grown_mib
+
+
+def test_float32_kernels_agree_with_float64():
+    """Training renders in float32. Against the same scene in float64 the images differed by at most
+    5.1e-6 and the gradients by at most 5.2e-6 (relative norm) on these scenes: 1e-4 leaves ~20x."""
+    cam = _camera(80, 60)
+    for seed in range(3):
+        scene = edge_case_scene(cam, n=300, seed=seed, camera_inside=seed == 1).to(dtype=torch.float64)
+        g = torch.Generator().manual_seed(seed)
+        weights = (torch.randn(60, 80, 3, generator=g, dtype=torch.float64),
+                   torch.randn(60, 80, generator=g, dtype=torch.float64))
+        results = []
+        for dtype in (torch.float64, torch.float32):
+            leaves = {name: getattr(scene, name).detach().to(dtype).requires_grad_(True) for name in PARAMETERS}
+            out = render(replace(scene.to(dtype=dtype), **leaves), cam, sh_degree=3, background=(0.2, 0.4, 0.6),
+                         backend="cpu")
+            assert out.rgb.dtype == dtype
+            sum((o * w.to(dtype)).sum() for o, w in zip((out.rgb, out.alpha), weights)).backward()
+            results.append((out, {name: leaves[name].grad.double() for name in PARAMETERS}))
+        (o64, g64), (o32, g32) = results
+        assert float((o32.rgb.double() - o64.rgb).abs().max()) < 1e-4
+        assert float((o32.alpha.double() - o64.alpha).abs().max()) < 1e-4
+        for name, grad in g64.items():
+            assert float((g32[name] - grad).norm() / grad.norm()) < 1e-4, (seed, name)

@@ -5,17 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-from engine.render import render
 from engine.train import Hook, Loss, NoStrategy, TrainConfig, random_init, train
-from tests.factories import orbit_cameras, random_scene
+from tests.factories import photographed_scene
 
 
 @pytest.fixture(scope="module")
 def views():
-    truth = random_scene(30, sh_degree=0, seed=2, extent=0.7)
-    truth.opacity_logits = truth.opacity_logits.abs() + 1.0
-    cams = orbit_cameras(4, radius=3.0, width=24, image_height=18)
-    images = [render(truth, c, sh_degree=0, background=(0, 0, 0)).rgb.clamp(0, 1).numpy() for c in cams]
+    _, cams, images = photographed_scene(30, seed=2, views=4, width=24, height=18)
     return cams, images
 
 

@@ -15,7 +15,8 @@ from ..io.atomic import atomic_write_bytes
 from ..scene import Camera, SceneError
 
 KINDS = ("metric", "relative")
-FILE_VERSION = 1
+QUANTITIES = ("depth", "inverse")  # what a map's values grow with: depth, or inverse depth (disparity)
+FILE_VERSION = 2  # 2: the quantity; a version-1 file's relative map is read as inverse (what it assumed)
 
 
 @dataclass
@@ -23,8 +24,12 @@ class DepthMap:
     depth: np.ndarray  # (H,W) float32, camera-space z; 0 where unknown
     confidence: np.ndarray  # (H,W) float32 in [0,1]; 0 where unknown
     camera: Camera  # the view it belongs to (its width/height = the map's size)
-    kind: str  # "metric" (scene units) or "relative" (any affine function of depth or inverse depth)
+    kind: str  # "metric" (scene units) or "relative" (an unknown affine function of ``quantity``)
     source: str  # the backend that made it, in words
+    # "depth" (multi-view stereo, metric monocular models) or "inverse": relative monocular models
+    # (Depth Anything, DPT) predict disparity, larger when nearer; the depth losses compare like with like.
+    # None: depth for a metric map, inverse for a relative one (what monocular models mostly predict)
+    quantity: str | None = None
 
     def __post_init__(self):
         # copies: unknown pixels are zeroed below, never in the caller's arrays
@@ -38,6 +43,12 @@ class DepthMap:
             )
         if self.kind not in KINDS:
             raise SceneError(f"depth kind must be one of {KINDS}, got {self.kind!r}")
+        if self.quantity is None:
+            self.quantity = "inverse" if self.kind == "relative" else "depth"
+        if self.quantity not in QUANTITIES:
+            raise SceneError(f"depth quantity must be one of {QUANTITIES}, got {self.quantity!r}")
+        if self.kind == "metric" and self.quantity != "depth":
+            raise SceneError("a metric depth map holds depth in scene units, not inverse depth")
         unknown = ~np.isfinite(self.depth) | ~np.isfinite(self.confidence)
         if self.kind == "metric":
             unknown |= self.depth <= 0
@@ -60,7 +71,7 @@ class DepthMap:
         conf = cv2.resize(self.confidence, (width, height),
                           interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_NEAREST)
         conf = np.where(depth > 0, conf, 0) if self.kind == "metric" else conf
-        return DepthMap(depth, conf, camera, self.kind, self.source)
+        return DepthMap(depth, conf, camera, self.kind, self.source, self.quantity)
 
     # ----------------------------------------------------------------- file
     def save(self, path: str | Path) -> Path:
@@ -79,6 +90,7 @@ class DepthMap:
             camera_name=np.array(c.name),
             kind=np.array(self.kind),
             source=np.array(self.source),
+            quantity=np.array(self.quantity),
         )
         atomic_write_bytes(path, buffer.getvalue())
         return path
@@ -105,6 +117,8 @@ class DepthMap:
             width, height = (int(v) for v in data["size"])
             camera = Camera(R=data["R"], t=data["t"], fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height,
                             name=str(data.get("camera_name", "")))
-            return cls(data["depth"], data["confidence"], camera, str(data["kind"]), str(data["source"]))
+            kind = str(data["kind"])
+            quantity = str(data["quantity"]) if "quantity" in data else None  # version 1: by its kind
+            return cls(data["depth"], data["confidence"], camera, kind, str(data["source"]), quantity)
         except (SceneError, ValueError, TypeError) as e:
             raise FormatError(f"holds an invalid depth map ({e})", path, hint) from None

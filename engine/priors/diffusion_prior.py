@@ -8,6 +8,7 @@ repaint the scene.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -47,8 +48,10 @@ class DiffusionPrior(ImagePrior):
             raise ModelError(f"diffusers cannot be imported ({e})", path=self.folder,
                              hint="install Handful's dependencies (scripts/setup.sh)") from e
         try:
-            pipe = AutoPipelineForImage2Image.from_pretrained(self.folder, local_files_only=True,
-                                                              dtype=torch.float32)
+            with warnings.catch_warnings():  # diffusers' notes on outdated configs (it fixes them itself)
+                warnings.simplefilter("ignore", FutureWarning)
+                pipe = AutoPipelineForImage2Image.from_pretrained(self.folder, local_files_only=True,
+                                                                  dtype=torch.float32)
         except Exception as e:  # diffusers raises OSError, ValueError, KeyError... for broken folders
             raise ModelError(f"the diffusion pipeline cannot be loaded ({type(e).__name__}: {e})",
                              path=self.folder, hint=HINT) from e

@@ -53,6 +53,20 @@ def _patch_size(config) -> int:
     return 14
 
 
+# model types whose head predicts depth itself (metric-trained); the others predict relative disparity
+DEPTH_MODEL_TYPES = ("zoedepth", "glpn")
+
+
+def predicted_quantity(config) -> str:
+    """"depth" or "inverse": what a transformers depth model's ``predicted_depth`` holds. Depth Anything
+    says so in ``depth_estimation_type`` (its metric fine-tunes predict depth); relative models such
+    as Depth Anything and DPT predict disparity, larger when nearer."""
+    declared = getattr(config, "depth_estimation_type", None)
+    if declared is not None:
+        return "depth" if declared == "metric" else "inverse"
+    return "depth" if getattr(config, "model_type", "") in DEPTH_MODEL_TYPES else "inverse"
+
+
 class MonocularDepth(DepthPrior):
     """Depth Anything (or another transformers depth model) from ``folder``; maps are ``relative``."""
 
@@ -64,7 +78,8 @@ class MonocularDepth(DepthPrior):
         self.stage = stage
         self.device = device
         self.model, self.prep = self._load()
-        self.source = f"monocular depth ({self.model.config.model_type} from {self.folder.name})"
+        self.quantity = predicted_quantity(self.model.config)
+        self.source = f"monocular depth ({self.model.config.model_type} from {self.folder.name}, {self.quantity})"
 
     def _load(self):
         folder = self.folder
@@ -77,7 +92,7 @@ class MonocularDepth(DepthPrior):
             from transformers import AutoModelForDepthEstimation
         except ImportError:
             raise ModelError("monocular depth needs the transformers package",
-                             hint="install Handful's 'depth' extra (pip install transformers)") from None
+                             hint="pip install transformers (one of Handful's dependencies)") from None
         try:
             model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True)
         except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError, safetensors errors...
@@ -105,7 +120,7 @@ class MonocularDepth(DepthPrior):
         pred = out.reshape(out.shape[-2], out.shape[-1]).float().cpu().numpy()
         pred = cv2.resize(pred, (camera.width, camera.height), interpolation=cv2.INTER_LINEAR)
         conf = np.isfinite(pred).astype(np.float32)
-        return DepthMap(pred, conf, camera, "relative", self.source)
+        return DepthMap(pred, conf, camera, "relative", self.source, self.quantity)
 
     def estimate(self, cameras: Sequence[Camera], images: Sequence, *, emit: EventSink = null_sink,
                  cancel: CancelToken | None = None) -> list[DepthMap]:

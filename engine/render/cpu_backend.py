@@ -85,10 +85,12 @@ class RasterizeCPU(torch.autograd.Function):
                 height: int):
         dtype = channels.dtype
         C = channels.shape[1]
-        out = np.empty((height, width, C), dtype=np.float64)
-        final_t = np.empty((height, width), dtype=np.float64)
-        n_contrib = np.empty((height, width), dtype=np.int32)
         kernels = _KERNELS[_active[0]]
+        # the kernels compute in the channels' precision (float32 in training); the legacy ones in float64
+        work = np.float64 if kernels is cpu_kernels_legacy else _np(channels).dtype
+        out = np.empty((height, width, C), dtype=work)
+        final_t = np.empty((height, width), dtype=work)
+        n_contrib = np.empty((height, width), dtype=np.int32)
         inputs = [_np(means2d), _np(conics), _np(opacities), _np(radii), _np(channels), _np(background)]
         with numba.parallel_chunksize(1):  # tiles differ a lot in cost: hand them out one by one
             kernels.rasterize_forward(*inputs, bins.tile_offsets, bins.flat_ids, width, height, bins.tiles_x,
@@ -109,13 +111,17 @@ class RasterizeCPU(torch.autograd.Function):
             grad_image = torch.zeros(height, width, C, dtype=dtype)
         if grad_alpha is None:
             grad_alpha = torch.zeros(height, width, dtype=dtype)
-        g_img = _np(grad_image.to(torch.float64))
-        g_alpha = _np(grad_alpha.to(torch.float64))
-        # A channel whose image gradient is zero everywhere (depth, when the loss ignores it) adds exactly
-        # nothing to any gradient: the kernel walks only the others (the legacy baseline walks all, as before).
-        live = np.arange(C)
-        if ctx.kernels is K and g_img.size:
-            live = np.flatnonzero(np.abs(g_img).reshape(-1, C).max(axis=0) > 0)
+        work = torch.float64 if ctx.kernels is cpu_kernels_legacy else dtype
+        g_img = _np(grad_image.to(work))
+        g_alpha = _np(grad_alpha.to(work))
+        if ctx.kernels is K:
+            # A channel whose image gradient is zero everywhere (depth, when the loss ignores it) adds
+            # exactly nothing to any gradient: the kernel walks only the others.
+            live_mask, g_bg = K.image_gradient_summary(g_img, ctx.final_t)
+            live = np.flatnonzero(live_mask)
+        else:  # the legacy baseline walks every channel, as before
+            live = np.arange(C)
+            g_bg = (ctx.final_t[..., None] * g_img).sum(axis=(0, 1))
         if len(live) < C:
             channels, background = np.ascontiguousarray(channels[:, live]), np.ascontiguousarray(background[live])
             g_img_live = np.ascontiguousarray(g_img[..., live])
@@ -133,7 +139,7 @@ class RasterizeCPU(torch.autograd.Function):
             per_gaussian[:, :6] = summed[:, :6]
             per_gaussian[:, 6 + live] = summed[:, 6:]
         g = torch.from_numpy(per_gaussian).to(dtype)
-        g_background = torch.from_numpy((ctx.final_t[..., None] * g_img).sum(axis=(0, 1))).to(dtype)
+        g_background = torch.from_numpy(np.asarray(g_bg, dtype=np.float64)).to(dtype)
         return g[:, 0:2], g[:, 2:5], g[:, 5], g[:, 6:], g_background, None, None, None, None
 
 

@@ -2,10 +2,13 @@
 
 Why numba rather than a torch C++ extension: it needs no compiler at install time (the app ships to
 desktops without one), caches the compiled code on disk (``cache=True``), and keeps the kernels in
-Python next to the torch reference they are tested against. ``fastmath=False`` keeps the arithmetic
-(and so the cull/stop decisions) the same as the reference's.
+Python next to the torch reference they are tested against.
 
-Kernels work tile by tile (``prange`` over 16x16 tiles), computing in float64 internally. The backward
+Kernels work tile by tile (``prange`` over 16x16 tiles) in their inputs' precision: float32 in
+training (cheaper exp, division and square root; ``like`` keeps literals from promoting to float64),
+float64 in the tests that hold them to the reference to rounding. Of fastmath only ``contract``
+(fused multiply-adds) is on: forward and backward evaluate the same expressions, so they still take
+the same cull/stop decisions, and value-changing reordering stays off. The backward
 writes gradients per intersection (each intersection belongs to one tile, so one thread) and a
 second pass sums them per Gaussian: no atomics, no races.
 """
@@ -16,7 +19,8 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 TILE = 16
 ALPHA_THRESHOLD = 1.0 / 255.0
@@ -153,12 +157,29 @@ def _pixel_span(m, r, lo, hi):
     return int(a), int(b)
 
 
+def like(proto, value):
+    """``value`` in the precision of ``proto`` (a float array or scalar), inside compiled code: the
+    kernels compute in their inputs' precision, and a plain literal would promote float32 to float64."""
+    raise NotImplementedError("only inside numba-compiled code")
+
+
+@overload(like, inline="always")
+def _like(proto, value):
+    target = proto.dtype if isinstance(proto, types.Array) else proto
+
+    def impl(proto, value):
+        return target(value)
+
+    return impl
+
+
 @njit(inline="always")
 def _gather_tile(means2d, conics, opacities, radii, channels, flat_ids, start, K):
-    """Copy one tile's Gaussians into contiguous arrays (as gsplat's shared-memory batches)."""
+    """Copy one tile's Gaussians into contiguous arrays (as gsplat's shared-memory batches), in the
+    channels' precision."""
     C = channels.shape[1]
-    g6 = np.empty((K, 9))  # mean x, mean y, conic a, b, c, opacity, log(255 opacity), radius x, radius y
-    col = np.empty((K, C))
+    g6 = np.empty((K, 9), dtype=channels.dtype)  # mean x, y, conic a, b, c, opacity, log(255 opacity), radius x, y
+    col = np.empty((K, C), dtype=channels.dtype)
     for k in range(K):
         g = flat_ids[start + k]
         g6[k, 0] = means2d[g, 0]
@@ -206,7 +227,7 @@ def _chord_end(mx, ca, cb, cc, lop, slope, dy, hi):
     return int(min(math.ceil(mx + slope * dy - 0.5 + half) + 1.0, np.float64(hi)))
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def rasterize_forward(means2d, conics, opacities, radii, channels, background, tile_offsets, flat_ids,
                       width, height, tiles_x, out, final_t, n_contrib):
     """Composite front to back. Writes out (H,W,C) incl. background, final transmittance (H,W, float64)
@@ -220,6 +241,9 @@ def rasterize_forward(means2d, conics, opacities, radii, channels, background, t
     """
     n_tiles = tile_offsets.shape[0] - 1
     C = channels.shape[1]
+    f = channels  # the working precision's prototype
+    half, one, max_alpha = like(f, 0.5), like(f, 1.0), like(f, MAX_ALPHA)
+    threshold, min_t = like(f, ALPHA_THRESHOLD), like(f, MIN_TRANSMITTANCE)
     for tile in prange(n_tiles):
         start, end = tile_offsets[tile], tile_offsets[tile + 1]
         x0 = (tile % tiles_x) * TILE
@@ -229,8 +253,8 @@ def rasterize_forward(means2d, conics, opacities, radii, channels, background, t
         n_pix = tw * (y1 - y0)
         K = end - start
         g6, col = _gather_tile(means2d, conics, opacities, radii, channels, flat_ids, start, K)
-        T = np.ones(n_pix)
-        acc = np.zeros((n_pix, C))
+        T = np.ones(n_pix, dtype=channels.dtype)
+        acc = np.zeros((n_pix, C), dtype=channels.dtype)
         last = np.zeros(n_pix, dtype=np.int32)
         done = np.zeros(n_pix, dtype=np.bool_)
         row_live = np.full(y1 - y0, tw, dtype=np.int32)  # pixels of each row not yet done
@@ -246,20 +270,20 @@ def rasterize_forward(means2d, conics, opacities, radii, channels, background, t
             for py in range(ya, yb):
                 if row_live[py - y0] == 0:  # every pixel of this row has spent its transmittance
                     continue
-                dy = my - (py + 0.5)
+                dy = my - (like(f, py) + half)
                 xs = _chord_start(mx, ca, cb, cc, lop, slope, dy, xa)
                 xe = _chord_end(mx, ca, cb, cc, lop, slope, dy, xb)
                 if xs >= xe:  # the row misses the alpha >= 1/255 ellipse
                     continue
-                dx = mx - (xs + 0.5)
-                vis = math.exp(-(0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
-                r = math.exp(-(0.5 * ca - ca * dx - cb * dy))  # exp(-(sigma(xs + 1) - sigma(xs)))
+                dx = mx - (like(f, xs) + half)
+                vis = math.exp(-(half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
+                r = math.exp(-(half * ca - ca * dx - cb * dy))  # exp(-(sigma(xs + 1) - sigma(xs)))
                 p = (py - y0) * tw + (xs - x0)
                 for px in range(xs, xe):
-                    alpha = min(MAX_ALPHA, op * vis)
-                    if alpha >= ALPHA_THRESHOLD and not done[p]:
-                        next_t = T[p] * (1.0 - alpha)
-                        if next_t <= MIN_TRANSMITTANCE:
+                    alpha = min(max_alpha, op * vis)
+                    if alpha >= threshold and not done[p]:
+                        next_t = T[p] * (one - alpha)
+                        if next_t <= min_t:
                             done[p] = True
                             n_done += 1
                             row_live[py - y0] -= 1
@@ -283,7 +307,7 @@ def rasterize_forward(means2d, conics, opacities, radii, channels, background, t
                 n_contrib[py, px] = last[p]
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def rasterize_backward(means2d, conics, opacities, radii, channels, background, tile_offsets, flat_ids,
                        width, height, tiles_x, final_t, n_contrib, grad_out, grad_alpha, g_isect):
     """Walk each tile's list back to front, recovering each pixel's transmittance by division, and
@@ -291,6 +315,8 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
     columns mean x, mean y, conic a, b, c, opacity, channels...). Rows are walked as in the forward."""
     n_tiles = tile_offsets.shape[0] - 1
     C = channels.shape[1]
+    f = channels
+    half, one, max_alpha, threshold = like(f, 0.5), like(f, 1.0), like(f, MAX_ALPHA), like(f, ALPHA_THRESHOLD)
     for tile in prange(n_tiles):
         # Same tile set-up as the forward kernel, written out on purpose: moved into an inlined helper
         # returning a tuple, numba's parfor lowering gave wrong images (tests caught it).
@@ -302,13 +328,13 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
         n_pix = tw * (y1 - y0)
         K = end - start
         g6, col = _gather_tile(means2d, conics, opacities, radii, channels, flat_ids, start, K)
-        T = np.empty(n_pix)
-        buf = np.zeros((n_pix, C))
-        gpix = np.empty((n_pix, C))
-        coef = np.empty(n_pix)  # d loss / d final transmittance terms: (g_alpha - g . background) T_final
+        T = np.empty(n_pix, dtype=f.dtype)
+        buf = np.zeros((n_pix, C), dtype=f.dtype)
+        gpix = np.empty((n_pix, C), dtype=f.dtype)
+        coef = np.empty(n_pix, dtype=f.dtype)  # d loss / d final transmittance terms: (g_alpha - g . background) T_final
         last = np.empty(n_pix, dtype=np.int32)
         row_last = np.zeros(y1 - y0, dtype=np.int32)  # per row, the largest ``last`` of its pixels
-        gcol = np.empty(C)
+        gcol = np.empty(C, dtype=f.dtype)
         k_end = 0
         for py in range(y0, y1):
             for px in range(x0, x1):
@@ -317,7 +343,7 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
                 last[p] = n_contrib[py, px]
                 k_end = max(k_end, last[p])
                 row_last[py - y0] = max(row_last[py - y0], last[p])
-                g_bg = 0.0
+                g_bg = like(f, 0.0)
                 for c in range(C):
                     gpix[p, c] = grad_out[py, px, c]
                     g_bg += gpix[p, c] * background[c]
@@ -327,7 +353,7 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
                 g_isect[r, j] = 0.0
         for k in range(k_end - 1, -1, -1):
             mx, my, ca, cb, cc, op, lop = g6[k, 0], g6[k, 1], g6[k, 2], g6[k, 3], g6[k, 4], g6[k, 5], g6[k, 6]
-            gmx = gmy = gca = gcb = gcc = gop = 0.0
+            gmx = gmy = gca = gcb = gcc = gop = like(f, 0.0)
             for c in range(C):
                 gcol[c] = 0.0
             if ca > 0.0:
@@ -338,20 +364,19 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
                 for py in range(ya, yb):
                     if k >= row_last[py - y0]:  # no pixel of this row saw Gaussian k contribute
                         continue
-                    dy = my - (py + 0.5)
+                    dy = my - (like(f, py) + half)
                     xs = _chord_start(mx, ca, cb, cc, lop, slope, dy, xa)
                     xe = _chord_end(mx, ca, cb, cc, lop, slope, dy, xb)
                     if xs >= xe:
                         continue
-                    dx = mx - (xs + 0.5)
-                    vis = math.exp(-(0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
-                    r = math.exp(-(0.5 * ca - ca * dx - cb * dy))
+                    dx = mx - (like(f, xs) + half)
+                    vis = math.exp(-(half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy))
+                    r = math.exp(-(half * ca - ca * dx - cb * dy))
                     p = (py - y0) * tw + (xs - x0)
                     for px in range(xs, xe):
-                        alpha = min(MAX_ALPHA, op * vis)
-                        if alpha >= ALPHA_THRESHOLD and k < last[p]:
-                            dx = mx - (px + 0.5)
-                            ra = 1.0 / (1.0 - alpha)
+                        alpha = min(max_alpha, op * vis)
+                        if alpha >= threshold and k < last[p]:
+                            ra = one / (one - alpha)
                             T[p] *= ra
                             t = T[p]
                             w = alpha * t
@@ -361,17 +386,18 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
                                 gcol[c] += w * g
                                 g_alpha_k += (col[k, c] * t - buf[p, c] * ra) * g
                                 buf[p, c] += col[k, c] * w
-                            if op * vis <= MAX_ALPHA:
+                            if op * vis <= max_alpha:
                                 g_sigma = -op * vis * g_alpha_k
-                                gca += 0.5 * g_sigma * dx * dx
+                                gca += half * g_sigma * dx * dx
                                 gcb += g_sigma * dx * dy
-                                gcc += 0.5 * g_sigma * dy * dy
+                                gcc += half * g_sigma * dy * dy
                                 gmx += g_sigma * (ca * dx + cb * dy)
                                 gmy += g_sigma * (cb * dx + cc * dy)
                                 gop += vis * g_alpha_k
                         vis *= r
                         r *= q
                         p += 1
+                        dx -= one  # the next pixel's offset
             r = start + k
             g_isect[r, 0] = gmx
             g_isect[r, 1] = gmy
@@ -381,6 +407,24 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
             g_isect[r, 5] = gop
             for c in range(C):
                 g_isect[r, 6 + c] = gcol[c]
+
+
+@njit(cache=True)
+def image_gradient_summary(grad_out, final_t):
+    """Per channel of the (H,W,C) image gradient: whether any pixel's is non-zero, and the background's
+    gradient sum_pixels final_t * grad (float64), in one pass."""
+    H, W, C = grad_out.shape
+    live = np.zeros(C, dtype=np.bool_)
+    g_background = np.zeros(C)
+    for y in range(H):
+        for x in range(W):
+            t = np.float64(final_t[y, x])
+            for c in range(C):
+                g = grad_out[y, x, c]
+                if g != 0:
+                    live[c] = True
+                g_background[c] += t * g
+    return live, g_background
 
 
 @njit(cache=True)

@@ -14,7 +14,30 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from engine.render.cpu_kernels import ALPHA_THRESHOLD, MAX_ALPHA, MIN_TRANSMITTANCE, TILE, _gather_tile, _pixel_span
+from engine.render.cpu_kernels import ALPHA_THRESHOLD, MAX_ALPHA, MIN_TRANSMITTANCE, TILE, _pixel_span
+
+
+@njit(inline="always")
+def _gather_tile(means2d, conics, opacities, radii, channels, flat_ids, start, K):
+    """Copy one tile's Gaussians into contiguous arrays (as gsplat's shared-memory batches)."""
+    C = channels.shape[1]
+    g6 = np.empty((K, 9))  # mean x, mean y, conic a, b, c, opacity, log(255 opacity), radius x, radius y
+    col = np.empty((K, C))
+    for k in range(K):
+        g = flat_ids[start + k]
+        g6[k, 0] = means2d[g, 0]
+        g6[k, 1] = means2d[g, 1]
+        g6[k, 2] = conics[g, 0]
+        g6[k, 3] = conics[g, 1]
+        g6[k, 4] = conics[g, 2]
+        g6[k, 5] = opacities[g]
+        # alpha < 1/255 exactly when sigma > log(255 opacity): a cheap test that spares most exp() calls.
+        g6[k, 6] = math.log(max(np.float64(opacities[g]), 1e-30) / ALPHA_THRESHOLD)
+        g6[k, 7] = radii[g, 0]
+        g6[k, 8] = radii[g, 1]
+        for c in range(C):
+            col[k, c] = channels[g, c]
+    return g6, col
 
 
 @njit(parallel=True, fastmath=False, cache=True)

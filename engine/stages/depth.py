@@ -20,7 +20,13 @@ class DepthResult(StageResult):
     file = "depth.json"
     backend: str | None = None  # the backend that made the maps, in words (None: no depth could be made)
     kind: str | None = None  # "metric" (scene units) or "relative" (monocular, up to an affine map)
-    views: list = field(default_factory=list)  # [{"name", "file", "width", "height", "coverage"}]
+    # [{"name", "file", "width", "height", "coverage", "guard": engine.priors.quality.ViewQuality.as_dict()}]
+    views: list = field(default_factory=list)
+
+    def weights(self) -> dict[str, float]:
+        """Each view's weight for the dense start and its depth terms, by photo name (the guard's
+        reach; 1 for a map written before the guard, which was trusted whole)."""
+        return {v["name"]: float(v.get("guard", {}).get("weight", 1.0)) for v in self.views}
 
 
 class DepthStage(Stage):
@@ -31,6 +37,10 @@ class DepthStage(Stage):
 
     def enabled(self, ctx) -> bool:
         return ctx.priors.depth
+
+    def settings(self, ctx) -> dict:
+        # the guard's figures are part of depth.json: a folder made before them re-runs the stage
+        return {"guard": priors.GUARD_VERSION}
 
     def run(self, ctx) -> DepthResult:
         folder = ctx.out / FOLDER
@@ -52,18 +62,30 @@ class DepthStage(Stage):
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             views = []
+            guard = priors.depth_quality(maps, ctx.warn)
             for i, (cam, depth_map) in enumerate(zip(cams, maps)):
                 ctx.cancel.raise_if_cancelled()
                 path = folder / f"{Path(cam.name).stem}.npz"
                 depth_map.save(path)
                 views.append({"name": cam.name, "file": f"{FOLDER}/{path.name}", "width": int(depth_map.camera.width),
                               "height": int(depth_map.camera.height),
-                              "coverage": round(float((depth_map.confidence > 0).mean()), 4)})
+                              "coverage": round(float((depth_map.confidence > 0).mean()), 4),
+                              "guard": guard[i]})
                 ctx.progress(i + 1, len(cams), f"saved the depth map of {cam.name}")
+            said = ", ".join(f"{v['name']} {v['guard']['weight']:.2f}" for v in views)
+            ctx.progress(len(cams), len(cams), f"depth trusted per view (share of the photo with a depth another "
+                                               f"view confirms): {said}")
             return DepthResult(backend=maps[0].source if maps else backend.name,
                                kind=maps[0].kind if maps else None, views=views)
         ctx.warn("no depth prior could run; training without depth")
         return DepthResult()
+
+
+def depth_weights(ctx, cams) -> list[float]:
+    """The guard's weight of each of ``cams``' depth maps, in their order (see engine.priors.quality)."""
+    result = ctx.result("depth")
+    weights = result.weights() if result is not None else {}
+    return [weights.get(c.name, 1.0) for c in cams]
 
 
 def load_depth_maps(ctx, cams) -> list:

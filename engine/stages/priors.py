@@ -30,6 +30,7 @@ PSEUDO_VIEWS_PER_ROUND = 8
 # the parts a job can leave out one by one (--without-prior NAME): the stages' own and the regularisers'
 # names (each Loss/Hook object's ``name``)
 STAGE_PARTS = ("depth", "dense-init", "regularisers", "repair")
+GUARD_VERSION = 2  # of the depth guard (engine.priors.quality) and its use by init: a change re-runs them
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,26 @@ def depth_map_type():
     return _module("depth").DepthMap
 
 
+def depth_quality(depth_maps, warn) -> list[dict]:
+    """The guard's figures for each map (engine.priors.quality.ViewQuality.as_dict), in order; when the
+    guard cannot run, every map is trusted whole (weight 1), as before there was a guard, with a warning."""
+    try:
+        return [q.as_dict() for q in _module("depth").view_quality(depth_maps)]
+    except USABLE_ERRORS + (AttributeError,) as e:
+        warn(f"the depth maps could not be checked against each other ({e}); trusting them whole")
+        return [{"name": m.camera.name, "weight": 1.0, "depth_terms": "kept"} for m in depth_maps]
+
+
+def in_unreached_cells(points, depth_maps, warn):
+    """Which points some photo sees where its confirmed depth does not reach (engine.priors.quality);
+    None, with a warning, when that cannot be told (the fill then goes anywhere in view, as without maps)."""
+    try:
+        return _module("depth").in_unreached_cells(points, depth_maps)
+    except USABLE_ERRORS + (AttributeError,) as e:
+        warn(f"the random starting points cannot be placed where the depth maps leave holes ({e})")
+        return None
+
+
 def dense_points(depth_maps, images, *, max_points: int):
     return _module("depth").dense_points(depth_maps, images, max_points=max_points, min_confidence=0.5)
 
@@ -185,20 +206,22 @@ def dense_points(depth_maps, images, *, max_points: int):
 # The training regularisers the fast and full plans use (engine.train.regularisers), by the name
 # --without-prior takes: (name, needs depth maps, make(module, depth_maps)). DropGaussian is the one the
 # sparse-view papers measured without any prior (+1.5 dB on LLFF 3 views); the depth terms follow the
-# depth stage's maps; the floater limits keep the few-view fit from growing huge faint splats.
+# depth stage's maps, each view weighted by the depth guard (engine.priors.quality); the floater limits
+# keep the few-view fit from growing huge faint splats. make(module, depth maps, their guard weights).
 REGULARISERS = (
-    ("dropout", False, lambda mod, maps: mod.DropGaussian(0.1)),
-    ("depth_corr", True, lambda mod, maps: mod.DepthCorrelationLoss(maps, patch=16)),
-    ("depth_smooth", True, lambda mod, maps: mod.DepthSmoothnessLoss()),
-    ("floaters", False, lambda mod, maps: mod.FloaterLoss()),
+    ("dropout", False, lambda mod, maps, w: mod.DropGaussian(0.1)),
+    ("depth_corr", True, lambda mod, maps, w: mod.DepthCorrelationLoss(maps, patch=16, view_weights=w)),
+    ("depth_smooth", True, lambda mod, maps, w: mod.DepthSmoothnessLoss()),
+    ("floaters", False, lambda mod, maps, w: mod.FloaterLoss()),
 )
 REGULARISERS_MODULE = "engine.train.regularisers"
 PART_NAMES = STAGE_PARTS + tuple(name for name, _, _ in REGULARISERS)  # what --without-prior takes
 
 
-def training_priors(plan: PriorsPlan, depth_maps, *, warn) -> tuple[list, list, list[str]]:
+def training_priors(plan: PriorsPlan, depth_maps, *, warn, view_weights=None) -> tuple[list, list, list[str]]:
     """(losses, hooks, their names) for train(): the plan's regularisers, without the skipped ones and
-    without the depth terms when there are no depth maps."""
+    without the depth terms when there are no depth maps, or when the guard drops every view's
+    (``view_weights``, one per map: the depth guard's; None: all 1)."""
     if not plan.has("regularisers"):
         return [], [], []
     from ..train.hooks import Loss
@@ -208,12 +231,14 @@ def training_priors(plan: PriorsPlan, depth_maps, *, warn) -> tuple[list, list, 
     except Unavailable as e:
         warn(f"no training regularisers: {e}")
         return [], [], []
+    weights = [1.0] * len(depth_maps or []) if view_weights is None else [float(w) for w in view_weights]
+    trusted = bool(depth_maps) and any(w > 0 for w in weights)
     losses, hooks, used = [], [], []
     for name, needs_depth, make in REGULARISERS:
-        if not plan.has(name) or (needs_depth and not depth_maps):
+        if not plan.has(name) or (needs_depth and not trusted):
             continue
         try:
-            made = make(mod, list(depth_maps or []))
+            made = make(mod, list(depth_maps or []), weights)
         except USABLE_ERRORS + (AttributeError,) as e:
             warn(f"the {name} regulariser cannot be used ({e}); training without it")
             continue

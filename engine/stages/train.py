@@ -81,9 +81,11 @@ def regularisers(ctx, train_cams) -> tuple[list, list, list[str]]:
     """The priors plan's losses and hooks for training, with the depth maps they need, and their names."""
     if not ctx.priors.has("regularisers"):
         return [], [], []
-    from .depth import load_depth_maps
+    from .depth import depth_weights, load_depth_maps
 
-    losses, hooks, used = priors.training_priors(ctx.priors, load_depth_maps(ctx, train_cams), warn=ctx.warn)
+    maps = load_depth_maps(ctx, train_cams)
+    losses, hooks, used = priors.training_priors(ctx.priors, maps, warn=ctx.warn,
+                                                 view_weights=depth_weights(ctx, train_cams) if maps else None)
     if used:
         ctx.progress(0, 1, "training with " + ", ".join(used))
     return losses, hooks, used

@@ -117,9 +117,10 @@ def preset(name: str, num_images: int, device: str = "cpu") -> TrainConfig:
         }
     else:
         table = {
-            # Preview fits about two minutes on an idle 2-core CPU, poses included (measured with
-            # benchmarks/reconstruct_bench.py --sample --preset preview):
-            # a step costs about 11 us of one core per training pixel, so the resolution is what buys time.
+            # Preview fits well inside two minutes on an idle 2-core CPU, poses included: the sample's
+            # reconstruct took 54 s (39 s training) before the float32 kernels and fused loss, which
+            # cut a step by ~1.7x more. A full-resolution step costs about 0.6-1.5 us of one core per
+            # training pixel (benchmarks/train_bench.py, lego and the sample), so resolution buys time.
             "preview": dict(iterations=300 + 5 * views, cap_max=6_000, max_image_side=256, sh_degree=1),
             "standard": dict(iterations=2000 + 40 * views, cap_max=25_000, max_image_side=640, sh_degree=2),
             "high": dict(iterations=6000 + 120 * views, cap_max=150_000, max_image_side=1000, sh_degree=3),

@@ -14,13 +14,14 @@ import torch
 from engine.errors import Cancelled, InputError, StageError
 from engine.events import CancelToken, EventSink, Metrics, Progress, Snapshot, null_sink
 from engine.events import Warning as WarningEvent
-from engine.metrics import psnr_from_mse, ssim_loss_value
+from engine.metrics import psnr_from_mse
 from engine.progress import EtaEstimator
 from engine.scene import Camera, CameraRig, GaussianScene
 
 from .config import TrainConfig
 from .exposure import ExposureCorrection
 from .hooks import Hook, Loss, OpacityPenalty, ScalePenalty, StepContext
+from .photometric import photometric_loss
 from .params import make_optimizers, params_from_scene, scene_from_params
 from .pose_refine import MIN_VIEWS, PoseRefinement
 from .schedules import exponential_lr, resolution_at, sh_degree_at
@@ -220,10 +221,7 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         rgb = out.rgb
         if exposure is not None:
             rgb = exposure.apply(rgb, index)
-        l1 = (rgb - target).abs().mean()
-        loss = (1 - config.ssim_lambda) * l1
-        if config.ssim_lambda > 0:
-            loss = loss + config.ssim_lambda * (1 - ssim_loss_value(rgb, target))
+        loss, mse = photometric_loss(rgb, target, config.ssim_lambda)
         ctx = StepContext(step=step, total=total, index=index, camera=cam, target=target, result=out, rgb=rgb,
                           scene=scene, params=params, background=bg, extent=extent, sh_degree=degree,
                           backend=config.backend, views=views, factor=factor, _render=render)
@@ -267,7 +265,6 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         for hook in hooks:
             hook.after_step(ctx)
 
-        mse = float(torch.mean((rgb.detach() - target) ** 2))
         loss_ema = loss_value if loss_ema is None else 0.9 * loss_ema + 0.1 * loss_value
         mse_ema = mse if mse_ema is None else 0.9 * mse_ema + 0.1 * mse
         done = step + 1

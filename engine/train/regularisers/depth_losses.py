@@ -4,8 +4,9 @@ confidence-weighted metric depth L1 (maps in scene units).
 Monocular ("relative") maps are an unknown affine function of depth or of inverse depth, so the only
 thing they can be trusted for is the shape of the depth, not its values: the correlation loss is
 ``1 - Pearson(render, prior)``, which ignores any scale and shift of either side (FSGS, DNGaussian).
-Monocular networks predict inverse depth (disparity), so a relative map is correlated with the
-rendered inverse depth unless the map says otherwise (an ``inverse`` attribute of False).
+Each map says what it holds (``DepthMap.quantity``): relative monocular networks predict inverse depth
+(disparity), so such a map is correlated with the rendered inverse depth, a depth map with the
+rendered depth (Pearson is not invariant to taking the inverse).
 """
 
 from __future__ import annotations
@@ -66,10 +67,14 @@ def correlation_loss(
 
 
 class _DepthPriorLoss(Loss):
-    def __init__(self, depth_maps: Sequence, *, weight: float, min_confidence: float):
+    """``view_weights`` (one per map, e.g. the depth guard's, engine.priors.quality) scale each view's
+    term; a view of weight 0 sits its steps out."""
+
+    def __init__(self, depth_maps: Sequence, *, weight: float, min_confidence: float,
+                 view_weights: Sequence[float] | None = None):
         self.weight = float(weight)
         self.min_confidence = float(min_confidence)
-        self.priors = DepthPriorViews(depth_maps)
+        self.priors = DepthPriorViews(depth_maps, view_weights)
 
     def setup(self, views, extent: float, device) -> None:
         self.priors.setup(views, device)
@@ -90,12 +95,13 @@ class DepthCorrelationLoss(_DepthPriorLoss):
 
     ``patch`` (pixels) correlates local patches (their placement shifts every step so that no pixel
     always sits on a border) instead of the whole image; ``against`` is "depth", "inverse" or "auto"
-    (metric maps: depth; relative maps: inverse depth unless the map's ``inverse`` is False).
+    (what the map holds: its ``quantity``).
     """
 
     def __init__(self, depth_maps: Sequence, *, weight: float = 0.05, patch: int | None = None,
-                 min_confidence: float = 0.3, against: str = "auto", name: str = "depth_corr"):
-        super().__init__(depth_maps, weight=weight, min_confidence=min_confidence)
+                 min_confidence: float = 0.3, against: str = "auto", name: str = "depth_corr",
+                 view_weights: Sequence[float] | None = None):
+        super().__init__(depth_maps, weight=weight, min_confidence=min_confidence, view_weights=view_weights)
         if against not in ("auto", "depth", "inverse"):
             raise ValueError(f"against must be auto, depth or inverse, got {against!r}")
         if patch is not None and patch < 4:
@@ -107,15 +113,18 @@ class DepthCorrelationLoss(_DepthPriorLoss):
     def uses_inverse(self, index: int) -> bool:
         if self.against != "auto":
             return self.against == "inverse"
-        m = self.priors.maps[index]
-        return m.kind == "relative" and getattr(m, "inverse", True) is not False
+        return self.priors.quantity(index) == "inverse"
 
     def __call__(self, ctx: StepContext) -> torch.Tensor | None:
+        view_weight = self.priors.weight(ctx.index)
+        if view_weight <= 0:
+            return None
         rendered, prior, weights = self._inputs(ctx)
         if self.uses_inverse(ctx.index):
             rendered = 1.0 / rendered.clamp_min(MIN_DEPTH)
         offset = (0, 0) if self.patch is None else ((ctx.step * 7) % self.patch, (ctx.step * 3) % self.patch)
-        return correlation_loss(rendered, prior, weights, patch=self.patch, offset=offset)
+        loss = correlation_loss(rendered, prior, weights, patch=self.patch, offset=offset)
+        return None if loss is None else view_weight * loss
 
 
 class MetricDepthLoss(_DepthPriorLoss):
@@ -124,12 +133,13 @@ class MetricDepthLoss(_DepthPriorLoss):
     metric are skipped."""
 
     def __init__(self, depth_maps: Sequence, *, weight: float = 0.1, min_confidence: float = 0.3,
-                 name: str = "depth_l1"):
-        super().__init__(depth_maps, weight=weight, min_confidence=min_confidence)
+                 name: str = "depth_l1", view_weights: Sequence[float] | None = None):
+        super().__init__(depth_maps, weight=weight, min_confidence=min_confidence, view_weights=view_weights)
         self.name = name
 
     def __call__(self, ctx: StepContext) -> torch.Tensor | None:
-        if self.priors.kind(ctx.index) != "metric":
+        view_weight = self.priors.weight(ctx.index)
+        if view_weight <= 0 or self.priors.kind(ctx.index) != "metric":
             return None
         rendered, prior, weights = self._inputs(ctx)
         weights = torch.where(prior > MIN_DEPTH, weights, torch.zeros_like(weights))
@@ -137,7 +147,7 @@ class MetricDepthLoss(_DepthPriorLoss):
         if float(total) <= 0:
             return None
         error = (rendered - prior).abs() / prior.clamp_min(MIN_DEPTH)
-        return (weights * error).sum() / total
+        return view_weight * (weights * error).sum() / total
 
 
 __all__ = ["DepthCorrelationLoss", "MetricDepthLoss", "correlation_loss", "weighted_pearson"]

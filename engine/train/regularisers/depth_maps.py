@@ -29,19 +29,34 @@ def match_to_views(depth_maps: Sequence, cameras: Sequence) -> list:
 class DepthPriorViews:
     """Each training view's depth prior as tensors, cached per render size."""
 
-    def __init__(self, depth_maps: Sequence):
+    def __init__(self, depth_maps: Sequence, view_weights: Sequence[float] | None = None):
         self.depth_maps = list(depth_maps)
+        if view_weights is not None and len(view_weights) != len(self.depth_maps):
+            raise InputError(f"{len(view_weights)} view weights for {len(self.depth_maps)} depth maps")
+        self.view_weights = [1.0] * len(self.depth_maps) if view_weights is None else [float(w) for w in view_weights]
         self.maps: list = []
+        self.weights: list[float] = []
         self.device = torch.device("cpu")
         self._cache: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def setup(self, views, device) -> None:
         self.maps = match_to_views(self.depth_maps, views.cameras)
+        given = {id(m): w for m, w in zip(self.depth_maps, self.view_weights)}
+        self.weights = [given[id(m)] for m in self.maps]
         self.device = torch.device(device)
         self._cache.clear()
 
     def kind(self, index: int) -> str:
         return self.maps[index].kind
+
+    def weight(self, index: int) -> float:
+        """How much view ``index``'s prior counts (the depth guard's weight; 0: dropped)."""
+        return self.weights[index]
+
+    def quantity(self, index: int) -> str:
+        """"depth" or "inverse" (maps made before DepthMap had the field: inverse when relative)."""
+        m = self.maps[index]
+        return getattr(m, "quantity", "inverse" if m.kind == "relative" else "depth")
 
     def at(self, index: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(depth, confidence) of view ``index`` at ``height`` x ``width``: float32 on the device,
