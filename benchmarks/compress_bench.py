@@ -69,7 +69,10 @@ def quality_row(label, nbytes, n, ply_bytes, imgs, photos, base_imgs, base_psnr,
 def bench_job(job: Path, finetune: int, background_arg) -> None:
     scene = load_scene(job / "scene.ply")
     train, test, photos = job_views(job)
-    background = background_arg or (0.0, 0.0, 0.0)
+    import json
+
+    recorded = json.loads((job / "report.json").read_text()).get("background", {}).get("rgb")
+    background = background_arg or (tuple(recorded) if recorded else (0.0, 0.0, 0.0))
     n = len(scene)
     base_imgs = renders(scene, test, background)
     base_psnr = float(np.mean([psnr(a, b) for a, b in zip(base_imgs, photos)]))
@@ -100,16 +103,19 @@ def bench_job(job: Path, finetune: int, background_arg) -> None:
                     from engine.commands.compress import photos_for
 
                     train_photos = photos_for(train, job / "images")
-                t = time.perf_counter()
-                data, report, _ = compress(scene, q, cameras=train, importance=weights, background=background,
-                                           images=train_photos if ft else None, finetune_steps=ft, backend="cpu")
-                enc = time.perf_counter() - t + importance_s
-                t = time.perf_counter()
-                back = decode_scene(data)
-                dec = time.perf_counter() - t
-                label = f"handful {q}" + (f" +ft{ft}" if ft else "") + f" ({report.kept_gaussians / n:.0%} kept)"
-                rows.append(quality_row(label, len(data), n, ply_bytes, renders(back, test, background), photos,
-                                        base_imgs, base_psnr, enc, dec))
+                for distill in (False, True):
+                    t = time.perf_counter()
+                    data, report, _ = compress(scene, q, cameras=train, importance=weights, background=background,
+                                               images=train_photos if ft else None, finetune_steps=ft, backend="cpu",
+                                               distill=distill)
+                    enc = time.perf_counter() - t + importance_s
+                    t = time.perf_counter()
+                    back = decode_scene(data)
+                    dec = time.perf_counter() - t
+                    label = (f"handful {q}" + (f" +ft{ft}" if ft else "") + (", SH distilled" if distill else
+                             ", SH truncated") + f" ({report.kept_gaussians / n:.0%} kept)")
+                    rows.append(quality_row(label, len(data), n, ply_bytes, renders(back, test, background), photos,
+                                            base_imgs, base_psnr, enc, dec))
     print_table(
         f"compression on {job.name}: {n:,} splats, SH degree {scene.sh_degree}, {len(test)} held-out views "
         f"(uncompressed: {base_psnr:.2f} dB vs photos); baseline = .ply",
@@ -254,7 +260,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("jobs", nargs="*", type=Path, help="job folders (scene.ply, sparse/, images/, report.json)")
     p.add_argument("--finetune", type=int, default=0, help="also fine-tune N steps against the training photos")
-    p.add_argument("--background", choices=("black", "white"), help="the job's background (default: black)")
+    p.add_argument("--background", choices=("black", "white"), help="the job's background (default: the one in its report.json, else black)")
     p.add_argument("--decode-count", type=int, default=1_000_000, help="splats in the decode-speed file (0: skip)")
     p.add_argument("--decode-rounds", type=int, default=3, help="interleaved timing rounds of the decode table")
     p.add_argument("--decode-lossless", action="store_true", help="also time a lossless 1M-splat .handful")
