@@ -54,6 +54,26 @@ def job_views(job: Path):
     return train, test, photos_for(test, job / "images")
 
 
+def splat_transform_check(path: Path, ours: GaussianScene) -> str:
+    """What PlayCanvas's splat-transform (scripts/setup.sh installs it) reads from our SOG file, against our
+    reader: the count, and the largest position difference."""
+    import shutil
+    import subprocess
+
+    tool = Path(__file__).resolve().parents[1] / ".npm-tools" / "node_modules" / ".bin" / "splat-transform"
+    if shutil.which("node") is None or not tool.exists():
+        return "splat-transform not installed"
+    out = path.with_suffix(".st.ply")
+    run = subprocess.run([str(tool), "-w", str(path), str(out)], capture_output=True, text=True, timeout=600)
+    if run.returncode:
+        return f"splat-transform failed: {run.stderr.strip()[-200:]}"
+    theirs = load_scene(out)
+    if len(theirs) != len(ours):
+        return f"splat-transform read {len(theirs):,} splats of {len(ours):,}"
+    diff = float((theirs.means - ours.means).abs().max()) if len(ours) else 0.0
+    return f"splat-transform: same count, positions within {diff:.1e}"
+
+
 def renders(scene: GaussianScene, cams, background):
     with torch.no_grad():
         return [render(scene, c, background=background, backend="cpu").rgb.clamp(0, 1) for c in cams]
@@ -90,8 +110,23 @@ def bench_job(job: Path, finetune: int, background_arg) -> None:
             size = path.stat().st_size
             ply_bytes = ply_bytes or size
             label = "handful (lossless)" if fmt == "handful" else fmt
+            if fmt == "sog":
+                label += f" ({splat_transform_check(path, back)})"
             rows.append(quality_row(label, size, n, ply_bytes, renders(back, test, background), photos,
                                     base_imgs, base_psnr, enc, dec))
+        from engine.io import sog
+
+        # the SOG settings before SH palette entry 0 and coarser grids, side by side
+        t = time.perf_counter()
+        meta, files = sog.encode(scene, sh_tolerance=0.0, splats_per_entry=8, grid_levels=dict.fromkeys(sog.GRID_LEVELS, 256))
+        path = Path(tmp) / "before.sog"
+        sog.write_bundle(meta, files, path)
+        enc = time.perf_counter() - t
+        t = time.perf_counter()
+        back = load_scene(path)
+        rows.append(quality_row("sog (no palette entry 0, 256-word grids, 8 splats per entry)", path.stat().st_size, n,
+                                ply_bytes, renders(back, test, background), photos, base_imgs, base_psnr, enc,
+                                time.perf_counter() - t))
         t = time.perf_counter()
         weights = contributions(scene, train, backend="cpu")
         importance_s = time.perf_counter() - t

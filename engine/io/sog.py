@@ -10,10 +10,13 @@ pixel (i mod W, i div W); splats are stored in Morton order.
   per-axis ``mins`` / ``maxs`` in meta.json.
 - quats: the three smaller components c of the unit quaternion (largest made positive) as 8-bit
   unorm(c sqrt(1/2) + 1/2), alpha = 252 + index of the largest component (w, x, y, z order).
-- scales: R, G, B index a 256-entry codebook of log scales (``scales.codebook``; ours is an even grid).
+- scales: R, G, B index a 256-entry codebook of log scales (``scales.codebook``; ours is an even grid,
+  of GRID_LEVELS words, like every codebook here).
 - sh0: R, G, B index a 256-entry codebook of DC coefficients (``sh0.codebook``); A = sigmoid(opacity).
 - shN (optional): ``shN_labels`` R + 256 G is a palette index; ``shN_centroids`` (64 entries per row,
-  one pixel per coefficient) holds R, G, B indices into the 256-entry ``shN.codebook``.
+  one pixel per coefficient) holds R, G, B indices into the 256-entry ``shN.codebook``. Ours: entry 0 is
+  all zeros, shared by the splats whose higher bands add less than SH_TOLERANCE; bands no splat needs are
+  left out of the file.
 
 Axes are those of the 3DGS .ply (the engine's). WebP is written with ``exact=True``: without it libwebp
 may rewrite the colour of pixels whose alpha is 0 (splats of opacity < 1/255), changing their data.
@@ -44,11 +47,14 @@ META_VERSION = 2
 PALETTE_ROW = 64
 _ALPHA_EDGE = 0.5 / 255
 _INV_SPHERE = 1.0 / math.sqrt(4.0 * math.pi)
-# Higher SH bands adding less than this RMS colour (a fifth of an 8-bit step) over the sphere are left out
-# for that splat (palette entry 0); measured with benchmarks/compress_bench.py.
-SH_TOLERANCE = 0.2 / 255
-SPLATS_PER_ENTRY = 8.0
-GRID_LEVELS = {"scales": 256, "sh0": 256, "shN": 256}  # words of each 1D codebook's even grid (at most 256)
+# Chosen on Handful-trained fern and lego scenes with all SH bands (16k splats, benchmarks/compress_bench.py):
+# a splat's higher bands adding less than one 8-bit step of RMS colour over the sphere are left out (palette
+# entry 0), one palette entry per 64 splats, and grids of 128 words for scales and DC and 64 for the palette
+# took fern from 17.7 to 13.0 bytes per splat for 0.007 dB of held-out PSNR (38.5 -> 37.6 dB against the
+# uncompressed renders).
+SH_TOLERANCE = 1.0 / 255
+SPLATS_PER_ENTRY = 64.0
+GRID_LEVELS = {"scales": 128, "sh0": 128, "shN": 64}  # words of each 1D codebook's even grid (at most 256)
 
 
 def sniff(head: bytes) -> bool:
@@ -127,10 +133,12 @@ def _kept_bands(sh: np.ndarray, tolerance: float) -> tuple[np.ndarray, int]:
     return sh[:, : (degree + 1) ** 2], degree
 
 
-def encode(scene: GaussianScene, sh_tolerance: float | None = None,
-           splats_per_entry: float | None = None) -> tuple[dict, dict[str, bytes]]:
+def encode(scene: GaussianScene, sh_tolerance: float | None = None, splats_per_entry: float | None = None,
+           grid_levels: dict | None = None) -> tuple[dict, dict[str, bytes]]:
     """(meta.json as a dict, {file name: WebP bytes}). ``sh_tolerance``: the RMS colour below which a
-    splat's higher SH bands are left out; ``splats_per_entry``: splats per SH palette entry."""
+    splat's higher SH bands are left out; ``splats_per_entry``: splats per SH palette entry;
+    ``grid_levels``: words per codebook grid (defaults: the module's constants)."""
+    levels = {**GRID_LEVELS, **(grid_levels or {})}
     sh_tolerance = SH_TOLERANCE if sh_tolerance is None else sh_tolerance
     splats_per_entry = SPLATS_PER_ENTRY if splats_per_entry is None else splats_per_entry
     scene = scene.detach().to("cpu")
@@ -150,11 +158,11 @@ def encode(scene: GaussianScene, sh_tolerance: float | None = None,
     quats = np.concatenate([codec.unorm(others * codec.SQRT1_2 + 0.5, 8), 252 + largest[:, None]], axis=1)
     files["quats.webp"] = _webp(quats.astype(np.uint8), width, height)
 
-    scale_book, scale_idx = _codebook_1d(scene.log_scales.numpy()[order], GRID_LEVELS["scales"])
+    scale_book, scale_idx = _codebook_1d(scene.log_scales.numpy()[order], levels["scales"])
     files["scales.webp"] = _webp(scale_idx, width, height)
 
     sh = scene.sh.numpy()[order]
-    dc_book, dc_idx = _codebook_1d(sh[:, 0], GRID_LEVELS["sh0"])
+    dc_book, dc_idx = _codebook_1d(sh[:, 0], levels["sh0"])
     alpha = codec.round_u8(codec.sigmoid(scene.opacity_logits.numpy()[order]) * 255)
     files["sh0.webp"] = _webp(np.concatenate([dc_idx, alpha[:, None]], axis=1), width, height)
 
@@ -183,7 +191,7 @@ def encode(scene: GaussianScene, sh_tolerance: float | None = None,
             centroids = np.concatenate([centroids, fitted])
             labels[rows] = lab + 1
         palette = len(centroids)
-        rest_book, rest_idx = _codebook_1d(centroids, GRID_LEVELS["shN"], zero=True)
+        rest_book, rest_idx = _codebook_1d(centroids, levels["shN"], zero=True)
         rows = math.ceil(palette / PALETTE_ROW)
         pixels = np.zeros((rows * PALETTE_ROW, coeffs, 4), dtype=np.uint8)
         pixels[..., 3] = 255
@@ -199,8 +207,13 @@ def encode(scene: GaussianScene, sh_tolerance: float | None = None,
 
 def write(scene: GaussianScene, path: str | Path) -> None:
     """A ``.sog`` bundle (one zip), or, for a path named ``meta.json``, the files beside it."""
-    path = Path(path)
     meta, files = encode(scene)
+    write_bundle(meta, files, path)
+
+
+def write_bundle(meta: dict, files: dict[str, bytes], path: str | Path) -> None:
+    """Write what ``encode`` made: a ``.sog`` zip, or for a path named ``meta.json`` the files beside it."""
+    path = Path(path)
     meta_bytes = json.dumps(meta).encode("utf-8")
     if path.name.lower().endswith("meta.json"):
         for name, data in files.items():
@@ -294,4 +307,4 @@ def read(path: str | Path) -> GaussianScene:
     return GaussianScene.from_numpy(means, quats, log_scales, logits, sh)
 
 
-__all__ = ["FORMAT_NAME", "EXTENSIONS", "sniff", "read", "write", "encode"]
+__all__ = ["FORMAT_NAME", "EXTENSIONS", "sniff", "read", "write", "write_bundle", "encode"]
