@@ -107,8 +107,9 @@ def _codebook_1d(values: np.ndarray, levels: int = 256, zero: bool = False) -> t
 
 def _webp_image(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    # method 6: libwebp's slowest, smallest lossless search (textures are small; encoding stays fast)
-    Image.fromarray(image, "RGBA").save(buf, "WEBP", lossless=True, exact=True, quality=100, method=6)
+    # method 4 (libwebp's default): on the 16k-splat fern's textures method 6 took 9.2 CPU s instead of 0.31
+    # for 0.04 % fewer bytes
+    Image.fromarray(image, "RGBA").save(buf, "WEBP", lossless=True, exact=True, quality=100, method=4)
     return buf.getvalue()
 
 
