@@ -66,6 +66,10 @@ class CodecSettings:
 
 
 LOSSLESS = CodecSettings()
+# One word per 32 splats: on the 16k-splat lego with all SH bands (87 % kept), one per 8 made the float16
+# SH codebook 10 of the 18.4 bytes per splat; one per 32 gave 11.9 bytes per splat for 0.017 dB of held-out
+# PSNR (benchmarks/compress_bench.py, medium).
+SPLATS_PER_WORD = 32
 
 
 def _kind(spec: str) -> tuple[str, int]:
@@ -111,8 +115,8 @@ class _Writer:
         words = [np.zeros((1, dim), np.float32)] if zero_word else []
         rows = np.flatnonzero(np.abs(values).max(axis=1) > 0) if zero_word else np.arange(len(values))
         # a codebook much larger than a small scene costs more bytes than it saves: at most one word
-        # per 8 splats (the spec's k is the ceiling, reached from 8k splats up)
-        k = min(k, max(16, len(rows) // 8 + len(words)))
+        # per SPLATS_PER_WORD splats (the spec's k is the ceiling, reached from k * SPLATS_PER_WORD up)
+        k = min(k, max(16, len(rows) // SPLATS_PER_WORD + len(words)))
         if len(rows):
             from engine.compress.vq import kmeans  # scipy.sparse: a reader never needs it
 
