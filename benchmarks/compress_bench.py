@@ -118,7 +118,8 @@ def bench_job(job: Path, finetune: int, background_arg) -> None:
 
         # the SOG settings before SH palette entry 0 and coarser grids, side by side
         t = time.perf_counter()
-        meta, files = sog.encode(scene, sh_tolerance=0.0, splats_per_entry=8, grid_levels=dict.fromkeys(sog.GRID_LEVELS, 256))
+        meta, files = sog.encode(scene, sh_tolerance=0.0, splats_per_entry=8,
+                                 grid_levels=dict.fromkeys(sog.GRID_LEVELS, 256))
         path = Path(tmp) / "before.sog"
         sog.write_bundle(meta, files, path)
         enc = time.perf_counter() - t
@@ -295,7 +296,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("jobs", nargs="*", type=Path, help="job folders (scene.ply, sparse/, images/, report.json)")
     p.add_argument("--finetune", type=int, default=0, help="also fine-tune N steps against the training photos")
-    p.add_argument("--background", choices=("black", "white"), help="the job's background (default: the one in its report.json, else black)")
+    p.add_argument("--background", choices=("black", "white"),
+                   help="the job's background (default: the one in its report.json, else black)")
     p.add_argument("--decode-count", type=int, default=1_000_000, help="splats in the decode-speed file (0: skip)")
     p.add_argument("--decode-rounds", type=int, default=3, help="interleaved timing rounds of the decode table")
     p.add_argument("--decode-lossless", action="store_true", help="also time a lossless 1M-splat .handful")

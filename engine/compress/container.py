@@ -49,7 +49,8 @@ def pack(header: dict, streams: dict[str, bytes], zstd_level: int, pool: Executo
     for name, raw in streams.items():
         count = max(1, -(-len(raw) // FRAME_BYTES))
         sizes = [len(f) for f in frames[k : k + count]]
-        listing.append({"name": name, "size": len(raw), "csize": sum(sizes), **({"frames": sizes} if count > 1 else {})})
+        entry = {"name": name, "size": len(raw), "csize": sum(sizes)}
+        listing.append({**entry, "frames": sizes} if count > 1 else entry)
         k += count
     version = 2 if any("frames" in s for s in listing) else 1
     text = json.dumps({**header, "streams": listing}, separators=(",", ":")).encode("utf-8")
@@ -94,7 +95,8 @@ def unpack(data: bytes, path: str | Path | None = None, pool: Executor | None = 
     for name, size, csizes in listing:
         sizes = [FRAME_BYTES] * (len(csizes) - 1) + [size - FRAME_BYTES * (len(csizes) - 1)]
         if sizes[-1] < 0 or (len(csizes) > 1 and sizes[-1] == 0):
-            raise FormatError(f"lists {len(csizes)} frames for its {size:,}-byte {name} stream", path, "the file is damaged")
+            raise FormatError(f"lists {len(csizes)} frames for its {size:,}-byte {name} stream", path,
+                              "the file is damaged")
         for csize, raw_size in zip(csizes, sizes):
             if csize < 0 or offset + csize > len(body):
                 raise FormatError(f"is truncated inside its {name} stream", path, "save or copy it again")

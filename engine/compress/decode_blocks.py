@@ -104,7 +104,10 @@ def smallest_three_into(largest_planes, planes, bits: int, out, r0: int, r1: int
     rest = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", others, others)))
     for c in range(4):
         # component c is the largest, or stored at slot c (before the largest) or c - 1 (after it)
-        stored = others[:, c] if c == 0 else others[:, c - 1] if c == 3 else np.where(largest > c, others[:, c], others[:, c - 1])
+        if c in (0, 3):
+            stored = others[:, min(c, 2)]
+        else:
+            stored = np.where(largest > c, others[:, c], others[:, c - 1])
         out[r0:r1, c] = np.where(largest == c, rest, stored)
     return True
 

@@ -206,10 +206,10 @@ def _encode_quats(w: _Writer, spec: str, quats: np.ndarray, weights) -> dict:
 #
 # Two decoders read the same streams: ``BlockStreams`` (blocks of rows on a thread pool, written straight
 # into the scene's arrays; what ``decode_scene`` uses) and ``NumpyStreams`` (plain numpy on whole arrays,
-# the readable reference the blocks are tested against, and the benchmark's baseline). Both fill float32 arrays in place:
-# ``into(name, meta, out, col, width)`` writes an attribute of ``width`` values per splat (by default
-# the rest of the row) into ``out[:, col:col + width]``, so that DC and the higher SH bands land in one (N, K, 3) array without
-# a copy.
+# the readable reference the blocks are tested against, and the benchmark's baseline). Both fill float32
+# arrays in place: ``into(name, meta, out, col, width)`` writes an attribute of ``width`` values per splat
+# (by default the rest of the row) into ``out[:, col:col + width]``, so that DC and the higher SH bands
+# land in one (N, K, 3) array without a copy.
 
 
 class _Streams:
