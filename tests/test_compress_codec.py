@@ -3,13 +3,15 @@ and damaged files give a FormatError, never a partial scene."""
 
 from __future__ import annotations
 
+import json
 import math
+import zlib
 
 import numpy as np
 import pytest
 import torch
 
-from engine.compress import codec, container
+from engine.compress import codec, container, scene_codec
 from engine.compress.scene_codec import LOSSLESS, CodecSettings, decode_scene, encode_scene
 from engine.errors import FormatError, InputError
 from engine.io import detect_format, load_scene, save_scene
@@ -135,8 +137,50 @@ def test_a_newer_version_is_refused_clearly(tmp_path):
     data[8:12] = (container.FORMAT_VERSION + 1).to_bytes(4, "little")
     newer = tmp_path / "newer.handful"
     newer.write_bytes(bytes(data))
-    with pytest.raises(FormatError, match=r"newer Handful .*version 2.*update Handful"):
+    with pytest.raises(FormatError, match=rf"newer Handful .*version {container.FORMAT_VERSION + 1}.*update Handful"):
         load_scene(newer)
+
+
+def test_big_streams_are_split_into_frames_that_decode_on_threads(monkeypatch):
+    monkeypatch.setattr(container, "FRAME_BYTES", 4096)  # a small scene gets many frames
+    scene = random_scene(3000, sh_degree=2, with_groups=True)
+    data = encode_scene(scene)
+    header, _ = container.unpack(data)
+    frames = {s["name"]: s.get("frames", [s["csize"]]) for s in header["streams"]}
+    assert len(frames["sh_rest"]) == -(-3000 * 24 * 4 // 4096) and sum(frames["sh_rest"]) > 0
+    assert int.from_bytes(data[8:12], "little") == 2  # several frames: version 2
+    for threads in (1, 3):
+        assert_scenes_close(decode_scene(data, threads=threads), scene)
+    # a flipped bit in a later frame, a cut inside one: refused as a whole
+    flipped = bytearray(data)
+    flipped[len(data) - 200] ^= 0x10
+    for bad in (bytes(flipped), data[: len(data) - 5000]):
+        with pytest.raises(FormatError, match="damaged|checksum"):
+            decode_scene(bad)
+    # a header listing too few frames for a stream's size (checksum made valid again)
+    def fewer_frames(text: bytes) -> bytes:
+        head = json.loads(text)
+        for s in head["streams"]:
+            if "frames" in s:
+                s["frames"] = s["frames"][:1]
+        return json.dumps(head).encode()
+
+    with pytest.raises(FormatError, match="sh_rest|unexpected bytes"):
+        decode_scene(_with_header(data, fewer_frames))
+
+
+def _with_header(data: bytes, edit) -> bytes:
+    header_len = int.from_bytes(data[12:16], "little")
+    text = edit(data[16 : 16 + header_len])
+    body = data[:12] + len(text).to_bytes(4, "little") + text + data[16 + header_len : -4]
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def test_a_file_of_single_frames_stays_version_1_for_older_readers():
+    data = encode_scene(random_scene(200, sh_degree=1))
+    assert int.from_bytes(data[8:12], "little") == 1
+    header, _ = container.unpack(data)
+    assert not any("frames" in s for s in header["streams"])
 
 
 def test_handful_files_are_detected_and_written_atomically(tmp_path, monkeypatch):
@@ -170,7 +214,8 @@ DECODER_CASES = {
 
 
 @pytest.mark.parametrize("case", DECODER_CASES)
-def test_compiled_decoder_matches_the_numpy_reference(case):
+def test_block_decoder_matches_the_numpy_reference(case, monkeypatch):
+    monkeypatch.setattr(scene_codec, "BLOCK_ROWS", 500)  # blocks that end inside the scene
     scene = random_scene(1200, sh_degree=3, extent=2.0, with_groups=True, feature_dim=3)
     data = encode_scene(scene, DECODER_CASES[case])
     fast, ref = decode_scene(data), decode_scene(data, reference=True)

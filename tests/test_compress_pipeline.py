@@ -13,7 +13,7 @@ from engine.compress import importance as imp
 from engine.compress.pipeline import compress
 from engine.compress.quality import QUALITY_NAMES, predicted_bytes
 from engine.compress.scene_codec import decode_scene
-from engine.compress.sh_reduce import band_rms, truncate_degrees
+from engine.compress.sh_reduce import _visible, band_rms, distill_degrees, truncate_degrees
 from engine.errors import InputError
 from engine.io import load_scene, save_scene
 from engine.render import render
@@ -78,6 +78,48 @@ def test_sh_truncation_cuts_only_bands_below_the_tolerance():
     assert torch.equal(reduced.sh[2], scene.sh[2]) and torch.equal(reduced.sh[:, 0], scene.sh[:, 0])
     cut = band_rms(scene.sh.numpy() - reduced.sh.numpy())
     assert np.sqrt((cut**2).sum(axis=1)).max() <= 0.01
+
+
+def _view_colours(scene, cams):
+    """(N, V, 3) colours before the renderer's clamp, and (N, V) which camera sees which Gaussian."""
+    from engine.render.sh import sh_basis
+
+    means = scene.means.double()
+    centres = torch.as_tensor(np.stack([c.center for c in cams]))
+    dirs = means[:, None] - centres[None]
+    basis = sh_basis(scene.sh_degree, dirs / dirs.norm(dim=-1, keepdim=True))
+    seen = torch.stack([_visible(means, c) for c in cams], dim=1)
+    return torch.einsum("nvk,nkc->nvc", basis, scene.sh.double()), seen
+
+
+def test_sh_distillation_keeps_each_seen_colour_within_the_tolerance_and_cuts_more_than_truncation():
+    scene = random_scene(600, sh_degree=3, extent=0.6)
+    scene.sh = torch.cat([scene.sh[:, :1], 0.2 * torch.randn(600, 15, 3)], dim=1)  # strong higher bands
+    cams = orbit_cameras(24, width=64, image_height=48)[:3]  # three neighbouring views, 15 degrees apart
+    tolerance = 0.02
+    distilled, degrees = distill_degrees(scene, cams, tolerance)
+    _, truncated = truncate_degrees(scene, tolerance)
+    before, seen = _view_colours(scene, cams)
+    after, _ = _view_colours(distilled, cams)
+    assert seen.any(dim=1).float().mean() > 0.9
+    rms = (((after - before) ** 2).sum(-1) * seen).sum(1).div(3 * seen.sum(1).clamp_min(1)).sqrt()
+    assert rms.max() <= tolerance + 1e-9
+    # the bands above each kept degree are zero; the view-dependent colour went into the lower ones
+    for d in range(4):
+        rows = torch.as_tensor(degrees == d)
+        assert (distilled.sh[rows, (d + 1) ** 2 :] == 0).all()
+    assert (truncated == 3).all()  # over the whole sphere every Gaussian needs all its bands
+    assert (degrees <= 1).mean() > 0.5  # from three close views most need one band or none
+    assert not torch.equal(distilled.sh[torch.as_tensor(degrees == 0), 0], scene.sh[torch.as_tensor(degrees == 0), 0])
+
+
+def test_sh_distillation_truncates_gaussians_no_camera_sees_by_their_sphere_energy():
+    scene = random_scene(50, sh_degree=2, extent=0.3)
+    cams = orbit_cameras(4, width=40, image_height=30)
+    scene.means = scene.means + torch.tensor([0.0, 0.0, 50.0])  # far above every camera's view
+    distilled, degrees = distill_degrees(scene, cams, 0.01)
+    truncated, expected = truncate_degrees(scene, 0.01)
+    assert np.array_equal(degrees, expected) and torch.equal(distilled.sh, truncated.sh)
 
 
 def test_quality_knob_orders_size_and_reports_quality_before_writing():

@@ -3,6 +3,7 @@ PlayCanvas's splat-transform (npm, installed by scripts/setup.sh into .npm-tools
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -76,8 +77,9 @@ def test_sog_codebooks_are_an_even_grid_that_reaches_the_tails(tmp_path):
     path = tmp_path / "scene.sog"
     save_scene(scene, path)
     back, ref = load_scene(path), _morton_sorted(scene)
-    for got, want in ((back.log_scales.numpy(), ref.log_scales.numpy()), (back.sh[:, 0].numpy(), ref.sh[:, 0].numpy())):
-        step = (want.max() - want.min()) / 255
+    for key, got, want in (("scales", back.log_scales.numpy(), ref.log_scales.numpy()),
+                           ("sh0", back.sh[:, 0].numpy(), ref.sh[:, 0].numpy())):
+        step = (want.max() - want.min()) / (sog.GRID_LEVELS[key] - 1)
         on_grid = (np.unique(got).astype(np.float64) - want.min()) / step
         assert np.abs(on_grid - np.round(on_grid)).max() < 1e-3  # 6-digit rounding moves a word by < 1e-5
         assert np.abs(got - want).max() <= step / 2 * 1.001
@@ -152,3 +154,33 @@ def test_gltf_turn_keeps_the_rendered_image(tmp_path):
     b = render(stored, turned_cam, background=(0, 0, 0), backend="reference").rgb
     assert (a - b).abs().max() < 1e-4
     assert a.abs().max() > 0.1  # the view is not empty
+
+
+def test_sog_leaves_out_sh_bands_that_add_less_than_the_tolerance(tmp_path):
+    scene = random_scene(1200, sh_degree=3, extent=2.0)
+    sh = scene.sh.clone()
+    sh[:, 9:] = 0.0  # band 3 carries nothing anywhere: the file stores two bands
+    sh[:600, 1:] *= 1e-4  # half the splats: view-independent within the tolerance
+    scene.sh = sh
+    meta, _ = sog.encode(scene)
+    assert meta["shN"]["bands"] == 2
+    path = tmp_path / "s.sog"
+    save_scene(scene, path)
+    back, ref = load_scene(path), _morton_sorted(scene)
+    assert back.sh_degree == 2
+    quiet = (ref.sh[:, 1:9].double().pow(2).sum((1, 2)) / 3).sqrt() / math.sqrt(4 * math.pi) <= sog.SH_TOLERANCE
+    assert quiet.sum() >= 600
+    assert (back.sh[quiet, 1:] == 0).all()  # palette entry 0: all zeros
+    assert (back.sh[~quiet, 1:].abs().sum((1, 2)) > 0).all()
+
+
+def test_sog_coarser_codebook_grids_keep_half_a_step(tmp_path, monkeypatch):
+    monkeypatch.setitem(sog.GRID_LEVELS, "scales", 64)
+    scene = random_scene(800, sh_degree=0, extent=2.0)
+    path = tmp_path / "s.sog"
+    save_scene(scene, path)
+    back, ref = load_scene(path), _morton_sorted(scene)
+    want = ref.log_scales.numpy()
+    step = (want.max() - want.min()) / 63
+    assert len(np.unique(back.log_scales.numpy())) <= 64
+    assert np.abs(back.log_scales.numpy() - want).max() <= step / 2 * 1.001

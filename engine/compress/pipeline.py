@@ -1,4 +1,5 @@
-"""The compression pipeline: importance pruning -> SH reduction -> (fine-tune) -> quantise/encode.
+"""The compression pipeline: importance pruning -> SH reduction (distilled with cameras) -> (fine-tune) ->
+quantise/encode.
 
 ``compress(scene, "medium", cameras=...)`` returns the .handful bytes and a report with the size and
 the quality measured before anything is written (the encoded bytes are decoded in memory and rendered
@@ -18,7 +19,7 @@ from engine import events as ev
 from engine.compress import importance as imp
 from engine.compress.quality import quality as quality_named
 from engine.compress.scene_codec import decode_scene, encode_scene
-from engine.compress.sh_reduce import truncate_degrees
+from engine.compress.sh_reduce import distill_degrees, truncate_degrees
 from engine.errors import InputError
 from engine.metrics import psnr
 from engine.scene import Camera, GaussianScene
@@ -70,9 +71,11 @@ def compress(
     on_event: Callable[[ev.Event], None] | None = None,
     cancel=None,
     importance: np.ndarray | None = None,
+    distill: bool = True,
 ) -> tuple[bytes, CompressReport, GaussianScene]:
     """(file bytes, report, the scene as a reader will decode it). ``importance`` (N,): contributions
-    already measured for these cameras (``importance.contributions``), to compare settings cheaply."""
+    already measured for these cameras (``importance.contributions``), to compare settings cheaply;
+    ``distill=False``: truncate SH by sphere energy even with cameras (the benchmark's comparison)."""
     emit = on_event or (lambda _e: None)
     q = quality_named(quality)
     cameras = list(cameras or [])
@@ -109,7 +112,9 @@ def compress(
 
     t = time.perf_counter()
     step("reducing view-dependent colour")
-    reduced, _degrees = truncate_degrees(pruned, q.sh_tolerance)
+    # with cameras the kept bands are refitted to the colours seen from them (distillation)
+    reduced, _degrees = distill_degrees(pruned, cameras, q.sh_tolerance) if cameras and distill else \
+        truncate_degrees(pruned, q.sh_tolerance)
     timings["sh"] = time.perf_counter() - t
 
     if finetune_steps and images is not None:

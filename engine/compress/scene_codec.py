@@ -16,15 +16,16 @@ Every stream goes through zstd; the container (``container.py``) adds the versio
 from __future__ import annotations
 
 import math
+import os
 import re
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from engine.compress import codec, container
-from engine.compress import decode_kernels as kernels
-from engine.compress.vq import kmeans
+from engine.compress import decode_blocks as blocks
 from engine.errors import FormatError, InputError
 from engine.scene import GaussianScene, SceneError, sh_coeffs_for_degree
 
@@ -65,6 +66,10 @@ class CodecSettings:
 
 
 LOSSLESS = CodecSettings()
+# One word per 32 splats: on the 16k-splat lego with all SH bands (87 % kept), one per 8 made the float16
+# SH codebook 10 of the 18.4 bytes per splat; one per 32 gave 11.9 bytes per splat for 0.017 dB of held-out
+# PSNR (benchmarks/compress_bench.py, medium).
+SPLATS_PER_WORD = 32
 
 
 def _kind(spec: str) -> tuple[str, int]:
@@ -110,9 +115,11 @@ class _Writer:
         words = [np.zeros((1, dim), np.float32)] if zero_word else []
         rows = np.flatnonzero(np.abs(values).max(axis=1) > 0) if zero_word else np.arange(len(values))
         # a codebook much larger than a small scene costs more bytes than it saves: at most one word
-        # per 8 splats (the spec's k is the ceiling, reached from 8k splats up)
-        k = min(k, max(16, len(rows) // 8 + len(words)))
+        # per SPLATS_PER_WORD splats (the spec's k is the ceiling, reached from k * SPLATS_PER_WORD up)
+        k = min(k, max(16, len(rows) // SPLATS_PER_WORD + len(words)))
         if len(rows):
+            from engine.compress.vq import kmeans  # scipy.sparse: a reader never needs it
+
             book, lab = kmeans(values[rows], k - len(words), weights=None if weights is None else weights[rows])
             labels[rows] = lab + len(words)
             words.append(book)
@@ -169,7 +176,8 @@ def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weigh
         else:
             attrs["features"] = w.floats("features", feats)
     header = {"count": n, "sh_degree": scene.sh_degree, "attributes": attrs, "settings": asdict(settings)}
-    return container.pack(header, w.streams, settings.zstd_level)
+    with ThreadPoolExecutor(decode_threads(), thread_name_prefix="handful-encode") as pool:
+        return container.pack(header, w.streams, settings.zstd_level, pool=pool)
 
 
 def _encode_plain(w: _Writer, name: str, spec: str, values: np.ndarray, weights, zero_word: bool = False) -> dict:
@@ -196,12 +204,12 @@ def _encode_quats(w: _Writer, spec: str, quats: np.ndarray, weights) -> dict:
 
 # ===================================================================== decoding
 #
-# Two decoders read the same streams: ``KernelStreams`` (compiled kernels writing straight into the
-# scene's arrays; what ``decode_scene`` uses) and ``NumpyStreams`` (plain numpy, the readable reference
-# the kernels are tested against, and the benchmark's baseline). Both fill float32 arrays in place:
-# ``into(name, meta, out, col, width)`` writes an attribute of ``width`` values per splat (by default
-# the rest of the row) into ``out[:, col:col + width]``, so that DC and the higher SH bands land in one (N, K, 3) array without
-# a copy.
+# Two decoders read the same streams: ``BlockStreams`` (blocks of rows on a thread pool, written straight
+# into the scene's arrays; what ``decode_scene`` uses) and ``NumpyStreams`` (plain numpy on whole arrays,
+# the readable reference the blocks are tested against, and the benchmark's baseline). Both fill float32
+# arrays in place: ``into(name, meta, out, col, width)`` writes an attribute of ``width`` values per splat
+# (by default the rest of the row) into ``out[:, col:col + width]``, so that DC and the higher SH bands
+# land in one (N, K, 3) array without a copy.
 
 
 class _Streams:
@@ -224,6 +232,9 @@ class _Streams:
     def codebook(self, name: str, meta: dict) -> np.ndarray:
         k, dim = int(meta["k"]), int(meta["dim"])
         return np.frombuffer(self.raw(f"{name}.codebook", k * dim * 2), "<f2").reshape(k, dim).astype(np.float32)
+
+    def finish(self) -> None:
+        """Wait for any decoding still running (a FormatError if it found impossible contents)."""
 
     def bad_index(self, name: str, k: int):
         return FormatError(f"has {name} indices past its {k}-word codebook", self.path)
@@ -288,12 +299,34 @@ class NumpyStreams(_Streams):
         out[:] = codec.from_smallest_three(largest, others)
 
 
-class KernelStreams(_Streams):
-    """The decoder ``decode_scene`` uses: one compiled pass per attribute (``decode_kernels``)."""
+BLOCK_ROWS = 1 << 16  # a block's temporaries (up to 12 MB for 45 SH values per splat) stay small
+
+
+def decode_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class BlockStreams(_Streams):
+    """The decoder ``decode_scene`` uses: each attribute in blocks of rows (``decode_blocks``), the blocks
+    run on ``pool``'s threads and written straight into the scene's arrays; ``finish`` waits for them."""
+
+    def __init__(self, streams: dict[str, bytes], n: int, path, pool: Executor):
+        super().__init__(streams, n, path)
+        self.pool, self.jobs = pool, []
+
+    def _blocks(self, step, *args, error=None) -> None:
+        for r0 in range(0, self.n, BLOCK_ROWS):
+            self.jobs.append((self.pool.submit(step, *args, r0, min(self.n, r0 + BLOCK_ROWS)), error))
+
+    def finish(self) -> None:
+        wait([job for job, _ in self.jobs])  # every block done before an error is raised: none writes later
+        for job, error in self.jobs:
+            if job.result() is False:
+                raise error
 
     def words(self, name: str, count: int) -> np.ndarray:
         out = np.empty((count, 1), dtype=np.uint32)
-        kernels.words_into(self.planes(name, count, 32), out, 0, 1)
+        blocks.words_into(self.planes(name, count, 32), out, 0, 1, 0, count)
         return out[:, 0]
 
     def into(self, name: str, meta: dict, out: np.ndarray, col: int = 0, width: int | None = None,
@@ -301,41 +334,58 @@ class KernelStreams(_Streams):
         kind = meta["codec"]
         dim = self.check_dim(name, meta, out.shape[1] - col if width is None else width)
         if kind == "f32":
-            kernels.words_into(self.planes(name, self.n * dim, 32), out.view(np.uint32), col, dim)
+            self._blocks(blocks.words_into, self.planes(name, self.n * dim, 32), out.view(np.uint32), col, dim)
         elif kind == "q":
             lo, hi = (np.asarray(meta[k], dtype=np.float64).reshape(dim) for k in ("lo", "hi"))
             bits = int(meta["bits"])
-            kernels.uniform_into(self.planes(name, self.n * dim, bits), bits, lo, hi, out, col, logit_edge)
+            if not 1 <= bits <= 32:
+                raise FormatError(f"stores {name} with {bits}-bit values", self.path, "the file is damaged")
+            table = blocks.uniform_table(bits, lo, hi, logit_edge)
+            self._blocks(blocks.uniform_into, self.planes(name, self.n * dim, bits), bits, lo, hi, table, out, col,
+                         logit_edge)
         elif kind == "vq":
             book = self.codebook(name, meta)
-            if kernels.gather_into(self.planes(name, self.n, int(meta["bits"])), book, out, col) >= 0:
-                raise self.bad_index(name, len(book))
+            self._blocks(blocks.gather_into, self.planes(name, self.n, int(meta["bits"])), book, out, col,
+                         error=self.bad_index(name, len(book)))
         else:
             raise self.unknown(name, kind)
 
     def sorted_means(self, meta: dict, out: np.ndarray) -> None:
         bits = int(meta["bits"])
+        if not 1 <= bits <= 21:
+            raise FormatError(f"stores positions with {bits}-bit cells (at most 21)", self.path, "the file is damaged")
         lo, hi = (np.asarray(meta[k], dtype=np.float64).reshape(3) for k in ("lo", "hi"))
-        kernels.morton_means(self.planes("means", self.n, 3 * bits), bits, lo, hi, out)
+        gaps = self.planes("means", self.n, 3 * bits)
+        codes = np.cumsum(blocks.ints(gaps, 0, self.n), dtype=np.uint64)  # a running sum: one pass, in order
+        self._blocks(blocks.morton_means, codes, bits, lo, hi, out)
 
     def smallest_three(self, meta: dict, out: np.ndarray) -> None:
         bits = int(meta["bits"])
-        largest = self.planes("quats.largest", self.n, 2)
-        if kernels.smallest_three_quats(largest, self.planes("quats", 3 * self.n, bits), bits, out) >= 0:
-            raise FormatError("has a rotation with an impossible largest-component index", self.path)
+        if not 1 <= bits <= 15:
+            raise FormatError(f"stores rotations with {bits}-bit components", self.path, "the file is damaged")
+        bad = FormatError("has a rotation with an impossible largest-component index", self.path)
+        self._blocks(blocks.smallest_three_into, self.planes("quats.largest", self.n, 2),
+                     self.planes("quats", 3 * self.n, bits), bits, out, error=bad)
 
 
-def decode_scene(data: bytes, path: str | Path | None = None, *, reference: bool = False) -> GaussianScene:
+def decode_scene(data: bytes, path: str | Path | None = None, *, reference: bool = False,
+                 threads: int | None = None) -> GaussianScene:
     """The scene in the bytes of a .handful file, or a FormatError (never a partial scene).
-    ``reference=True`` decodes with the plain-numpy reference decoder (tests and benchmarks)."""
-    header, streams = container.unpack(data, path)
+    ``reference=True`` decodes with the plain-numpy reference decoder (tests and benchmarks); ``threads``:
+    how many threads decompress and decode (default: the cores, up to 8)."""
+    with ThreadPoolExecutor(threads or decode_threads(), thread_name_prefix="handful-decode") as pool:
+        return _decode(data, path, reference, pool)
+
+
+def _decode(data: bytes, path, reference: bool, pool: Executor) -> GaussianScene:
+    header, streams = container.unpack(data, path, pool=None if reference else pool)
     try:
         n, degree, attrs = int(header["count"]), int(header["sh_degree"]), dict(header["attributes"])
     except (KeyError, TypeError, ValueError) as e:
         raise FormatError(f"has an unreadable header ({e})", path, "the file is damaged") from None
     if n < 0 or not 0 <= degree <= 3:
         raise FormatError(f"claims {n} splats of SH degree {degree}", path, "the file is damaged")
-    r = (NumpyStreams if reference else KernelStreams)(streams, n, path)
+    r = NumpyStreams(streams, n, path) if reference else BlockStreams(streams, n, path, pool)
     k = sh_coeffs_for_degree(degree)
     means, quats = np.empty((n, 3), np.float32), np.empty((n, 4), np.float32)
     log_scales, logits = np.empty((n, 3), np.float32), np.empty((n, 1), np.float32)
@@ -377,6 +427,8 @@ def decode_scene(data: bytes, path: str | Path | None = None, *, reference: bool
             else:
                 features = np.empty((n, int(f["dim"])), np.float32)
                 r.into(name, f, features)
+        name = "the scene"
+        r.finish()
     except (KeyError, TypeError, ValueError) as e:
         raise FormatError(f"has an unreadable description of {name} ({e})", path) from None
     try:
@@ -386,4 +438,4 @@ def decode_scene(data: bytes, path: str | Path | None = None, *, reference: bool
         raise FormatError(f"holds an invalid scene: {e}", path) from None
 
 
-__all__ = ["CodecSettings", "LOSSLESS", "encode_scene", "decode_scene", "KernelStreams", "NumpyStreams"]
+__all__ = ["CodecSettings", "LOSSLESS", "encode_scene", "decode_scene", "BlockStreams", "NumpyStreams"]
