@@ -241,6 +241,22 @@ def test_repair_rounds_write_the_pseudo_views_and_fine_tune(tiny_capture, tmp_pa
     assert any(isinstance(e, Progress) and e.stage == "repair" for e in events)
 
 
+def test_repair_rounds_continue_the_training_run_instead_of_restarting_it(tiny_capture, tmp_path):
+    truth, cams, images = tiny_capture
+    trained = train(random_scene(60, sh_degree=0, seed=4, extent=0.7), cams, images, _tiny_config())
+    adam_steps = lambda state: {int(o.state_dict()["state"][0]["step"]) for o in state.optimizers.values()}  # noqa: E731
+    assert trained.state.step == 30 and adam_steps(trained.state) == {30}
+    result = repair_rounds(trained.scene, cams, images, _Brighten(), rounds=2, steps_per_round=10,
+                           config=_tiny_config(), out_dir=tmp_path / "continued", pseudo_count=3, state=trained.state)
+    # the same run, 20 steps further: schedule position and Adam moments carried on, not reset per round
+    assert trained.state.step == 50 and adam_steps(trained.state) == {50}
+    assert torch.equal(result.scene.means, trained.state.scene().means)
+    # without the run's state the rounds start at the schedule's end with fresh optimisers
+    fresh = repair_rounds(trained.scene, cams, images, _Brighten(), rounds=1, steps_per_round=10,
+                          config=_tiny_config(), out_dir=tmp_path / "fresh", pseudo_count=3)
+    assert not torch.equal(fresh.scene.means, trained.scene.means)
+
+
 def test_repair_rounds_cancel_keeps_the_last_finished_round(tiny_capture, tmp_path):
     truth, cams, images = tiny_capture
     scene = train(random_scene(60, sh_degree=0, seed=4, extent=0.7), cams, images, _tiny_config()).scene
