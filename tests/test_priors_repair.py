@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import ModelError
+from engine.errors import InputError, ModelError
 from engine.events import CancelToken, Progress
 from engine.metrics import ssim_loss_value
 from engine.priors.image_prior import ImagePrior
@@ -159,6 +159,12 @@ def test_pseudo_view_loss_renders_the_pseudo_camera_at_the_step_resolution(tiny_
     got = dimmer(_ctx(truth, 0, 1.0, rendered))
     j = [v.name for v in views].index(rendered[0].name)
     assert float(got) == pytest.approx(float(np.abs(exact[j] - 0.5 * exact[j]).mean()), rel=1e-5)
+    halved = PseudoViewLoss(views, exact, every=1, resolution=0.5)  # half of the step's resolution
+    rendered.clear()
+    halved(_ctx(truth, 0, 0.5, rendered))
+    assert (rendered[0].width, rendered[0].height) == (8, 6)
+    with pytest.raises(InputError, match="resolution"):
+        PseudoViewLoss(views, exact, resolution=0)
 
 
 def test_pseudo_view_loss_confidence_zero_switches_it_off_and_ssim_term_matches(tiny_capture):

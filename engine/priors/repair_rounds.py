@@ -90,6 +90,7 @@ def repair_rounds(
     pseudo_count: int = 8,
     weight: float = 0.2,
     every: int = 2,
+    pseudo_resolution: float = 0.5,
     seed: int = 0,
     init: GaussianScene | None = None,
     fit_steps: int | None = None,
@@ -98,7 +99,8 @@ def repair_rounds(
 ) -> RepairResult:
     """``rounds`` rounds of: render ``pseudo_count`` pseudo views of ``scene`` (new cameras each round),
     repair them with ``prior``, save them, and continue training ``scene`` for ``steps_per_round`` steps on
-    the photos plus the repaired views (``PseudoViewLoss`` with ``weight``, every ``every``-th step).
+    the photos plus the repaired views (``PseudoViewLoss`` with ``weight``, every ``every``-th step, rendered
+    at ``pseudo_resolution`` of the training size).
 
     The rounds continue the run that trained ``scene`` (``state``: its ``engine.train.TrainState``, e.g.
     ``TrainResult.state``) past the end of ``config``'s schedule: the final learning rates, every SH band,
@@ -145,7 +147,8 @@ def repair_rounds(
             atomic_write_text(folder / "cameras.json", json.dumps([camera_to_json(c) for c in views], indent=1))
             repair_seconds = time.perf_counter() - start
 
-            loss = PseudoViewLoss(views, repaired, weight=weight, every=every, seed=seed + k)
+            loss = PseudoViewLoss(views, repaired, weight=weight, every=every, seed=seed + k,
+                                  resolution=pseudo_resolution)
             sink = part_of_stage(emit, k, rounds, f"round {k + 1}/{rounds}", snapshots=True)
             result = train(None, cams, train_images, config, emit=sink, cancel=cancel, background=background,
                            scene_extent=extent, losses=[loss], resume=state, steps=steps_per_round)

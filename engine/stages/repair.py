@@ -63,7 +63,7 @@ class RepairStage(Stage):
                     scene, cams, images, backend, rounds=rounds, steps_per_round=repair_steps(cfg.iterations),
                     config=cfg, background=ctx.background.rgb, emit=ctx.snapshot_forwarder(rig.cameras),
                     cancel=ctx.cancel, out_dir=ctx.out, pseudo_count=priors.PSEUDO_VIEWS_PER_ROUND,
-                    seed=ctx.options.seed, init=init, fit_steps=max(1, cfg.iterations // 2), state=state,
+                    seed=ctx.options.seed, init=init, fit_steps=leave_one_out_steps(cfg.iterations), state=state,
                     scene_extent=rig.scene_extent())
             except Cancelled:
                 raise
@@ -104,8 +104,15 @@ def training_state(ctx, cfg, extent: float):
 
 
 def repair_steps(iterations: int) -> int:
-    """Fine-tuning steps per repair round: a quarter of the training's, at least 50."""
-    return max(50, iterations // 4)
+    """Steps per repair round: an eighth of the training's, at least 50 (the rounds continue the trained run
+    with its optimiser moments, so they need not relearn what a restarted fine-tune would)."""
+    return max(50, iterations // 8)
+
+
+def leave_one_out_steps(iterations: int) -> int:
+    """Steps of each scene fitted without one photo, whose renders the per-scene repair net learns from: a
+    quarter of the training's (these scenes are for the net's pairs, not the result)."""
+    return max(1, iterations // 4)
 
 
 def repair_round_count(preset: str) -> int:
