@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _machine import print_table  # noqa: E402
 
+from engine import events as ev  # noqa: E402
 from engine.errors import HandfulError  # noqa: E402
 from engine.ingest import load_image  # noqa: E402
 from engine.io import colmap, load_scene  # noqa: E402
@@ -122,11 +123,29 @@ def into_estimated_frame(case: Case, out: Path) -> list[Camera]:
     return moved
 
 
+class StageClock:
+    """CPU seconds of this process (every thread) per job stage, from the job's stage events: on a shared
+    machine wall seconds say how busy it was, CPU seconds what the stage costs."""
+
+    def __init__(self):
+        self.cpu: dict[str, float] = {}
+        self._stage, self._since = None, 0.0
+
+    def __call__(self, event) -> None:
+        if isinstance(event, ev.StageStarted):
+            self._stage, self._since = event.stage, time.process_time()
+            print(f"    {time.strftime('%H:%M:%S')} {event.stage}", flush=True)
+        elif isinstance(event, ev.StageFinished) and self._stage == event.stage:
+            self.cpu[event.stage] = round(self.cpu.get(event.stage, 0.0) + time.process_time() - self._since, 1)
+            self._stage = None
+
+
 def run_row(case: Case, out: Path, label: str, options: JobOptions, *, estimated: bool = False) -> dict:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     row = {"case": case.name, "cameras": "estimated" if estimated else "given", "priors": label}
+    clock = StageClock()
     try:
-        result = run_job([case.photos], out, options)
+        result = run_job([case.photos], out, options, emit=clock)
         cams = into_estimated_frame(case, out) if estimated else case.test
         metrics = score(out, case, result.report, cams)
     except HandfulError as e:
@@ -135,7 +154,9 @@ def run_row(case: Case, out: Path, label: str, options: JobOptions, *, estimated
     return {**row, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
             "train_psnr": result.report["eval"]["psnr"], "gaussians": result.report["num_gaussians"],
             "ran": priors.get("ran", []), "stages": {k: timings.get(k) for k in STAGE_COLUMNS},
-            "total": timings.get("total"), "wall": time.perf_counter() - started}
+            "total": timings.get("total"), "wall": time.perf_counter() - started,
+            "cpu": {k: clock.cpu.get(k) for k in STAGE_COLUMNS if timings.get(k) is not None},
+            "cpu_total": round(time.process_time() - cpu_started, 1)}
 
 
 def main(argv=None) -> int:
@@ -192,7 +213,7 @@ def _print(rows: list[dict], args) -> None:
     off = {r["case"]: r["psnr"] for r in rows
            if r["priors"] in ("off", "off seed 0") and r["cameras"] == "given" and "psnr" in r}
     header = ["case", "cameras", "priors", "PSNR", "SSIM", "dPSNR vs off", "train PSNR", "splats",
-              *[f"{s} s" for s in STAGE_COLUMNS], "total s", "ran (backends below)"]
+              *[f"{s} s" for s in STAGE_COLUMNS], "total s", "CPU s by stage", "CPU s", "ran (backends below)"]
     table = []
     for r in rows:
         if "error" in r:
@@ -202,8 +223,10 @@ def _print(rows: list[dict], args) -> None:
         table.append([r["case"], r["cameras"], r["priors"], round(r["psnr"], 2), round(r["ssim"], 3),
                       None if base is None else round(r["psnr"] - base, 2), round(r["train_psnr"], 2),
                       r["gaussians"], *[r["stages"][s] for s in STAGE_COLUMNS], r["total"],
+                      " ".join(f"{k} {v:g}" for k, v in r["cpu"].items() if v is not None), r["cpu_total"],
                       " + ".join(part.split(":")[0] for part in r["ran"]) or "-"])
     size = f"photos at {args.scale:g} of the shared copies"
+    print(f"  load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
     print_table(f"sparse-view priors, {TRAIN_PHOTOS} training photos, held-out views (LPIPS: no offline "
                 f"weights), preset {args.preset}{'' if args.iterations is None else f', {args.iterations} steps'}, "
                 f"{size}", header, table)

@@ -112,11 +112,17 @@ class FakeDiffusionPrior:
         self.name = f"fake diffusion from {folder}"
 
 
-def fake_repair_rounds(scene, cameras, images, prior, *, rounds, out_dir, pseudo_count, emit, cancel, **_):
+repair_states: list = []  # the schedule step of the training run each fake repair was given (None: none)
+
+
+def fake_repair_rounds(scene, cameras, images, prior, *, rounds, out_dir, pseudo_count, emit, cancel, state=None,
+                       **_):
     """Writes ``pseudo_count`` grey views (and their 'renders') per round into out_dir/pseudo/round_<k>/ and
     halves every opacity once per round; a cancel keeps the last finished round's scene (as the real one)."""
     import cv2
     import torch
+
+    repair_states.append(None if state is None else state.step)
 
     figures = []
     for k in range(rounds):
@@ -139,6 +145,7 @@ def install(monkeypatch):
     import sys
 
     built.clear()
+    repair_states.clear()
     depth = types.ModuleType("engine.priors.depth")
     depth.DepthMap, depth.MultiViewDepth, depth.MonocularDepth = FakeDepthMap, FakeMultiViewDepth, FakeMonocularDepth
     depth.dense_points = fake_dense_points

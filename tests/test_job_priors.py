@@ -170,6 +170,7 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
     assert init.dense_share == pytest.approx(np.mean([g["weight"] for g in guard]), abs=1e-4)
     assert priors["dense_share"] == init.dense_share
     assert {"depth", "init", "train", "evaluate"} <= set(fast.report["timings"])
+    assert not (out / "train_state.pt").exists()  # no repair planned: nothing will continue the run
 
     # full adds the repair stage only: depth, init and training read nothing that changed
     seen = []
@@ -184,6 +185,7 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
     assert full.report["priors"]["repair"] == {"backend": fake_priors.FakeSceneRepairNet.name, "rounds": 1,
                                                "pseudo_views": 8}
     assert "repair" in full.report["timings"]
+    assert fake_priors.repair_states == [None]  # training ran for fast: repair starts from its scene afresh
 
     # back to fast: training's own scene again, scored again; nothing else re-runs
     seen = []
@@ -197,6 +199,7 @@ def test_changing_priors_reruns_the_prior_stages_and_training_but_not_ingest_or_
     run_job([four_photos], out, _opts(priors="full", without_priors=("dropout",)), emit=seen.append)
     assert _started(seen) == ["train", "repair", "evaluate", "group"]
     assert train_calls[-1]["hooks"] == [] and len(train_calls[-1]["losses"]) == 3
+    assert (out / "train_state.pt").is_file() and fake_priors.repair_states[-1] == 12  # repair continues the run
 
     seen = []
     back = run_job([four_photos], out, _opts(priors="off"), emit=seen.append)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import ModelError
+from engine.errors import InputError, ModelError
 from engine.events import CancelToken, Progress
 from engine.metrics import ssim_loss_value
 from engine.priors.image_prior import ImagePrior
@@ -160,6 +160,12 @@ def test_pseudo_view_loss_renders_the_pseudo_camera_at_the_step_resolution(tiny_
     got = dimmer(_ctx(truth, 0, 1.0, rendered))
     j = [v.name for v in views].index(rendered[0].name)
     assert float(got) == pytest.approx(float(np.abs(exact[j] - 0.5 * exact[j]).mean()), rel=1e-5)
+    halved = PseudoViewLoss(views, exact, every=1, resolution=0.5)  # half of the step's resolution
+    rendered.clear()
+    halved(_ctx(truth, 0, 0.5, rendered))
+    assert (rendered[0].width, rendered[0].height) == (8, 6)
+    with pytest.raises(InputError, match="resolution"):
+        PseudoViewLoss(views, exact, resolution=0)
 
 
 def test_pseudo_view_loss_confidence_zero_switches_it_off_and_ssim_term_matches(tiny_capture):
@@ -240,6 +246,22 @@ def test_repair_rounds_write_the_pseudo_views_and_fine_tune(tiny_capture, tmp_pa
     assert not torch.equal(result.scene.means, scene.means)  # fine-tuned
     assert len(result.scene) == len(scene)  # no densification while fine-tuning
     assert any(isinstance(e, Progress) and e.stage == "repair" for e in events)
+
+
+def test_repair_rounds_continue_the_training_run_instead_of_restarting_it(tiny_capture, tmp_path):
+    truth, cams, images = tiny_capture
+    trained = train(random_scene(60, sh_degree=0, seed=4, extent=0.7), cams, images, _tiny_config())
+    adam_steps = lambda state: {int(o.state_dict()["state"][0]["step"]) for o in state.optimizers.values()}  # noqa: E731
+    assert trained.state.step == 30 and adam_steps(trained.state) == {30}
+    result = repair_rounds(trained.scene, cams, images, _Brighten(), rounds=2, steps_per_round=10,
+                           config=_tiny_config(), out_dir=tmp_path / "continued", pseudo_count=3, state=trained.state)
+    # the same run, 20 steps further: schedule position and Adam moments carried on, not reset per round
+    assert trained.state.step == 50 and adam_steps(trained.state) == {50}
+    assert torch.equal(result.scene.means, trained.state.scene().means)
+    # without the run's state the rounds start at the schedule's end with fresh optimisers
+    fresh = repair_rounds(trained.scene, cams, images, _Brighten(), rounds=1, steps_per_round=10,
+                          config=_tiny_config(), out_dir=tmp_path / "fresh", pseudo_count=3)
+    assert not torch.equal(fresh.scene.means, trained.scene.means)
 
 
 def test_repair_rounds_cancel_keeps_the_last_finished_round(tiny_capture, tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -31,21 +30,9 @@ from .pseudo_loss import PseudoViewLoss
 from .pseudo_views import pseudo_cameras
 from .repair_progress import STAGE, part_of_stage
 
-FINE_TUNE_LR_MEANS = 0.1  # fine-tuning moves positions at a tenth of the config's starting rate
-
-
 class RepairResult(NamedTuple):
     scene: GaussianScene  # the scene after the last finished round (the input scene when none finished)
     figures: list[dict]  # one per finished round
-
-
-def fine_tune_config(config, steps: int):
-    """``config`` for continuing an already trained scene: ``steps`` iterations, every SH band and the
-    full training resolution from the first step, no densification (the scene keeps its splats), a gentler
-    position learning rate."""
-    return config.with_(iterations=steps, sh_interval=0, start_resolution=1.0, strategy="none",
-                        lr_means=config.lr_means * FINE_TUNE_LR_MEANS,
-                        lr_means_final=min(config.lr_means_final, config.lr_means * FINE_TUNE_LR_MEANS))
 
 
 def training_size(cameras: Sequence[Camera], max_side: int | None) -> list[Camera]:
@@ -103,17 +90,28 @@ def repair_rounds(
     pseudo_count: int = 8,
     weight: float = 0.2,
     every: int = 2,
+    pseudo_resolution: float = 0.5,
     seed: int = 0,
     init: GaussianScene | None = None,
     fit_steps: int | None = None,
+    state=None,
+    scene_extent: float | None = None,
 ) -> RepairResult:
     """``rounds`` rounds of: render ``pseudo_count`` pseudo views of ``scene`` (new cameras each round),
-    repair them with ``prior``, save them, fine-tune ``scene`` for ``steps_per_round`` steps on the photos
-    plus the repaired views (``PseudoViewLoss`` with ``weight``, every ``every``-th step; settings from
-    :func:`fine_tune_config`). A prior that ``needs_fit`` and is not fitted yet is first fitted on
-    leave-one-out pairs (``init`` trained for ``fit_steps``, default ``config.iterations``, without each
-    photo in turn). Progress and cancel throughout; a cancel returns the last finished round's scene."""
+    repair them with ``prior``, save them, and continue training ``scene`` for ``steps_per_round`` steps on
+    the photos plus the repaired views (``PseudoViewLoss`` with ``weight``, every ``every``-th step, rendered
+    at ``pseudo_resolution`` of the training size).
+
+    The rounds continue the run that trained ``scene`` (``state``: its ``engine.train.TrainState``, e.g.
+    ``TrainResult.state``) past the end of ``config``'s schedule: the final learning rates, every SH band,
+    full resolution, no densification, and the optimisers' moments kept from round to round. Without
+    ``state`` the run starts at that point with fresh optimisers. A prior that ``needs_fit`` and is not
+    fitted yet is first fitted on leave-one-out pairs (``init`` trained for ``fit_steps``, default
+    ``config.iterations``, without each photo in turn). Progress and cancel throughout; a cancel returns the
+    last finished round's scene."""
+    from engine.scene import CameraRig
     from engine.train import train
+    from engine.train.loop import TrainState
 
     if rounds < 0 or steps_per_round < 1:
         raise InputError(f"repair needs rounds >= 0 and steps_per_round >= 1, got {rounds} and {steps_per_round}")
@@ -124,7 +122,11 @@ def repair_rounds(
         if prior.needs_fit and not getattr(prior, "fitted", False):
             _fit_prior(prior, init, cams, list(train_images), config, fit_steps, background, seed, emit, cancel)
         sized = training_size(cams, config.max_image_side)
-        tune = fine_tune_config(config, steps_per_round)
+        extent = float(scene_extent) if scene_extent else CameraRig(cams).scene_extent()
+        if state is None:
+            state = TrainState.fresh(scene, config, extent, step=config.iterations)
+        else:
+            scene = state.scene()
         for k in range(rounds):
             if cancel is not None:
                 cancel.raise_if_cancelled()
@@ -145,10 +147,11 @@ def repair_rounds(
             atomic_write_text(folder / "cameras.json", json.dumps([camera_to_json(c) for c in views], indent=1))
             repair_seconds = time.perf_counter() - start
 
-            loss = PseudoViewLoss(views, repaired, weight=weight, every=every, seed=seed + k)
+            loss = PseudoViewLoss(views, repaired, weight=weight, every=every, seed=seed + k,
+                                  resolution=pseudo_resolution)
             sink = part_of_stage(emit, k, rounds, f"round {k + 1}/{rounds}", snapshots=True)
-            result = train(scene, cams, train_images, replace(tune, seed=config.seed + k), emit=sink, cancel=cancel,
-                           background=background, losses=[loss])
+            result = train(None, cams, train_images, config, emit=sink, cancel=cancel, background=background,
+                           scene_extent=extent, losses=[loss], resume=state, steps=steps_per_round)
             if result.cancelled:
                 break
             scene = result.scene
@@ -169,4 +172,4 @@ def repair_rounds(
     return RepairResult(scene, figures)
 
 
-__all__ = ["repair_rounds", "RepairResult", "fine_tune_config", "training_size"]
+__all__ = ["repair_rounds", "RepairResult", "training_size"]

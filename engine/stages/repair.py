@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..errors import Cancelled
 from . import priors
 from .base import Stage, StageResult
-from .train import TRAINED
+from .train import STATE, TRAINED
 
 FOLDER = "pseudo"
 
@@ -57,12 +57,14 @@ class RepairStage(Stage):
         for backend in backends:
             ctx.cancel.raise_if_cancelled()
             ctx.progress(0, rounds, f"{rounds} repair round{'s' if rounds != 1 else ''} with {backend.name}")
+            state = training_state(ctx, cfg, rig.scene_extent())  # afresh for each backend: the rounds advance it
             try:
                 repaired, figures = priors.repair_rounds(
                     scene, cams, images, backend, rounds=rounds, steps_per_round=repair_steps(cfg.iterations),
                     config=cfg, background=ctx.background.rgb, emit=ctx.snapshot_forwarder(rig.cameras),
                     cancel=ctx.cancel, out_dir=ctx.out, pseudo_count=priors.PSEUDO_VIEWS_PER_ROUND,
-                    seed=ctx.options.seed, init=init, fit_steps=max(1, cfg.iterations // 2))
+                    seed=ctx.options.seed, init=init, fit_steps=leave_one_out_steps(cfg.iterations), state=state,
+                    scene_extent=rig.scene_extent())
             except Cancelled:
                 raise
             except priors.USABLE_ERRORS as e:
@@ -85,9 +87,32 @@ class RepairStage(Stage):
         return RepairResult()
 
 
+def training_state(ctx, cfg, extent: float):
+    """The training run to continue (train_state.pt), or None when training did not leave one (it ran
+    without repair planned) or it cannot be read (the rounds then start afresh at the schedule's end)."""
+    from ..errors import InputError
+    from ..train.loop import TrainState
+
+    path = ctx.out / STATE
+    if not path.is_file():
+        return None
+    try:
+        return TrainState.load(path, cfg, extent, ctx.device)
+    except InputError as e:
+        ctx.warn(f"{e}; the repair rounds start from the trained scene with fresh optimisers")
+        return None
+
+
 def repair_steps(iterations: int) -> int:
-    """Fine-tuning steps per repair round: a quarter of the training's, at least 50."""
-    return max(50, iterations // 4)
+    """Steps per repair round: an eighth of the training's, at least 50 (the rounds continue the trained run
+    with its optimiser moments, so they need not relearn what a restarted fine-tune would)."""
+    return max(50, iterations // 8)
+
+
+def leave_one_out_steps(iterations: int) -> int:
+    """Steps of each scene fitted without one photo, whose renders the per-scene repair net learns from: a
+    quarter of the training's (these scenes are for the net's pairs, not the result)."""
+    return max(1, iterations // 4)
 
 
 def repair_round_count(preset: str) -> int:

@@ -1,5 +1,6 @@
-"""train: the Gaussian scene (scene.ply, and trained.ply for the repair stage to start from), with the
-priors plan's regularisers; refined/ holds the training cameras' refined poses when refinement ran."""
+"""train: the Gaussian scene (scene.ply, and trained.ply for the repair stage to start from, with
+train_state.pt when repair will continue the run), with the priors plan's regularisers; refined/ holds the
+training cameras' refined poses when refinement ran."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from . import priors
 from .base import Stage, StageResult
 
 TRAINED = "trained.ply"  # the training's own scene; scene.ply is the job's current one (repair, group edit it)
+STATE = "train_state.pt"  # where training stopped (Adam moments, schedule step), for repair to continue it
 
 
 @dataclass
@@ -34,7 +36,7 @@ class TrainResult(StageResult):
 class TrainStage(Stage):
     name = "train"
     reads = ("preset", "iterations", "eval_every", "background", "device", "seed", "refine_poses")
-    outputs = ("scene.ply", TRAINED, "train.json", "refined/")
+    outputs = ("scene.ply", TRAINED, STATE, "train.json", "refined/")
     result_type = TrainResult
     replaces_scene = True
 
@@ -58,6 +60,10 @@ class TrainStage(Stage):
         scene = res.scene.detach().to("cpu")
         save_scene(scene, ctx.out / "scene.ply")
         save_scene(scene, ctx.out / TRAINED)
+        if ctx.priors.repair and res.state is not None:  # the repair rounds continue this run
+            res.state.save(ctx.out / STATE)
+        else:
+            (ctx.out / STATE).unlink(missing_ok=True)  # a state of an earlier training must not be continued
         save_refined_cameras(ctx, rig, res.cameras)
         result = TrainResult(iterations=int(res.iterations), seconds=round(float(res.seconds), 3),
                              cancelled=bool(getattr(res, "cancelled", False)),

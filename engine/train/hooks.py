@@ -40,6 +40,7 @@ class StepContext:
     backend: str
     views: TrainingViews
     factor: float = 1.0  # this step's resolution, a fraction of the training size
+    lr_means: float = 0.0  # this step's position learning rate (the schedule's, times the scene extent)
     _render: Callable | None = None
 
     def render(self, camera: Camera, scene: GaussianScene | None = None, **kwargs):

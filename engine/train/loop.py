@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import math
+import pickle
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -22,7 +24,7 @@ from .config import TrainConfig
 from .exposure import ExposureCorrection
 from .hooks import Hook, Loss, OpacityPenalty, ScalePenalty, StepContext
 from .photometric import photometric_loss
-from .params import make_optimizers, params_from_scene, scene_from_params
+from .params import ROW_LABELS, make_optimizers, params_from_scene, scene_from_params
 from .pose_refine import MIN_VIEWS, PoseRefinement
 from .schedules import exponential_lr, resolution_at, sh_degree_at
 from .strategy import make_strategy
@@ -34,7 +36,7 @@ STAGE = "train"
 @dataclass
 class TrainResult:
     scene: GaussianScene
-    iterations: int  # steps completed
+    iterations: int  # the schedule step reached (steps completed, for a run from the start)
     seconds: float
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
@@ -42,6 +44,94 @@ class TrainResult:
     exposure: torch.Tensor | None = None  # (num_images, 3, 4) colour corrections, when learned
     cameras: list[Camera] | None = None  # the training cameras with refined poses, when refinement ran
     pose_corrections_deg: list[float] | None = None  # each camera's learned rotation correction
+    state: "TrainState | None" = None  # where the run stands, to continue it (``train(..., resume=state)``)
+
+
+@dataclass
+class TrainState:
+    """A run's position on its schedule, to continue it with ``train(..., resume=state)``: the trainable
+    tensors with their Adam moments, the densification strategy, the step reached, and the random streams
+    (view order, dropout / densification noise). A run continued from step k0 for k steps takes the same
+    steps, with the same learning rates, SH bands, resolution and densification, as steps k0..k0+k of one
+    uninterrupted run with the same config.
+
+    ``exposure`` and ``poses`` (the learned colour and pose corrections, when the config learns them) are
+    carried in memory only: ``save`` writes the Gaussians, the optimisers, the step and the random streams;
+    ``load`` rebuilds the strategy from the config (its gradient averages restart)."""
+
+    params: dict
+    optimizers: dict
+    strategy: object
+    step: int
+    order: list
+    order_rng: np.random.Generator
+    generator: torch.Generator
+    exposure: ExposureCorrection | None = None
+    poses: PoseRefinement | None = None
+
+    @classmethod
+    def fresh(cls, scene: GaussianScene, config: TrainConfig, extent: float, device=None, *,
+              step: int = 0) -> "TrainState":
+        """A run of ``config`` starting from ``scene`` at schedule step ``step`` with fresh optimisers (for a
+        scene trained elsewhere, ``step=config.iterations`` continues it at the schedules' final values)."""
+        device = scene.device if device is None else torch.device(device)
+        params = params_from_scene(scene.to(device), config.sh_degree)
+        generator = torch.Generator(device=device).manual_seed(config.seed)
+        return cls(params, make_optimizers(params, _learning_rates(config, extent)), None, int(step), [],
+                   np.random.default_rng(config.seed), generator)
+
+    def save(self, path) -> None:
+        from engine.io.atomic import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        torch.save({
+            "version": 1, "step": self.step, "order": [int(i) for i in self.order],
+            "order_rng": self.order_rng.bit_generator.state, "generator": self.generator.get_state(),
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "optimizers": {k: _cpu_state(opt) for k, opt in self.optimizers.items()},
+        }, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path, config: TrainConfig, extent: float, device="cpu") -> "TrainState":
+        """The state ``save`` wrote, on ``device``, with a fresh strategy for ``config``."""
+        try:
+            data = torch.load(path, map_location=device, weights_only=True)
+            params = {k: (torch.nn.Parameter(v.contiguous()) if k not in ROW_LABELS else v.contiguous())
+                      for k, v in data["params"].items()}
+            optimizers = make_optimizers(params, _learning_rates(config, extent))
+            for name, opt in optimizers.items():
+                opt.load_state_dict(data["optimizers"][name])
+            order_rng = np.random.default_rng()
+            order_rng.bit_generator.state = data["order_rng"]
+            generator = torch.Generator(device=device)
+            generator.set_state(data["generator"])
+            step, order = int(data["step"]), [int(i) for i in data["order"]]
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as e:
+            raise InputError(f"cannot read the training state ({e})", path=path,
+                             hint="train again; the state is written with the trained scene") from None
+        return cls(params, optimizers, make_strategy(config, extent, generator), step, order, order_rng, generator)
+
+    def scene(self) -> GaussianScene:
+        return _final_scene(self.params)
+
+
+def _cpu_state(opt: torch.optim.Optimizer) -> dict:
+    state = opt.state_dict()
+    state["state"] = {k: {n: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for n, v in s.items()}
+                      for k, s in state["state"].items()}
+    return state
+
+
+def _learning_rates(config: TrainConfig, extent: float) -> dict[str, float]:
+    return {
+        "means": config.lr_means * extent,
+        "quats": config.lr_quats,
+        "log_scales": config.lr_scales,
+        "opacity_logits": config.lr_opacity,
+        "sh0": config.lr_sh0,
+        "sh_rest": config.lr_sh0 * config.lr_sh_rest_ratio,
+    }
 
 
 def _background_tensor(background) -> torch.Tensor:
@@ -70,13 +160,23 @@ def train(
     losses: Sequence[Loss] = (),
     hooks: Sequence[Hook] = (),
     strategy=None,
+    resume: TrainState | None = None,
+    steps: int | None = None,
 ) -> TrainResult:
     """Optimise ``init`` so that renders from ``cameras`` match ``images``.
 
     ``losses`` and ``hooks`` (``engine.train.hooks``) add loss terms and per-step behaviour; ``strategy``
     is the densification strategy (default: the one ``config`` names, ``make_strategy``).
+
+    The schedules (learning-rate decay, SH bands, resolution, densification) run over
+    ``config.iterations`` steps. ``resume`` continues an earlier run (its ``TrainResult.state``) from the
+    step it reached instead of starting from ``init`` (then ignored) at step 0; ``steps`` is how many steps
+    this call takes (default: to the end of the schedule). Steps past the end keep the schedules' final
+    values: the final learning rates, every SH band, full resolution, no more densification.
+
     On cancel, returns the scene as it is (``cancelled=True``). A non-finite loss raises
-    ``StageError`` whose ``scene`` attribute holds the last good scene.
+    ``StageError`` whose ``scene`` attribute holds the last good scene. ``TrainResult.iterations`` is the
+    schedule step reached.
     """
     from engine.render import render
 
@@ -85,15 +185,19 @@ def train(
         raise InputError("no training views", hint="training needs posed photos")
     if len(cameras) != len(images):
         raise InputError(f"{len(cameras)} cameras but {len(images)} images")
+    if resume is not None:
+        init = resume.scene()
     if len(init) == 0:
         raise InputError("the initial scene has no Gaussians", hint="initialise from points or use random_init")
     if not bool(torch.isfinite(init.means).all()):
         raise InputError("the initial scene has non-finite positions")
+    if steps is not None and steps < 0:
+        raise InputError(f"steps must be at least 0, got {steps}")
 
     with _thread_plan(config, init):
         return _train(
             render, init, list(cameras), images, config, emit, cancel, _background_tensor(background),
-            eval_cameras, eval_images, scene_extent, list(losses), list(hooks), strategy,
+            eval_cameras, eval_images, scene_extent, list(losses), list(hooks), strategy, resume, steps,
         )
 
 
@@ -128,56 +232,56 @@ def _builtin_losses(config: TrainConfig) -> list[Loss]:
 
 
 def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras, eval_images, scene_extent,
-           losses, hooks, strategy):
+           losses, hooks, strategy, resume, steps):
     start = time.perf_counter()
     views = TrainingViews(cameras, images, config.max_image_side)
     extent = float(scene_extent) if scene_extent else CameraRig(views.cameras).scene_extent()
-    order_rng = np.random.default_rng(config.seed)
 
     device = init.device
     if config.backend == "gsplat" and device.type != "cuda" and torch.cuda.is_available():
         device = torch.device("cuda")
-    params = params_from_scene(init.to(device), config.sh_degree)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    state = resume if resume is not None else TrainState.fresh(init, config, extent, device)
+    if strategy is not None:
+        state.strategy = strategy
+    params, optimizers, generator = state.params, state.optimizers, state.generator
+    if params["means"].device != device:
+        raise InputError(f"the run to continue is on {params['means'].device}, this one trains on {device}")
+    order_rng, order = state.order_rng, state.order
+    if state.strategy is None:
+        state.strategy = make_strategy(config, extent, generator)
+    strategy = state.strategy
     bg = bg.to(device)
-    lrs = {
-        "means": config.lr_means * extent,
-        "quats": config.lr_quats,
-        "log_scales": config.lr_scales,
-        "opacity_logits": config.lr_opacity,
-        "sh0": config.lr_sh0,
-        "sh_rest": config.lr_sh0 * config.lr_sh_rest_ratio,
-    }
-    optimizers = make_optimizers(params, lrs)
-    if strategy is None:
-        strategy = make_strategy(config, extent, generator)
     losses = _builtin_losses(config) + losses
     for extension in (*losses, *hooks):
         extension.setup(views, extent, device)
     loss_emas: dict[str, float] = {}
-    exposure = ExposureCorrection(len(views.cameras), config.lr_exposure, device) if config.exposure_compensation else None
-    poses = None
-    if config.pose_refinement and len(views.cameras) < MIN_VIEWS:
+    if resume is None and config.exposure_compensation:
+        state.exposure = ExposureCorrection(len(views.cameras), config.lr_exposure, device)
+    if resume is None and config.pose_refinement and len(views.cameras) < MIN_VIEWS:
         emit(WarningEvent(f"camera pose refinement needs at least {MIN_VIEWS} training photos, this job has "
                      f"{len(views.cameras)}; the cameras are kept as estimated"))
-    elif config.pose_refinement:
-        poses = PoseRefinement(views.cameras, config.lr_pose_rotation, config.lr_pose_translation * extent, device)
+    elif resume is None and config.pose_refinement:
+        state.poses = PoseRefinement(views.cameras, config.lr_pose_rotation, config.lr_pose_translation * extent,
+                                     device)
+    exposure, poses = state.exposure, state.poses
     pose_start = int(config.pose_refine_start * config.iterations)
 
-    total = config.iterations
+    total = config.iterations  # the schedule's length
+    first = state.step
+    stop = first + (max(total - first, 0) if steps is None else int(steps))
     history: list[dict] = []
-    order: list[int] = []
     loss_ema = mse_ema = None
     last_progress = last_snapshot = -math.inf
     # the ETA counts pixels, not steps: a full-resolution step rasterises 4x the pixels of a half-size one
-    work = np.cumsum([resolution_at(s, total, config.start_resolution, config.full_resolution_at) ** 2
-                      for s in range(total)])
+    work = np.cumsum([0.0] + [resolution_at(s, total, config.start_resolution, config.full_resolution_at) ** 2
+                              for s in range(first, stop)])
     eta = EtaEstimator()
     last_good = pending_good = None
-    step = 0
+    step = first
     cancelled = False
 
     def result(done: int) -> TrainResult:
+        state.step = done
         return TrainResult(
             scene=_final_scene(params),
             iterations=done,
@@ -188,9 +292,10 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
             # the training cameras at full training size, whichever resolution level the last step used
             cameras=None if poses is None else poses.refined(views.cameras),
             pose_corrections_deg=None if poses is None else [float(d) for d in poses.correction_degrees()],
+            state=state,
         )
 
-    for step in range(total):
+    for step in range(first, stop):
         if cancel is not None:
             try:
                 cancel.raise_if_cancelled()
@@ -203,8 +308,8 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
             group["lr"] = lr_means
         degree = sh_degree_at(step, config.sh_degree, config.sh_interval)
         factor = resolution_at(step, total, config.start_resolution, config.full_resolution_at)
-        if not order:
-            order = list(order_rng.permutation(len(views.cameras)))
+        if not order:  # the state's own list: a continued run picks up the shuffled round where it was
+            order.extend(order_rng.permutation(len(views.cameras)))
         index = int(order.pop())
         target, cam = views.get(index, factor)
         target = target.to(device)
@@ -224,7 +329,7 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         loss, mse = photometric_loss(rgb, target, config.ssim_lambda)
         ctx = StepContext(step=step, total=total, index=index, camera=cam, target=target, result=out, rgb=rgb,
                           scene=scene, params=params, background=bg, extent=extent, sh_degree=degree,
-                          backend=config.backend, views=views, factor=factor, _render=render)
+                          backend=config.backend, views=views, factor=factor, lr_means=lr_means, _render=render)
         for term in losses:
             value = term(ctx)
             if value is None:
@@ -269,7 +374,7 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
         mse_ema = mse if mse_ema is None else 0.9 * mse_ema + 0.1 * mse
         done = step + 1
         n = int(params["means"].shape[0])
-        if done % config.metrics_every == 0 or done == total:
+        if done % config.metrics_every == 0 or done == stop:
             values = {"loss": loss_ema, "psnr": psnr_from_mse(mse_ema), "num_gaussians": n,
                       "intersections": int(getattr(out.meta, "n_isects", 0) or 0),
                       "sh_degree": degree, "resolution": factor, "seconds": time.perf_counter() - start,
@@ -277,20 +382,21 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
             history.append({"step": done, **values})
             emit(Metrics(done, values))
         now = time.perf_counter()
-        if now - last_progress >= config.progress_every_s or done == total:
+        if now - last_progress >= config.progress_every_s or done == stop:
             last_progress = now
-            left = eta.update(float(work[done - 1]), float(work[-1]), now)
+            left = eta.update(float(work[done - first]), float(work[-1]), now)
             emit(Progress(
-                STAGE, done, total,
-                f"step {done}/{total}  loss {loss_ema:.4f}  PSNR {psnr_from_mse(mse_ema):.2f} dB  {n:,} Gaussians",
-                eta_seconds=left, estimating=left is None and done < total,
+                STAGE, done - first, stop - first,
+                f"step {done - first}/{stop - first}  loss {loss_ema:.4f}  PSNR {psnr_from_mse(mse_ema):.2f} dB  "
+                f"{n:,} Gaussians",
+                eta_seconds=left, estimating=left is None and done < stop,
             ))
         if now - last_snapshot >= config.snapshot_every_s:
             last_snapshot = now
             pending_good = _final_scene(params).to("cpu")
             emit(Snapshot(pending_good, done))
     else:
-        step = total
+        step = stop
 
     res = result(step)
     if eval_cameras is not None and eval_images is not None and not cancelled:
@@ -302,4 +408,4 @@ def _train(render, init, cameras, images, config, emit, cancel, bg, eval_cameras
     return res
 
 
-__all__ = ["train", "TrainResult"]
+__all__ = ["train", "TrainResult", "TrainState"]
