@@ -92,7 +92,7 @@ def test_priors_setting_is_checked_and_auto_follows_the_preset_and_photo_count(t
 def test_each_stage_fingerprints_exactly_what_it_reads(tmp_path):
     job = Job([tmp_path], tmp_path / "out", JobOptions(device="cpu", priors="fast", depth_model=tmp_path / "m"))
     assert job.fingerprint("ingest") == {"max_images": None, "max_long_edge": 1600}
-    assert job.fingerprint("poses") == {"cameras": None}
+    assert job.fingerprint("poses") == {"cameras": None, "pose_features": "auto"}
     # the guard's version: a folder whose depth.json predates the guard figures re-runs the stage
     assert job.fingerprint("depth") == {"depth_model": str(tmp_path / "m"), "eval_every": 8, "guard": GUARD_VERSION}
     assert job.fingerprint("init")["dense_init"] is True
