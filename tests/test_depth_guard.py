@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.priors.depth_map import DepthMap
-from engine.priors.quality import GRID, cell_reach, in_unreached_cells, view_quality
+from engine.priors.quality import GRID, cell_reach, in_unreached_cells, points_in_unreached_cells, view_quality
 from engine.scene import Camera
 from engine.stages.priors import PriorsPlan, training_priors
 from engine.train.regularisers import DepthCorrelationLoss, MetricDepthLoss
@@ -90,6 +90,26 @@ def test_the_random_fill_is_wanted_where_a_view_has_no_confirmed_depth(cams):
                        wall_point(0.0, 20),  # in a's left half: every view that sees it has depth there
                        [0.0, 0.0, -5.0]])  # behind every camera: no view wants it
     assert in_unreached_cells(points, maps).tolist() == [True, False, False]
+
+
+def test_the_random_fill_lands_in_the_holes_at_the_confirmed_depth(cams):
+    left_half = np.zeros((H, W))
+    left_half[:, :32] = 1  # a is sure of its left half only
+    full = np.ones((H, W))
+    maps = [wall_map(cams[0], left_half), wall_map(cams[1], full), wall_map(cams[2], full)]
+    points = points_in_unreached_cells(maps, 500, seed=3)
+    assert points.shape == (500, 3)
+    # every point is where the guard wants fill, and at the wall's depth (the only confirmed depth),
+    # not in front of the cameras
+    assert in_unreached_cells(points, maps).all()
+    assert np.allclose(points[:, 2], WALL)
+    assert np.array_equal(points, points_in_unreached_cells(maps, 500, seed=3))
+
+
+def test_no_confirmed_depth_means_no_placed_fill(cams):
+    nothing = np.zeros((H, W))
+    maps = [wall_map(c, nothing) for c in cams]
+    assert points_in_unreached_cells(maps, 100) is None
 
 
 def step(depth, index):

@@ -97,6 +97,41 @@ def in_unreached_cells(points: np.ndarray, depth_maps: Sequence, *, min_confiden
     return hole
 
 
+def points_in_unreached_cells(depth_maps: Sequence, count: int, *, seed: int = 0,
+                              min_confidence: float = MIN_CONFIDENCE, grid: int = GRID) -> np.ndarray | None:
+    """``count`` world points (N,3) on rays through the cells of each view that its confirmed depth does
+    not reach, at depths within the range the confirmed depths cover (inverse depth uniform between
+    their 1st and 99th percentiles): inside the training frusta, at the distance the scene is known to
+    be, where the dense start leaves the photo empty. A draw at an arbitrary range instead (the
+    cameras' spread) puts much of the fill in front of the scene, floaters the few views cannot remove.
+    Views split ``count`` in proportion to their unreached cells. None when no map has a confirmed pixel
+    (no range to draw from) or no cell is unreached."""
+    masks = [confirmed_mask(depth_maps, k, min_confidence=min_confidence) for k in range(len(depth_maps))]
+    known = np.concatenate([m.depth[mask].astype(np.float64) for m, mask in zip(depth_maps, masks)])
+    if count < 1 or not len(known):
+        return None
+    near, far = np.percentile(known, [1, 99])
+    holes = [~reached_cells(mask, grid) for mask in masks]
+    sizes = np.array([h.sum() for h in holes], np.float64)
+    if not sizes.sum() or not near > 0:
+        return None
+    rng = np.random.default_rng(seed)
+    per_view = rng.multinomial(count, sizes / sizes.sum())
+    out = []
+    for m, hole, k in zip(depth_maps, holes, per_view):
+        if not k:
+            continue
+        cam = m.camera
+        side = max(cam.height, cam.width) / grid
+        cell = np.argwhere(hole)[rng.integers(0, int(hole.sum()), k)]
+        u = np.minimum((cell[:, 1] + rng.random(k)) * side, cam.width - 1e-3)
+        v = np.minimum((cell[:, 0] + rng.random(k)) * side, cam.height - 1e-3)
+        z = 1 / rng.uniform(1 / far, 1 / near, k)
+        p = np.stack([(u - cam.cx) / cam.fx * z, (v - cam.cy) / cam.fy * z, z], 1)
+        out.append((p - cam.t) @ cam.R)  # R^T (p - t)
+    return np.concatenate(out)
+
+
 def confirmed_mask(depth_maps: Sequence, k: int, *, min_confidence: float = MIN_CONFIDENCE) -> np.ndarray:
     """Pixels of map ``k`` with a confident depth that at least one other map confirms."""
     m = depth_maps[k]
@@ -123,4 +158,4 @@ def view_quality(depth_maps: Sequence, *, min_confidence: float = MIN_CONFIDENCE
     return out
 
 
-__all__ = ["GRID", "ViewQuality", "cell_reach", "confirmed_mask", "in_unreached_cells", "reached_cells", "view_quality"]
+__all__ = ["GRID", "ViewQuality", "cell_reach", "confirmed_mask", "in_unreached_cells", "points_in_unreached_cells", "reached_cells", "view_quality"]

@@ -20,7 +20,6 @@ from .base import Stage, StageResult
 
 # below this many points the initialisation is topped up with random points in the cameras' view
 MIN_SFM_POINTS = 2000
-MAX_DRAWS = 10  # the random fill draws at most this many times its count to place it in the maps' holes
 
 
 @dataclass
@@ -70,7 +69,7 @@ class InitStage(Stage):
             fill = budget - have if have < min(MIN_SFM_POINTS, budget) else untrusted
             scene = random_init(rig.cameras, fill, seed=ctx.options.seed)
             if share is not None:
-                scene = _in_the_holes(ctx, train_cams, rig.cameras, scene, fill)
+                scene = _in_the_holes(ctx, train_cams, scene, fill)
             parts.append(scene)
             sources["random"] = len(scene)
             if have < 100:
@@ -92,32 +91,20 @@ def _dense_share(ctx, train_cams) -> float:
     return min(1.0, max(0.0, share))
 
 
-def _in_the_holes(ctx, train_cams, cameras, scene, fill: int):
-    """``fill`` random Gaussians where the dense points leave a photo without any: drawn as ``scene``
-    was, more of them, and kept where some view sees them outside the cells its confirmed depth reaches
-    (their sizes come from their neighbours among all those drawn, i.e. the local density they are
-    kept at). ``scene`` itself where the maps are gone, or where every point or none falls in a hole
-    (no hole to tell apart: the fill stays where plain training would put it)."""
-    from ..train import random_init
+def _in_the_holes(ctx, train_cams, scene, fill: int):
+    """``fill`` random Gaussians in the photos' cells that the confirmed depth does not reach, on rays
+    through those cells at the depths the confirmed depth covers (engine.priors.quality): where the
+    dense start leaves a photo empty, at the distance the scene is known to be, not in front of it.
+    ``scene`` (the fill plain training starts from) when the maps are gone or confirm no depth, or no
+    cell is unreached."""
+    from ..train.init import grey_gaussians
     from .depth import load_depth_maps
 
     maps = load_depth_maps(ctx, train_cams)
-    if not maps:
+    points = priors.points_in_unreached_cells(maps, fill, seed=ctx.options.seed, warn=ctx.warn) if maps else None
+    if points is None or not len(points):
         return scene
-    hole = priors.in_unreached_cells(scene.means.detach().cpu().numpy().astype(np.float64), maps, ctx.warn)
-    if hole is None:
-        return scene
-    kept = float(hole.mean())
-    if kept >= 1.0 or kept <= 0.0:
-        return scene
-    # as many drawn as keep ``fill`` in the holes at the kept rate; at most MAX_DRAWS x (a rate below
-    # 1/MAX_DRAWS means the holes are a sliver: fewer points then, not a huge draw)
-    many = random_init(cameras, int(np.ceil(fill / max(kept, 1 / MAX_DRAWS))), seed=ctx.options.seed)
-    hole = priors.in_unreached_cells(many.means.detach().cpu().numpy().astype(np.float64), maps, ctx.warn)
-    if hole is None:
-        return scene
-    index = np.flatnonzero(hole)[:fill]
-    return many.subset(index) if len(index) else scene
+    return grey_gaussians(points, seed=ctx.options.seed)
 
 
 def _dense_points(ctx, train_cams, max_points: int):

@@ -30,7 +30,7 @@ PSEUDO_VIEWS_PER_ROUND = 8
 # the parts a job can leave out one by one (--without-prior NAME): the stages' own and the regularisers'
 # names (each Loss/Hook object's ``name``)
 STAGE_PARTS = ("depth", "dense-init", "regularisers", "repair")
-GUARD_VERSION = 2  # of the depth guard (engine.priors.quality) and its use by init: a change re-runs them
+GUARD_VERSION = 3  # of the depth guard (engine.priors.quality) and its use by init: a change re-runs them
 
 
 @dataclass(frozen=True)
@@ -189,13 +189,13 @@ def depth_quality(depth_maps, warn) -> list[dict]:
         return [{"name": m.camera.name, "weight": 1.0, "depth_terms": "kept"} for m in depth_maps]
 
 
-def in_unreached_cells(points, depth_maps, warn):
-    """Which points some photo sees where its confirmed depth does not reach (engine.priors.quality);
-    None, with a warning, when that cannot be told (the fill then goes anywhere in view, as without maps)."""
+def points_in_unreached_cells(depth_maps, count: int, *, seed: int, warn):
+    """``count`` points in the photos' cells that confirmed depth does not reach, at the confirmed
+    depths' range (engine.priors.quality); None, with a warning, when they cannot be drawn."""
     try:
-        return _module("depth").in_unreached_cells(points, depth_maps)
+        return _module("depth").points_in_unreached_cells(depth_maps, count, seed=seed)
     except USABLE_ERRORS + (AttributeError,) as e:
-        warn(f"the random starting points cannot be placed where the depth maps leave holes ({e})")
+        warn(f"the random starting points cannot be placed at the depth maps' range ({e})")
         return None
 
 

@@ -120,10 +120,18 @@ def random_init(
             p_cam = np.stack([(u - cam.cx) / cam.fx * z, (v - cam.cy) / cam.fy * z, z], axis=1)
             extra[sel] = (p_cam - cam.t) @ cam.R  # R^T (p - t)
         points = np.concatenate([points, extra])
-    rgb = np.clip(0.5 + rng.normal(scale=0.05, size=(count, 3)), 0, 1)
+    return grey_gaussians(points, sh_degree=sh_degree, opacity=opacity, rng=rng)
+
+
+def grey_gaussians(points: np.ndarray, *, sh_degree: int = 3, opacity: float = 0.1, seed: int = 0,
+                   rng: np.random.Generator | None = None) -> GaussianScene:
+    """Gaussians at ``points`` (N,3) that know nothing but where they are: grey with a little noise,
+    sized by their 3 nearest neighbours."""
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    rgb = np.clip(0.5 + rng.normal(scale=0.05, size=(len(points), 3)), 0, 1)
     return GaussianScene.from_points(
         points, rgb, sh_degree=sh_degree, scale=nearest_neighbour_scale(points), opacity=opacity
     )
 
 
-__all__ = ["init_from_points", "random_init"]
+__all__ = ["grey_gaussians", "init_from_points", "random_init"]
