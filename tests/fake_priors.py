@@ -149,10 +149,10 @@ def install(monkeypatch):
     depth = types.ModuleType("engine.priors.depth")
     depth.DepthMap, depth.MultiViewDepth, depth.MonocularDepth = FakeDepthMap, FakeMultiViewDepth, FakeMonocularDepth
     depth.dense_points = fake_dense_points
-    from engine.priors.quality import in_unreached_cells, points_in_unreached_cells, view_quality  # the real guard: it reads the maps' arrays
+    from engine.priors.quality import confirmed_depth_range, in_unreached_cells, points_in_unreached_cells, view_quality  # the real guard: it reads the maps' arrays
 
     depth.view_quality, depth.in_unreached_cells = view_quality, in_unreached_cells
-    depth.points_in_unreached_cells = points_in_unreached_cells
+    depth.points_in_unreached_cells, depth.confirmed_depth_range = points_in_unreached_cells, confirmed_depth_range
     regularisers = types.ModuleType("engine.train.regularisers")
     for cls in (DropGaussian, DepthCorrelationLoss, DepthSmoothnessLoss, FloaterLoss):
         setattr(regularisers, cls.__name__, cls)

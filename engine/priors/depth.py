@@ -11,6 +11,6 @@ from .fuse import dense_points
 from .monocular import MonocularDepth
 from .multiview import MultiViewDepth
 from .prior import DepthPrior
-from .quality import ViewQuality, in_unreached_cells, points_in_unreached_cells, view_quality
+from .quality import ViewQuality, confirmed_depth_range, in_unreached_cells, points_in_unreached_cells, view_quality
 
-__all__ = ["DepthMap", "DepthPrior", "MultiViewDepth", "MonocularDepth", "dense_points", "ViewQuality", "in_unreached_cells", "points_in_unreached_cells", "view_quality"]
+__all__ = ["DepthMap", "DepthPrior", "MultiViewDepth", "MonocularDepth", "dense_points", "ViewQuality", "confirmed_depth_range", "in_unreached_cells", "points_in_unreached_cells", "view_quality"]

@@ -97,6 +97,21 @@ def in_unreached_cells(points: np.ndarray, depth_maps: Sequence, *, min_confiden
     return hole
 
 
+def _depth_range(depth_maps: Sequence, masks: Sequence[np.ndarray]) -> tuple[float, float] | None:
+    known = np.concatenate([m.depth[mask].astype(np.float64) for m, mask in zip(depth_maps, masks)])
+    if not len(known):
+        return None
+    near, far = np.percentile(known, [1, 99])
+    return (float(near), float(far)) if 0 < near <= far else None
+
+
+def confirmed_depth_range(depth_maps: Sequence, *, min_confidence: float = MIN_CONFIDENCE) -> tuple[float, float] | None:
+    """The 1st and 99th percentiles of the confirmed depths of all maps (a few wrong matches aside, the
+    distances the scene is known to lie at); None when no depth is confirmed."""
+    return _depth_range(depth_maps, [confirmed_mask(depth_maps, k, min_confidence=min_confidence)
+                                     for k in range(len(depth_maps))])
+
+
 def points_in_unreached_cells(depth_maps: Sequence, count: int, *, seed: int = 0,
                               min_confidence: float = MIN_CONFIDENCE, grid: int = GRID) -> np.ndarray | None:
     """``count`` world points (N,3) on rays through the cells of each view that its confirmed depth does
@@ -107,13 +122,13 @@ def points_in_unreached_cells(depth_maps: Sequence, count: int, *, seed: int = 0
     Views split ``count`` in proportion to their unreached cells. None when no map has a confirmed pixel
     (no range to draw from) or no cell is unreached."""
     masks = [confirmed_mask(depth_maps, k, min_confidence=min_confidence) for k in range(len(depth_maps))]
-    known = np.concatenate([m.depth[mask].astype(np.float64) for m, mask in zip(depth_maps, masks)])
-    if count < 1 or not len(known):
+    depth_range = _depth_range(depth_maps, masks)
+    if count < 1 or depth_range is None:
         return None
-    near, far = np.percentile(known, [1, 99])
+    near, far = depth_range
     holes = [~reached_cells(mask, grid) for mask in masks]
     sizes = np.array([h.sum() for h in holes], np.float64)
-    if not sizes.sum() or not near > 0:
+    if not sizes.sum():
         return None
     rng = np.random.default_rng(seed)
     per_view = rng.multinomial(count, sizes / sizes.sum())
@@ -158,4 +173,4 @@ def view_quality(depth_maps: Sequence, *, min_confidence: float = MIN_CONFIDENCE
     return out
 
 
-__all__ = ["GRID", "ViewQuality", "cell_reach", "confirmed_mask", "in_unreached_cells", "points_in_unreached_cells", "reached_cells", "view_quality"]
+__all__ = ["GRID", "ViewQuality", "cell_reach", "confirmed_depth_range", "confirmed_mask", "in_unreached_cells", "points_in_unreached_cells", "reached_cells", "view_quality"]

@@ -63,8 +63,8 @@ def hull_points(cameras: Sequence[Camera], masks: Sequence[np.ndarray], count: i
     the views in turn, inverse depth uniform in ``depth_range`` (from each camera), kept where every
     other view agrees. Fewer when the hull is a sliver of that range (``max_rounds`` draws of ``count``)."""
     near, far = depth_range
-    if not 0 < near < far:
-        raise InputError(f"depth range {near}..{far} must satisfy 0 < near < far")
+    if not 0 < near <= far:
+        raise InputError(f"depth range {near}..{far} must satisfy 0 < near <= far")
     fg = [np.argwhere(m) for m in masks]
     if count < 1 or not any(len(f) for f in fg):
         return np.zeros((0, 3))

@@ -28,6 +28,7 @@ class InitResult(StageResult):
     gaussians: int = 0
     sources: dict = field(default_factory=dict)  # points from each source: sfm, depth, random
     dense_share: float | None = None  # the budget share the depth guard gave the dense points (None: no dense start)
+    fill: str | None = None  # where the random fill beside dense points went: "hull" (visual hull) or "holes"
 
 
 class InitStage(Stage):
@@ -52,7 +53,7 @@ class InitStage(Stage):
             parts.append(init_from_points(rig.points))
             sources["sfm"] = len(rig.points)
         free = max(0, budget - sources.get("sfm", 0))
-        share, untrusted = None, 0
+        share, untrusted, fill_at = None, 0, None
         if ctx.priors.has("dense-init"):
             share = _dense_share(ctx, train_cams)
             untrusted = round(free * (1 - share))
@@ -69,7 +70,9 @@ class InitStage(Stage):
             fill = budget - have if have < min(MIN_SFM_POINTS, budget) else untrusted
             scene = random_init(rig.cameras, fill, seed=ctx.options.seed)
             if share is not None:
-                scene = _in_the_holes(ctx, train_cams, scene, fill)
+                hull = _in_the_hull(ctx, train_cams, fill) if _plain_background(ctx) else None
+                scene = hull if hull is not None else _in_the_holes(ctx, train_cams, scene, fill)
+                fill_at = "hull" if hull is not None else "holes"
             parts.append(scene)
             sources["random"] = len(scene)
             if have < 100:
@@ -77,7 +80,7 @@ class InitStage(Stage):
         scene = GaussianScene.concatenate(parts)
         save_scene(scene, ctx.out / "init.ply")
         return InitResult(gaussians=len(scene), sources=sources,
-                          dense_share=None if share is None else round(share, 4))
+                          dense_share=None if share is None else round(share, 4), fill=fill_at)
 
 
 def _dense_share(ctx, train_cams) -> float:
@@ -104,6 +107,34 @@ def _in_the_holes(ctx, train_cams, scene, fill: int):
     points = priors.points_in_unreached_cells(maps, fill, seed=ctx.options.seed, warn=ctx.warn) if maps else None
     if points is None or not len(points):
         return scene
+    return grey_gaussians(points, seed=ctx.options.seed)
+
+
+def _plain_background(ctx) -> bool:
+    """Whether the photos were found on one plain background (engine.train.background): an object
+    capture, whose visual hull bounds where the object can be."""
+    return ctx.background.how in ("border", "transparent")
+
+
+def _in_the_hull(ctx, train_cams, fill: int):
+    """``fill`` random Gaussians inside the visual hull of the training photos' foreground
+    (engine.priors.visual_hull), at the depths the confirmed depth covers: an object on a plain
+    background leaves the background empty, and points there become floaters the few views cannot
+    remove. None when there is no confirmed depth range or the hull holds no point."""
+    from ..priors.visual_hull import foreground_mask, hull_points
+    from ..train.init import grey_gaussians
+    from .depth import load_depth_maps
+
+    maps = load_depth_maps(ctx, train_cams)
+    depth_range = priors.confirmed_depth_range(maps, warn=ctx.warn) if maps else None
+    if depth_range is None:
+        return None
+    images = ctx.load_images(train_cams)
+    masks = [foreground_mask(img, ctx.background.rgb) for img in images]
+    points = hull_points(train_cams, masks, fill, depth_range, seed=ctx.options.seed)
+    if not len(points):
+        return None
+    ctx.progress(0, 1, f"{len(points):,} random starting points inside the photos' visual hull")
     return grey_gaussians(points, seed=ctx.options.seed)
 
 

@@ -199,6 +199,15 @@ def points_in_unreached_cells(depth_maps, count: int, *, seed: int, warn):
         return None
 
 
+def confirmed_depth_range(depth_maps, *, warn):
+    """(near, far) of the depths other views confirm (engine.priors.quality); None when there are none."""
+    try:
+        return _module("depth").confirmed_depth_range(depth_maps)
+    except USABLE_ERRORS + (AttributeError,) as e:
+        warn(f"the depth maps' range cannot be measured ({e})")
+        return None
+
+
 def dense_points(depth_maps, images, *, max_points: int):
     return _module("depth").dense_points(depth_maps, images, max_points=max_points, min_confidence=0.5)
 
