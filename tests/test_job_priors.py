@@ -95,7 +95,9 @@ def test_each_stage_fingerprints_exactly_what_it_reads(tmp_path):
     assert job.fingerprint("poses") == {"cameras": None, "pose_features": "auto"}
     # the guard's version: a folder whose depth.json predates the guard figures re-runs the stage
     assert job.fingerprint("depth") == {"depth_model": str(tmp_path / "m"), "eval_every": 8, "guard": GUARD_VERSION}
-    assert job.fingerprint("init")["dense_init"] is True
+    assert job.fingerprint("init")["dense_init"] is True and job.fingerprint("init")["hull"] is True
+    no_hull = Job([tmp_path], tmp_path / "out3", JobOptions(device="cpu", priors="fast", without_priors=("hull",)))
+    assert no_hull.fingerprint("init")["hull"] is False
     assert job.fingerprint("train")["regularisers"] is True
     assert "priors" not in job.fingerprint("ingest") and "priors" not in job.fingerprint("poses")
     off = Job([tmp_path], tmp_path / "out2", JobOptions(device="cpu", priors="off"))

@@ -39,7 +39,7 @@ class InitStage(Stage):
 
     def settings(self, ctx) -> dict:
         dense = ctx.priors.has("dense-init")
-        return {"dense_init": dense, **({"guard": priors.GUARD_VERSION} if dense else {})}
+        return {"dense_init": dense, **({"guard": priors.GUARD_VERSION, "hull": ctx.priors.has("hull")} if dense else {})}
 
     def run(self, ctx) -> InitResult:
         from ..io import save_scene
@@ -70,7 +70,7 @@ class InitStage(Stage):
             fill = budget - have if have < min(MIN_SFM_POINTS, budget) else untrusted
             scene = random_init(rig.cameras, fill, seed=ctx.options.seed)
             if share is not None:
-                hull = _in_the_hull(ctx, train_cams, fill) if _plain_background(ctx) else None
+                hull = _in_the_hull(ctx, train_cams, fill) if ctx.priors.has("hull") and _plain_background(ctx) else None
                 scene = hull if hull is not None else _in_the_holes(ctx, train_cams, scene, fill)
                 fill_at = "hull" if hull is not None else "holes"
             parts.append(scene)

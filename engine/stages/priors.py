@@ -29,7 +29,7 @@ REPAIR_ROUNDS = {"preview": 1, "standard": 2, "high": 3}
 PSEUDO_VIEWS_PER_ROUND = 8
 # the parts a job can leave out one by one (--without-prior NAME): the stages' own and the regularisers'
 # names (each Loss/Hook object's ``name``)
-STAGE_PARTS = ("depth", "dense-init", "regularisers", "repair")
+STAGE_PARTS = ("depth", "dense-init", "hull", "regularisers", "repair")
 GUARD_VERSION = 3  # of the depth guard (engine.priors.quality) and its use by init: a change re-runs them
 
 
@@ -46,6 +46,8 @@ class PriorsPlan:
         on = self.level in ("fast", "full") and part not in self.skip
         if part == "dense-init":
             return on and self.has("depth")
+        if part == "hull":  # the dense start's fill inside the visual hull, on photos with a plain background
+            return on and self.has("dense-init")
         if part == "repair":
             return on and self.level == "full"
         if part in ("depth", "regularisers"):
