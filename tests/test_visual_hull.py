@@ -37,6 +37,9 @@ def test_the_mask_is_the_sphere_grown_by_the_margin(views):
     photo = sphere_photo(cams[0])[..., 0] > 0
     assert (masks[0] >= photo).all()  # nothing of the object is lost
     assert 0 < masks[0].sum() - photo.sum() < 0.5 * photo.sum()  # grown by about a pixel's ring
+    # photos as the job loads them (uint8), with noise under the background tolerance: the same mask
+    noisy = (sphere_photo(cams[0]) * 255 + np.random.default_rng(0).integers(0, 10, (SIZE, SIZE, 3))).clip(0, 255)
+    assert np.array_equal(foreground_mask(noisy.astype(np.uint8), (0.0, 0.0, 0.0)), masks[0])
 
 
 def test_the_hull_holds_the_sphere_and_carves_what_a_view_sees_as_background(views):

@@ -30,11 +30,13 @@ MARGIN = 0.01  # the mask is grown by this share of the photo's long edge (at le
 
 
 def foreground_mask(image: np.ndarray, background, *, near: float = NEAR, margin: float = MARGIN) -> np.ndarray:
-    """(H,W) bool: the pixels of ``image`` (H,W,3 in 0..1) farther than ``near`` from ``background``
-    (an RGB triple in 0..1) in some channel, grown by ``margin`` of the long edge."""
-    image = np.asarray(image, np.float32)
+    """(H,W) bool: the pixels of ``image`` (H,W,3: uint8, or floats in 0..1) farther than ``near`` from
+    ``background`` (an RGB triple in 0..1) in some channel, grown by ``margin`` of the long edge."""
+    image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] < 3:
         raise InputError(f"a foreground mask needs an RGB image, got shape {image.shape}")
+    scale = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 1.0
+    image = image.astype(np.float32) / scale
     mask = (np.abs(image[..., :3] - np.asarray(background, np.float32)) > near).any(axis=2)
     grow = max(1, int(round(margin * max(mask.shape))))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
