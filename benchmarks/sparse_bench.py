@@ -3,7 +3,7 @@ photos, held-out PSNR / SSIM, seconds per stage, every setting side by side in o
 
     HANDFUL_DATASETS=/work/shared/datasets .venv/bin/python benchmarks/sparse_bench.py \\
         [--cases fern,temple,fountain] [--levels off,fast,full] [--ablations depth,dropout,...]
-        [--estimated fast] [--preset preview] [--scale 0.5] [--iterations N] [--seeds 0,1,2] [--work DIR]
+        [--without hull] [--estimated fast] [--preset preview] [--scale 0.5] [--iterations N] [--seeds 0,1,2] [--work DIR]
 
 Protocol (LLFF few-view): photos in name order, every 8th held out, 3 training photos spread evenly over
 the rest; photos resized by ``--scale`` (0.5: fern 504x378, the half of the shared 1008x756 copies; the
@@ -165,6 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", default="off,fast,full")
     ap.add_argument("--ablations", default="", help="parts left out of fast, one row each (e.g. depth,dropout)")
     ap.add_argument("--estimated", default="", metavar="LEVEL", help="add a row with estimated cameras (fern)")
+    ap.add_argument("--without", default="", help="parts left out of every --levels row (e.g. hull), as --without-prior")
     ap.add_argument("--preset", default="preview")
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--iterations", type=int, default=None)
@@ -178,14 +179,16 @@ def main(argv=None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="sparse_bench_"))
     common = dict(preset=args.preset, iterations=args.iterations, eval_every=0, group=False, seed=0)
     seeds = [int(x) for x in args.seeds.split(",") if x]
+    without = tuple(x for x in args.without.split(",") if x)
     rows = []
     for key in [k for k in args.cases.split(",") if k]:
         case = prepare(key, datasets, args.scale, work)
         out = work / key / "job"
         for level in [x for x in args.levels.split(",") if x]:
             for seed in seeds:
-                label = level if seeds == [0] else f"{level} seed {seed}"
-                options = JobOptions(cameras=case.cameras, priors=level, **{**common, "seed": seed})
+                label = (level if seeds == [0] else f"{level} seed {seed}") + "".join(f" -{p}" for p in without)
+                options = JobOptions(cameras=case.cameras, priors=level, without_priors=without,
+                                     **{**common, "seed": seed})
                 rows.append(run_row(case, out, label, options))
                 _progress(rows, args)
         for part in [x for x in args.ablations.split(",") if x]:
