@@ -125,7 +125,8 @@ def score(out: Path, case: Case, report: dict, *, estimated: bool, fit_steps: in
     metrics = evaluate(scene, cams, images, background=background)
     got = {"psnr": metrics["psnr"], "ssim": metrics["ssim"]}
     if fit_steps:
-        train = held_out.estimated_training_cameras(out, [c.name for c in case.train], True) if estimated else case.train
+        train = (held_out.estimated_training_cameras(out, [c.name for c in case.train], True) if estimated
+                 else case.train)
         fit = evaluate(scene, held_out.fitted(scene, cams, images, train, background, fit_steps), images,
                        background=background)
         got.update(psnr_fit=fit["psnr"], ssim_fit=fit["ssim"])

@@ -100,7 +100,7 @@ class PoseRefinement:
 
 
 def fit_pose(scene, camera: Camera, image, *, background, length: float, steps: int = 300,
-             levels: Sequence[float] = (0.25, 0.5, 1.0), lr_rotation: float = 2e-3, lr_translation: float = 2e-3,
+             levels: Sequence[float] = (1.0,), lr_rotation: float = 1e-2, lr_translation: float = 1e-2,
              ssim_lambda: float = 0.2, backend: str = "auto") -> Camera:
     """``camera`` with the pose that best renders ``image`` (H,W,3 in [0, 1], at the camera's size) from the
     fixed ``scene``: ``steps`` Adam steps on the training loss, split evenly over the resolution ``levels``
