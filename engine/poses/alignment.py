@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import replace
+
 from engine.errors import InputError
-from engine.scene import CameraRig
+from engine.scene import Camera, CameraRig
 
 
 def align_similarity(src_centers, dst_centers) -> tuple[float, np.ndarray, np.ndarray]:
@@ -34,6 +36,38 @@ def align_similarity(src_centers, dst_centers) -> tuple[float, np.ndarray, np.nd
     s = float(np.trace(np.diag(S) @ D) / var_s) if var_s > 0 else 1.0
     t = mu_d - s * R @ mu_s
     return s, R, t
+
+
+def align_cameras(src: list[Camera], dst: list[Camera]) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity ``x_dst ~ s * R @ x_src + t`` that carries cameras ``src`` onto ``dst`` (same order).
+
+    The rotation is the chordal mean of what each pair of orientations says it is; scale and translation
+    are then the least-squares fit of the centres. A fit to the centres alone leaves the rotation about
+    their line free when the centres are nearly collinear (a few forward-facing photos), which the
+    orientations fix whatever the layout. Needs two cameras with distinct centres.
+    """
+    if len(src) != len(dst) or len(src) < 2:
+        raise InputError(f"need two or more matching cameras to align, got {len(src)} and {len(dst)}")
+    # A world change x' = R x turns a camera's world-to-camera rotation R_c into R_c @ R.T.
+    u, _, vt = np.linalg.svd(sum(b.R.T @ a.R for a, b in zip(src, dst)))
+    R = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    cs = np.array([c.center for c in src])
+    cd = np.array([c.center for c in dst])
+    xs, xd = cs - cs.mean(0), cd - cd.mean(0)
+    spread = float((xs**2).sum())
+    if spread == 0:
+        raise InputError("the cameras to align share one centre: their scale is unknown")
+    s = float(np.einsum("ij,ij->", xd, xs @ R.T) / spread)
+    return s, R, cd.mean(0) - s * R @ cs.mean(0)
+
+
+def transform_cameras(cameras: list[Camera], s: float, R: np.ndarray, t: np.ndarray) -> list[Camera]:
+    """``cameras`` moved by the world change ``x' = s * R @ x + t`` (intrinsics kept)."""
+    moved = []
+    for cam in cameras:
+        rotation = cam.R @ R.T
+        moved.append(replace(cam, R=rotation, t=-rotation @ (s * R @ cam.center + t)))
+    return moved
 
 
 def rotation_angle_deg(R: np.ndarray) -> float:

@@ -13,6 +13,10 @@ improving (3 photos of fern: median rotation error 0.73 -> 1.50 degrees); refine
 
 Each camera has its own Adam: a step renders one photo, and one shared Adam would keep moving every other
 camera on its stale momentum (about ten steps' worth after each visit) without any gradient of its own.
+
+``fit_pose`` is the same correction for one camera against a scene held fixed: the test-time pose
+refinement of pose-free evaluation protocols, where a held-out photo's camera is fitted to that photo
+before it is scored.
 """
 
 from __future__ import annotations
@@ -95,4 +99,40 @@ class PoseRefinement:
         return out
 
 
-__all__ = ["PoseRefinement"]
+def fit_pose(scene, camera: Camera, image, *, background, length: float, steps: int = 300,
+             levels: Sequence[float] = (1.0,), lr_rotation: float = 1e-2, lr_translation: float = 1e-2,
+             ssim_lambda: float = 0.2, backend: str = "auto") -> Camera:
+    """``camera`` with the pose that best renders ``image`` (H,W,3 in [0, 1], at the camera's size) from the
+    fixed ``scene``: ``steps`` Adam steps on the training loss, split evenly over the resolution ``levels``
+    (coarse first: a blurred view reaches further), learning rates decaying to 1% within each level. ``length`` is the
+    scene's scale (the translation rate is relative to it)."""
+    import cv2
+
+    from engine.metrics import as_image_tensor
+    from engine.render import render
+
+    from .photometric import photometric_loss
+    from .schedules import exponential_lr
+
+    device = scene.device
+    scene = scene.detach()
+    target_full = as_image_tensor(image).cpu().numpy()
+    poses = PoseRefinement([camera], lr_rotation, lr_translation * length, device, anchor=None)
+    per_level = max(steps // len(levels), 1)
+    for factor in levels:
+        cam = camera if factor == 1.0 else camera.scaled(factor)
+        target = target_full if factor == 1.0 else cv2.resize(target_full, (cam.width, cam.height),
+                                                              interpolation=cv2.INTER_AREA)
+        target = torch.from_numpy(np.ascontiguousarray(target)).to(device)
+        # each level decays its own rate: a coarse level's pull (its target is the photo filtered, not
+        # what the scene renders there) must not be left for a decayed full-size level to undo
+        for step in range(per_level):
+            poses.set_lr_scale(exponential_lr(step, per_level, 1.0, 0.01))
+            out = render(scene, cam, background=background, backend=backend, viewmat=poses.viewmat(0))
+            loss, _ = photometric_loss(out.rgb, target, ssim_lambda)
+            loss.backward()
+            poses.step(0)
+    return poses.refined([camera])[0]
+
+
+__all__ = ["PoseRefinement", "fit_pose"]
