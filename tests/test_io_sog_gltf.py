@@ -32,6 +32,12 @@ def splat_transform():
     return str(SPLAT_TRANSFORM)
 
 
+@pytest.fixture
+def exact_shapes(monkeypatch):
+    """SOG written at the nearest step (no shape tolerance), for tests of the quantisation itself."""
+    monkeypatch.setattr(sog, "SHAPE_TOLERANCE", 0.0)
+
+
 def visible_scene(n, **kw):
     """A random scene whose every splat can reach a pixel (SOG leaves out the ones that cannot)."""
     scene = random_scene(n, **kw)
@@ -56,7 +62,7 @@ def _assert_positions_within_sog_step(read, scene):
     assert (np.abs(read.means.numpy() - ref) <= bound).all()
 
 
-def test_sog_round_trips_within_its_quantisation(tmp_path):
+def test_sog_round_trips_within_its_quantisation(tmp_path, exact_shapes):
     scene = visible_scene(2000, sh_degree=2, extent=2.0)
     path = tmp_path / "scene.sog"
     save_scene(scene, path)
@@ -101,7 +107,7 @@ def test_sog_folder_layout_writes_meta_json_last(tmp_path):
     assert len(load_scene(meta)) == 300
 
 
-def test_splat_transform_reads_our_sog_and_our_ply(tmp_path):
+def test_splat_transform_reads_our_sog_and_our_ply(tmp_path, exact_shapes):
     tool = splat_transform()
     scene = visible_scene(1500, sh_degree=3, extent=2.0)
     ours_sog, ours_ply = tmp_path / "ours.sog", tmp_path / "ours.ply"
@@ -194,7 +200,7 @@ def test_sog_coarser_codebook_grids_keep_half_a_step(tmp_path, monkeypatch):
     assert np.abs(back.log_scales.numpy() - want).max() <= step / 2 * 1.001
 
 
-def test_sog_leaves_out_splats_that_reach_no_pixel(tmp_path):
+def test_sog_leaves_out_splats_that_reach_no_pixel(tmp_path, exact_shapes):
     scene = visible_scene(1000, sh_degree=0, extent=2.0)
     logits = scene.opacity_logits.clone()
     logits[::10] = -8.0  # opacity 3e-4: below 1/255 everywhere, so no renderer draws it
