@@ -37,6 +37,7 @@ from engine.metrics import psnr, ssim  # noqa: E402
 from engine.render import render  # noqa: E402
 from engine.scene import GaussianScene, sh_coeffs_for_degree  # noqa: E402
 
+SOG_SHAPE_TOLERANCES = (0.0, 0.25, 0.5, 1.0)
 FORMATS = [("ply", ".ply"), ("spz", ".spz"), ("compressed_ply", ".compressed.ply"), ("splat", ".splat"),
            ("sog", ".sog"), ("gltf", ".glb"), ("handful", ".handful")]
 
@@ -116,18 +117,22 @@ def bench_job(job: Path, finetune: int, background_arg) -> None:
                                     base_imgs, base_psnr, enc, dec))
         from engine.io import sog
 
-        # the SOG settings before SH palette entry 0 and coarser grids, side by side
-        t = time.perf_counter()
-        meta, files = sog.encode(scene, sh_tolerance=0.0, splats_per_entry=8,
-                                 grid_levels=dict.fromkeys(sog.GRID_LEVELS, 256))
-        path = Path(tmp) / "before.sog"
-        sog.write_bundle(meta, files, path)
-        enc = time.perf_counter() - t
-        t = time.perf_counter()
-        back = load_scene(path)
-        rows.append(quality_row("sog (no palette entry 0, 256-word grids, 8 splats per entry)", path.stat().st_size, n,
-                                ply_bytes, renders(back, test, background), photos, base_imgs, base_psnr, enc,
-                                time.perf_counter() - t))
+        # earlier SOG settings side by side: before SH palette entry 0 and coarser grids, and each shape tolerance
+        variants = [("sog (no palette entry 0, 256-word grids, 8 splats per entry, exact shapes)",
+                     dict(sh_tolerance=0.0, splats_per_entry=8, grid_levels=dict.fromkeys(sog.GRID_LEVELS, 256),
+                          shape_tolerance=0.0))]
+        variants += [(f"sog, shape tolerance {tol:g}{' (default)' if tol == sog.SHAPE_TOLERANCE else ''}",
+                      dict(shape_tolerance=tol)) for tol in SOG_SHAPE_TOLERANCES]
+        for label, options in variants:
+            t = time.perf_counter()
+            meta, files = sog.encode(scene, **options)
+            path = Path(tmp) / "variant.sog"
+            sog.write_bundle(meta, files, path)
+            enc = time.perf_counter() - t
+            t = time.perf_counter()
+            back = load_scene(path)
+            rows.append(quality_row(label, path.stat().st_size, n, ply_bytes, renders(back, test, background), photos,
+                                    base_imgs, base_psnr, enc, time.perf_counter() - t))
         t = time.perf_counter()
         weights = contributions(scene, train, backend="cpu")
         importance_s = time.perf_counter() - t

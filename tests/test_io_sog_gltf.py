@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from engine.compress import codec
 from engine.io import detect_format, load_scene, save_scene
 from engine.io import gltf, sog
 from engine.render import render
-from engine.scene import Camera
+from engine.scene import Camera, GaussianScene
 from tests.factories import orbit_cameras, random_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,19 @@ def splat_transform():
     if not SPLAT_TRANSFORM.exists():
         pytest.skip(f"splat-transform is not installed in {SPLAT_TRANSFORM.parent}: run scripts/setup.sh")
     return str(SPLAT_TRANSFORM)
+
+
+@pytest.fixture
+def exact_shapes(monkeypatch):
+    """SOG written at the nearest step (no shape tolerance), for tests of the quantisation itself."""
+    monkeypatch.setattr(sog, "SHAPE_TOLERANCE", 0.0)
+
+
+def visible_scene(n, **kw):
+    """A random scene whose every splat can reach a pixel (SOG leaves out the ones that cannot)."""
+    scene = random_scene(n, **kw)
+    scene.opacity_logits = scene.opacity_logits.clamp(min=-5.0)
+    return scene
 
 
 def _morton_sorted(scene):
@@ -48,8 +62,8 @@ def _assert_positions_within_sog_step(read, scene):
     assert (np.abs(read.means.numpy() - ref) <= bound).all()
 
 
-def test_sog_round_trips_within_its_quantisation(tmp_path):
-    scene = random_scene(2000, sh_degree=2, extent=2.0)
+def test_sog_round_trips_within_its_quantisation(tmp_path, exact_shapes):
+    scene = visible_scene(2000, sh_degree=2, extent=2.0)
     path = tmp_path / "scene.sog"
     save_scene(scene, path)
     assert detect_format(path) == "sog"
@@ -70,7 +84,7 @@ def test_sog_round_trips_within_its_quantisation(tmp_path):
 
 
 def test_sog_codebooks_are_an_even_grid_that_reaches_the_tails(tmp_path):
-    scene = random_scene(3000, sh_degree=0, extent=2.0)
+    scene = visible_scene(3000, sh_degree=0, extent=2.0)
     log_scales = scene.log_scales.clone()
     log_scales[:5] = 1.5  # a few large splats far out in the tail, which a fitted codebook left far from any word
     scene.log_scales = log_scales
@@ -87,15 +101,15 @@ def test_sog_codebooks_are_an_even_grid_that_reaches_the_tails(tmp_path):
 
 def test_sog_folder_layout_writes_meta_json_last(tmp_path):
     meta = tmp_path / "out" / "meta.json"
-    save_scene(random_scene(300, sh_degree=0), meta, format="sog")
+    save_scene(visible_scene(300, sh_degree=0), meta, format="sog")
     names = sorted(p.name for p in meta.parent.iterdir())
     assert names == ["means_l.webp", "means_u.webp", "meta.json", "quats.webp", "scales.webp", "sh0.webp"]
     assert len(load_scene(meta)) == 300
 
 
-def test_splat_transform_reads_our_sog_and_our_ply(tmp_path):
+def test_splat_transform_reads_our_sog_and_our_ply(tmp_path, exact_shapes):
     tool = splat_transform()
-    scene = random_scene(1500, sh_degree=3, extent=2.0)
+    scene = visible_scene(1500, sh_degree=3, extent=2.0)
     ours_sog, ours_ply = tmp_path / "ours.sog", tmp_path / "ours.ply"
     save_scene(scene, ours_sog)
     save_scene(scene, ours_ply)
@@ -157,7 +171,7 @@ def test_gltf_turn_keeps_the_rendered_image(tmp_path):
 
 
 def test_sog_leaves_out_sh_bands_that_add_less_than_the_tolerance(tmp_path):
-    scene = random_scene(1200, sh_degree=3, extent=2.0)
+    scene = visible_scene(1200, sh_degree=3, extent=2.0)
     sh = scene.sh.clone()
     sh[:, 9:] = 0.0  # band 3 carries nothing anywhere: the file stores two bands
     sh[:600, 1:] *= 1e-4  # half the splats: view-independent within the tolerance
@@ -176,7 +190,7 @@ def test_sog_leaves_out_sh_bands_that_add_less_than_the_tolerance(tmp_path):
 
 def test_sog_coarser_codebook_grids_keep_half_a_step(tmp_path, monkeypatch):
     monkeypatch.setitem(sog.GRID_LEVELS, "scales", 64)
-    scene = random_scene(800, sh_degree=0, extent=2.0)
+    scene = visible_scene(800, sh_degree=0, extent=2.0)
     path = tmp_path / "s.sog"
     save_scene(scene, path)
     back, ref = load_scene(path), _morton_sorted(scene)
@@ -184,3 +198,60 @@ def test_sog_coarser_codebook_grids_keep_half_a_step(tmp_path, monkeypatch):
     step = (want.max() - want.min()) / 63
     assert len(np.unique(back.log_scales.numpy())) <= 64
     assert np.abs(back.log_scales.numpy() - want).max() <= step / 2 * 1.001
+
+
+def test_sog_leaves_out_splats_that_reach_no_pixel(tmp_path, exact_shapes):
+    scene = visible_scene(1000, sh_degree=0, extent=2.0)
+    logits = scene.opacity_logits.clone()
+    logits[::10] = -8.0  # opacity 3e-4: below 1/255 everywhere, so no renderer draws it
+    scene.opacity_logits = logits
+    path = tmp_path / "s.sog"
+    save_scene(scene, path)
+    back = load_scene(path)
+    assert len(back) == 900
+    _assert_positions_within_sog_step(back, scene.subset(torch.sigmoid(logits) >= 1 / 255))
+
+
+def _surface_scene(n=4000, seed=5):
+    """Overlapping flat splats on a wavy sheet, turned at random within it, and round blobs among them."""
+    g = np.random.default_rng(seed)
+    xy = g.uniform(-1, 1, size=(n, 2))
+    means = np.column_stack([xy, 0.05 * np.sin(3 * xy[:, 0])])
+    half = g.uniform(0, np.pi, n) / 2
+    quats = np.column_stack([np.cos(half), np.zeros(n), np.zeros(n), np.sin(half)])  # about z
+    log_scales = np.column_stack([np.log(g.uniform(0.01, 0.04, n)), np.log(g.uniform(0.01, 0.04, n)),
+                                  np.full(n, np.log(0.002))])
+    log_scales[::2] = np.log(0.02) + g.uniform(0, 0.05, size=(n // 2, 3))  # blobs: their turn hardly shows
+    quats[::2] = g.normal(size=(n // 2, 4))
+    return GaussianScene.from_numpy(means, quats, log_scales, np.full(n, 2.0), g.normal(scale=0.3, size=(n, 1, 3)))
+
+
+def test_sog_shape_tolerance_moves_each_splat_within_its_own_size_and_saves_bytes():
+    from engine.scene import quat_to_rotmat
+
+    scene, tolerance = _surface_scene(), 0.5
+    exact_meta, exact = sog.encode(scene, shape_tolerance=0.0)
+    loose_meta, loose = sog.encode(scene, shape_tolerance=tolerance)
+    positions = lambda files: len(files["means_l.webp"]) + len(files["means_u.webp"])  # noqa: E731
+    assert positions(loose) < 0.96 * positions(exact)  # measured 0.93
+    assert len(loose["quats.webp"]) < 0.96 * len(exact["quats.webp"])
+
+    def read(meta, files, name):
+        folder = Path(tempfile.mkdtemp()) / name
+        sog.write_bundle(meta, files, folder)
+        return load_scene(folder)
+
+    got, ref = read(loose_meta, loose, "loose.sog"), _morton_sorted(scene)
+    sigma = np.exp(ref.log_scales.numpy().astype(np.float64))
+    rot = quat_to_rotmat(ref.normalized_quats.numpy())
+    inverse = np.einsum("nij,nj,nkj->nik", rot, 1 / sigma**2, rot)
+    delta = got.means.numpy().astype(np.float64) - ref.means.numpy()
+    mahalanobis = np.sqrt(np.einsum("ni,nij,nj->n", delta, inverse, delta))
+    half_step = 0.5 * (np.abs(ref.means.numpy()) + 1) * _log_step(scene)
+    rounding = (half_step * np.sqrt(np.einsum("nii->ni", inverse))).sum(axis=1)
+    assert (mahalanobis <= tolerance + rounding * 1.01 + 1e-6).all()
+    assert mahalanobis.max() > 0.5 * tolerance  # the slack is used
+    dots = np.clip(np.abs((got.normalized_quats.numpy() * ref.normalized_quats.numpy()).sum(1)), 0, 1)
+    angle = 2 * np.arccos(dots)
+    allowed = tolerance * sigma.min(1) / (sigma.max(1) - sigma.min(1))
+    assert (angle <= allowed + 4 * math.sqrt(3) * 0.5 * math.sqrt(2) / 255 * 1.05 + 1e-6).all()

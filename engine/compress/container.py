@@ -10,6 +10,8 @@ Layout (little-endian; docs/handful-format.md is the full description):
                 (version 2: a stream of more than FRAME_BYTES is several independent frames of
                 FRAME_BYTES each, the last shorter, listed as "frames": [csize, ...], so that a reader
                 decompresses them on every core)
+                (version 3: streams listed under the header's "predicted" hold each splat's difference
+                from the splat before, modulo 2^bits, and codebooks have 8-bit words; see scene_codec)
     crc32       u32      CRC-32 of every byte before it
 
 The checksum is checked before anything is decoded, so a truncated or altered file is refused as a
@@ -29,17 +31,19 @@ from engine.compress.codec import zstd_compress, zstd_decompress
 from engine.errors import FormatError
 
 MAGIC = b"HANDFUL\x1a"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FRAME_BYTES = 1 << 22  # 4 MiB: zstd's ratio barely changes past this, and a 1M-splat file gets dozens
 _PREFIX = struct.Struct("<8sII")
 _CRC = struct.Struct("<I")
 _MAX_HEADER = 64 << 20
 
 
-def pack(header: dict, streams: dict[str, bytes], zstd_level: int, pool: Executor | None = None) -> bytes:
+def pack(header: dict, streams: dict[str, bytes], zstd_level: int, pool: Executor | None = None,
+         version_floor: int = 1) -> bytes:
     """The file's bytes: ``header`` (JSON-able; gets a "streams" list) and the named raw streams. The
-    version written is the lowest that describes the file (1 while every stream is one frame), so that
-    older readers still open what they can."""
+    version written is the lowest that describes the file (1 while every stream is one frame; at least
+    ``version_floor``, which the scene codec raises for what older readers would misread), so that older
+    readers still open what they can."""
     pieces = [(name, raw[i : i + FRAME_BYTES]) for name, raw in streams.items()
               for i in range(0, max(len(raw), 1), FRAME_BYTES)]
     # the file's CRC covers every frame: no per-frame checksum
@@ -52,7 +56,7 @@ def pack(header: dict, streams: dict[str, bytes], zstd_level: int, pool: Executo
         entry = {"name": name, "size": len(raw), "csize": sum(sizes)}
         listing.append({**entry, "frames": sizes} if count > 1 else entry)
         k += count
-    version = 2 if any("frames" in s for s in listing) else 1
+    version = max(version_floor, 2 if any("frames" in s for s in listing) else 1)
     text = json.dumps({**header, "streams": listing}, separators=(",", ":")).encode("utf-8")
     body = b"".join([_PREFIX.pack(MAGIC, version, len(text)), text, *frames])
     return body + _CRC.pack(zlib.crc32(body))

@@ -7,8 +7,12 @@ Each attribute has its own codec, named by a short spec in :class:`CodecSettings
   step); for positions this means fixed point on a ``2^b`` grid over the bounds, the splats sorted by
   the exact Morton code of their cells and the sorted codes stored as gaps (delta coding); for
   rotations, the smallest-three packing with ``b`` bits per component; for opacity, sigmoid(logit).
-- ``"vq<k>"``: a k-means codebook of ``k`` float16 words and one index per splat (SH words start with
-  a reserved all-zero word, so the splats whose higher bands were cut cost one shared index).
+- ``"vq<k>"``: a k-means codebook of ``k`` words (8 bits per value on a grid symmetric about 0; float16
+  before version 3) and one index per splat (SH words start with a reserved all-zero word, so the
+  splats whose higher bands were cut cost one shared index).
+
+With the splats in Morton order (quantised positions), each integer stream whose values code smaller as
+differences from the previous splat's is stored that way and listed in the header's "predicted".
 
 Every stream goes through zstd; the container (``container.py``) adds the version and checksum.
 """
@@ -89,9 +93,27 @@ def _rows(values: np.ndarray) -> np.ndarray:
     return values.reshape(len(values), int(np.prod(values.shape[1:], dtype=np.int64)))
 
 
+# a stream is stored as differences from the previous splat's values when that saves at least this share of
+# its order-0 entropy (so that a near tie does not flip between files of one scene)
+PREDICTION_GAIN = 0.03
+
+
 class _Writer:
-    def __init__(self):
+    def __init__(self, predict: bool = False):
         self.streams: dict[str, bytes] = {}
+        self.predict = predict  # the splats are in Morton order: neighbours in the file are near in space
+        self.predicted: dict[str, dict] = {}
+
+    def predicted_ints(self, name: str, values: np.ndarray, bits: int) -> None:
+        """``values`` (N, D) as rows of ``bits``-bit integers, or their differences from the row before
+        (``codec.predict_previous``, listed in the header's "predicted") where those code smaller."""
+        values = np.asarray(values).reshape(len(values), -1)
+        if self.predict and len(values) > 1:
+            residuals = codec.predict_previous(values, bits)
+            if codec.entropy_bits(residuals, bits) < (1 - PREDICTION_GAIN) * codec.entropy_bits(values, bits):
+                self.predicted[name] = {"dim": values.shape[1], "bits": bits}
+                values = residuals
+        self.ints(name, values, bits)
 
     def floats(self, name: str, values: np.ndarray) -> dict:
         v = np.ascontiguousarray(values, dtype="<f4")
@@ -105,7 +127,7 @@ class _Writer:
         values = _rows(values).astype(np.float64)
         lo = values.min(axis=0) if len(values) else np.zeros(values.shape[1])
         hi = values.max(axis=0) if len(values) else np.zeros(values.shape[1])
-        self.ints(name, codec.quantize_range(values, lo, hi, bits), bits)
+        self.predicted_ints(name, codec.quantize_range(values, lo, hi, bits), bits)
         return {"codec": "q", "bits": bits, "dim": values.shape[1], "lo": lo.tolist(), "hi": hi.tolist()}
 
     def codebook(self, name: str, values: np.ndarray, k: int, weights, zero_word: bool = False) -> dict:
@@ -124,10 +146,16 @@ class _Writer:
             labels[rows] = lab + len(words)
             words.append(book)
         book = np.concatenate(words) if words else np.zeros((0, dim), np.float32)
-        self.streams[f"{name}.codebook"] = book.astype("<f2").tobytes()
+        # 8-bit words on each column's range (the reserved zero word is not stored: it stays exact): half
+        # the bytes of float16, and a step of 1/255 of the range is far below the codebook's own error
+        stored = book[len(words) - 1 :] if zero_word else book
+        lo = stored.min(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
+        hi = stored.max(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
+        self.streams[f"{name}.codebook"] = codec.quantize_range(stored, lo, hi, 8).astype(np.uint8).tobytes()
         bits = max(1, int(len(book) - 1).bit_length())
-        self.ints(name, labels, bits)
-        return {"codec": "vq", "k": len(book), "bits": bits, "dim": dim}
+        self.predicted_ints(name, labels, bits)
+        return {"codec": "vq", "k": len(book), "bits": bits, "dim": dim,
+                "book": {"bits": 8, "lo": lo.tolist(), "hi": hi.tolist(), "zero_word": bool(zero_word)}}
 
 
 def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weights: np.ndarray | None = None) -> bytes:
@@ -138,10 +166,10 @@ def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weigh
     np_ = lambda t: t.numpy().astype(np.float64)  # noqa: E731
     means, quats, log_scales = np_(scene.means), np_(scene.quats), np_(scene.log_scales)
     logits, sh = np_(scene.opacity_logits), scene.sh.numpy()
-    w = _Writer()
+    kind, bits = _kind(settings.means)
+    w = _Writer(predict=kind == "q")
     attrs: dict[str, dict] = {}
 
-    kind, bits = _kind(settings.means)
     order = np.arange(n)
     if kind == "f32":
         attrs["means"] = w.floats("means", means)
@@ -176,8 +204,12 @@ def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weigh
         else:
             attrs["features"] = w.floats("features", feats)
     header = {"count": n, "sh_degree": scene.sh_degree, "attributes": attrs, "settings": asdict(settings)}
+    if w.predicted:
+        header["predicted"] = w.predicted
+    # predicted streams and 8-bit codebooks are version 3: an older reader would misread them
+    v3 = bool(w.predicted) or any("book" in a for a in attrs.values())
     with ThreadPoolExecutor(decode_threads(), thread_name_prefix="handful-encode") as pool:
-        return container.pack(header, w.streams, settings.zstd_level, pool=pool)
+        return container.pack(header, w.streams, settings.zstd_level, pool=pool, version_floor=3 if v3 else 1)
 
 
 def _encode_plain(w: _Writer, name: str, spec: str, values: np.ndarray, weights, zero_word: bool = False) -> dict:
@@ -197,8 +229,8 @@ def _encode_quats(w: _Writer, spec: str, quats: np.ndarray, weights) -> dict:
     if kind == "vq":  # q and -q are one rotation: cluster the half with w >= 0
         return w.codebook("quats", np.where(unit[:, :1] < 0, -unit, unit), arg, weights)
     largest, others = codec.smallest_three(unit)
-    w.ints("quats.largest", largest.astype(np.uint8), 2)
-    w.ints("quats", codec.unorm(others.reshape(-1) * codec.SQRT1_2 + 0.5, arg), arg)
+    w.predicted_ints("quats.largest", largest.astype(np.uint8), 2)
+    w.predicted_ints("quats", codec.unorm(others * codec.SQRT1_2 + 0.5, arg), arg)
     return {"codec": "smallest_three", "bits": arg, "dim": 4}
 
 
@@ -231,7 +263,18 @@ class _Streams:
 
     def codebook(self, name: str, meta: dict) -> np.ndarray:
         k, dim = int(meta["k"]), int(meta["dim"])
-        return np.frombuffer(self.raw(f"{name}.codebook", k * dim * 2), "<f2").reshape(k, dim).astype(np.float32)
+        if "book" not in meta:  # versions 1-2: float16 words
+            return np.frombuffer(self.raw(f"{name}.codebook", k * dim * 2), "<f2").reshape(k, dim).astype(np.float32)
+        book = meta["book"]
+        if int(book["bits"]) != 8:
+            raise FormatError(f"stores its {name} codebook with {book['bits']}-bit words", self.path, "update Handful")
+        zero = 1 if book["zero_word"] else 0
+        if k < zero:
+            raise FormatError(f"has an empty {name} codebook", self.path, "the file is damaged")
+        lo, hi = (np.asarray(book[key], dtype=np.float64).reshape(dim) for key in ("lo", "hi"))
+        q = np.frombuffer(self.raw(f"{name}.codebook", (k - zero) * dim), np.uint8).reshape(k - zero, dim)
+        words = codec.dequantize_range(q, lo, hi, 8, np.float32)
+        return np.concatenate([np.zeros((zero, dim), np.float32), words]) if zero else words
 
     def finish(self) -> None:
         """Wait for any decoding still running (a FormatError if it found impossible contents)."""
@@ -377,6 +420,25 @@ def decode_scene(data: bytes, path: str | Path | None = None, *, reference: bool
         return _decode(data, path, reference, pool)
 
 
+def _undo_prediction(predicted, streams: dict[str, bytes], n: int, path) -> dict[str, bytes]:
+    """The streams with each one the header lists under "predicted" summed back from its differences."""
+    if not isinstance(predicted, dict):
+        raise FormatError("has an unreadable list of predicted streams", path, "the file is damaged")
+    streams = dict(streams)
+    for name, entry in predicted.items():
+        try:
+            dim, bits = int(entry["dim"]), int(entry["bits"])
+        except (KeyError, TypeError, ValueError):
+            raise FormatError(f"has an unreadable prediction entry for {name}", path, "the file is damaged") from None
+        raw = streams.get(name)
+        nb = _nbytes(bits) if 1 <= bits <= 32 else 0
+        if raw is None or dim < 1 or not nb or len(raw) != n * dim * nb:
+            raise FormatError(f"lists a predicted {name} stream that does not match it", path, "the file is damaged")
+        residuals = codec.from_byte_planes(raw, n * dim, nb).reshape(n, dim)
+        streams[name] = codec.byte_planes(codec.unpredict_previous(residuals, bits).reshape(-1), nb)
+    return streams
+
+
 def _decode(data: bytes, path, reference: bool, pool: Executor) -> GaussianScene:
     header, streams = container.unpack(data, path, pool=None if reference else pool)
     try:
@@ -385,6 +447,7 @@ def _decode(data: bytes, path, reference: bool, pool: Executor) -> GaussianScene
         raise FormatError(f"has an unreadable header ({e})", path, "the file is damaged") from None
     if n < 0 or not 0 <= degree <= 3:
         raise FormatError(f"claims {n} splats of SH degree {degree}", path, "the file is damaged")
+    streams = _undo_prediction(header.get("predicted", {}), streams, n, path)
     r = NumpyStreams(streams, n, path) if reference else BlockStreams(streams, n, path, pool)
     k = sh_coeffs_for_degree(degree)
     means, quats = np.empty((n, 3), np.float32), np.empty((n, 4), np.float32)

@@ -18,6 +18,8 @@ pixel (i mod W, i div W); splats are stored in Morton order.
   all zeros, shared by the splats whose higher bands add less than SH_TOLERANCE; bands no splat needs are
   left out of the file.
 
+Splats whose opacity is below the renderers' alpha threshold (1/255) reach no pixel and are not written.
+
 Axes are those of the 3DGS .ply (the engine's). WebP is written with ``exact=True``: without it libwebp
 may rewrite the colour of pixels whose alpha is 0 (splats of opacity < 1/255), changing their data.
 """
@@ -32,14 +34,16 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from engine.compress import codec
 from engine.compress.vq import kmeans
 from engine.errors import FormatError
 from engine.io.atomic import atomic_write_bytes
+from engine.render.projection import ALPHA_THRESHOLD
 from engine.io.reading import read_bytes
-from engine.scene import GaussianScene, sh_coeffs_for_degree, sh_degree_from_coeffs
+from engine.scene import GaussianScene, quat_to_rotmat, sh_coeffs_for_degree, sh_degree_from_coeffs
 
 FORMAT_NAME = "sog"
 EXTENSIONS = (".sog",)  # and a folder's meta.json (engine.io.detect knows the name)
@@ -54,6 +58,9 @@ _INV_SPHERE = 1.0 / math.sqrt(4.0 * math.pi)
 # uncompressed renders).
 SH_TOLERANCE = 1.0 / 255
 SPLATS_PER_ENTRY = 64.0
+# 0.25: on the CPU Standard lego and fern scenes (25k splats) 12.51 -> 12.24 and 11.31 -> 11.03 bytes per splat for
+# 0.03 and 0.001 dB of held-out PSNR (benchmarks/compress_bench.py); 0.5 and 1 cost 0.05 and 0.14 dB on lego
+SHAPE_TOLERANCE = 0.25
 GRID_LEVELS = {"scales": 128, "sh0": 128, "shN": 64}  # words of each 1D codebook's even grid (at most 256)
 
 
@@ -105,6 +112,34 @@ def _codebook_1d(values: np.ndarray, levels: int = 256, zero: bool = False) -> t
     return words, index.astype(np.uint8).reshape(values.shape)
 
 
+def _position_slack(logm, lo, hi, scales, unit_quats, tolerance: float) -> np.ndarray:
+    """Steps of the 16-bit log-space grid each coordinate may move (beyond the half step of rounding) while
+    the splat's centre moves at most ``tolerance`` in its own Mahalanobis distance: a third of it per axis,
+    and along axis a that is ``tolerance / 3 / sqrt(inverse covariance_aa)``. A step of
+    ``sign(v) ln(|v| + 1)`` is ``|v| + 1`` times as long in the world."""
+    rot = quat_to_rotmat(unit_quats)
+    inverse_diagonal = np.einsum("nak,nk->na", rot**2, 1.0 / np.maximum(scales, 1e-30) ** 2)
+    step = np.where(hi > lo, (hi - lo) / 65535.0, np.inf)
+    world_step = step * np.expm1(np.abs(logm)) + step
+    allowed = tolerance / 3.0 / np.sqrt(inverse_diagonal) / world_step
+    return np.clip(np.floor(allowed - 0.5), 0, 65535).astype(np.int64)
+
+
+def _rotation_slack(largest, scales, tolerance: float, width: int) -> np.ndarray:
+    """Steps each stored quaternion component may move while the ellipsoid's edge moves at most ``tolerance``
+    times its smallest scale: turning by angle t moves it by at most t (longest - shortest axis). Three
+    components off by k steps of sqrt 2 / 255 are off by e <= sqrt 3 k sqrt 2 / 255 together, the rebuilt
+    largest one (>= 1/2) by at most sqrt 3 e, so the rotation turns by at most 2 |dq| <= 4 e. Only towards a
+    neighbour of the same largest component (otherwise the stored three are different components)."""
+    spread = scales.max(axis=1) - scales.min(axis=1)
+    angle = tolerance * scales.min(axis=1) / np.maximum(spread, 1e-30)
+    steps = np.clip(np.floor(angle / (4.0 * math.sqrt(3.0) * math.sqrt(2.0) / 255.0) - 0.5), 0, 255)
+    index = np.arange(len(largest))
+    previous = np.where(index % width > 0, index - 1, index - width)
+    same = (previous >= 0) & (largest[np.maximum(previous, 0)] == largest)
+    return np.where(same, steps, 0).astype(np.int64)[:, None]
+
+
 def _webp_image(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     # method 4 (libwebp's default): on the 16k-splat fern's textures method 6 took 9.2 CPU s instead of 0.31
@@ -135,14 +170,19 @@ def _kept_bands(sh: np.ndarray, tolerance: float) -> tuple[np.ndarray, int]:
 
 
 def encode(scene: GaussianScene, sh_tolerance: float | None = None, splats_per_entry: float | None = None,
-           grid_levels: dict | None = None) -> tuple[dict, dict[str, bytes]]:
+           grid_levels: dict | None = None, shape_tolerance: float | None = None) -> tuple[dict, dict[str, bytes]]:
     """(meta.json as a dict, {file name: WebP bytes}). ``sh_tolerance``: the RMS colour below which a
     splat's higher SH bands are left out; ``splats_per_entry``: splats per SH palette entry;
-    ``grid_levels``: words per codebook grid (defaults: the module's constants)."""
+    ``grid_levels``: words per codebook grid; ``shape_tolerance``: how far each splat's centre (in its own
+    Mahalanobis distance) and the edge of its ellipsoid (through its rotation, as a share of its smallest
+    scale) may move so that its texels match their neighbours' (``codec.snap_towards_previous``; 0: the
+    nearest step). Defaults: the module's constants."""
     levels = {**GRID_LEVELS, **(grid_levels or {})}
     sh_tolerance = SH_TOLERANCE if sh_tolerance is None else sh_tolerance
     splats_per_entry = SPLATS_PER_ENTRY if splats_per_entry is None else splats_per_entry
     scene = scene.detach().to("cpu")
+    # a splat whose opacity is below the renderers' alpha threshold never reaches a pixel: not written
+    scene = scene.subset(torch.sigmoid(scene.opacity_logits.float()) >= ALPHA_THRESHOLD)
     n = len(scene)
     means = scene.means.numpy().astype(np.float64)
     order = codec.morton_order(means)
@@ -152,11 +192,20 @@ def encode(scene: GaussianScene, sh_tolerance: float | None = None, splats_per_e
     logm = _log_transform(means[order])
     lo, hi = (logm.min(axis=0), logm.max(axis=0)) if n else (np.zeros(3), np.zeros(3))
     q = codec.quantize_range(logm, lo, hi, 16)
+    scales = np.exp(scene.log_scales.numpy()[order].astype(np.float64))
+    unit_quats = codec.normalize_quats(scene.quats.numpy()[order])
+    shape_tolerance = SHAPE_TOLERANCE if shape_tolerance is None else shape_tolerance
+    if shape_tolerance > 0 and n:
+        slack = _position_slack(logm, lo, hi, scales, unit_quats, shape_tolerance)
+        q = codec.snap_towards_previous(q, slack, width)
     files["means_l.webp"] = _webp((q & 0xFF).astype(np.uint8), width, height)
     files["means_u.webp"] = _webp((q >> 8).astype(np.uint8), width, height)
 
-    largest, others = codec.smallest_three(codec.normalize_quats(scene.quats.numpy()[order]))
-    quats = np.concatenate([codec.unorm(others * codec.SQRT1_2 + 0.5, 8), 252 + largest[:, None]], axis=1)
+    largest, others = codec.smallest_three(unit_quats)
+    quats = codec.unorm(others * codec.SQRT1_2 + 0.5, 8)
+    if shape_tolerance > 0 and n:
+        quats = codec.snap_towards_previous(quats, _rotation_slack(largest, scales, shape_tolerance, width), width)
+    quats = np.concatenate([quats, 252 + largest[:, None]], axis=1)
     files["quats.webp"] = _webp(quats.astype(np.uint8), width, height)
 
     scale_book, scale_idx = _codebook_1d(scene.log_scales.numpy()[order], levels["scales"])
