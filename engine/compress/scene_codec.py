@@ -148,7 +148,7 @@ class _Writer:
         book = np.concatenate(words) if words else np.zeros((0, dim), np.float32)
         # 8-bit words on each column's range (the reserved zero word is not stored: it stays exact): half
         # the bytes of float16, and a step of 1/255 of the range is far below the codebook's own error
-        stored = book[len(words) - 1 :] if zero_word else book
+        stored = book[1:] if zero_word else book
         lo = stored.min(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
         hi = stored.max(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
         self.streams[f"{name}.codebook"] = codec.quantize_range(stored, lo, hi, 8).astype(np.uint8).tobytes()
