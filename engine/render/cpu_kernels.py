@@ -109,40 +109,57 @@ def _tile_hit(mx, my, ca, cb, cc, lop, tile, tiles_x, width, height):
     return min_sigma_in_rect(mx, my, ca, cb, cc, ax, bx, ay, by) <= lop + FOOTPRINT_MARGIN
 
 
+@njit(parallel=True, cache=True)
+def _footprint_tiles(rect, means2d, conics, opacities, tiles_x, width, height):
+    """Per Gaussian i, the tiles of its box that its footprint reaches: tiles[box[i]:box[i] + hits[i]]
+    (``box`` is the running sum of box areas). One parallel pass, so the binning tests each tile once."""
+    n = rect.shape[0]
+    box = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        box[i + 1] = box[i] + (rect[i, 1] - rect[i, 0]) * (rect[i, 3] - rect[i, 2])
+    tiles = np.empty(box[n], dtype=np.int32)
+    hits = np.zeros(n, dtype=np.int64)
+    for i in prange(n):
+        if box[i + 1] == box[i]:
+            continue
+        lop = math.log(max(np.float64(opacities[i]), 1e-30) / ALPHA_THRESHOLD)
+        mx, my = np.float64(means2d[i, 0]), np.float64(means2d[i, 1])
+        ca, cb, cc = np.float64(conics[i, 0]), np.float64(conics[i, 1]), np.float64(conics[i, 2])
+        if not (ca > 0.0 and cc > 0.0):
+            continue
+        c = box[i]
+        for ty in range(rect[i, 2], rect[i, 3]):
+            for tx in range(rect[i, 0], rect[i, 1]):
+                t = ty * tiles_x + tx
+                if _tile_hit(mx, my, ca, cb, cc, lop, t, tiles_x, width, height):
+                    tiles[c] = t
+                    c += 1
+        hits[i] = c - box[i]
+    return box, tiles, hits
+
+
 @njit(cache=True)
 def bin_by_footprint(rect, depth_order, means2d, conics, opacities, tiles_x, tiles_y, width, height):
     """Like ``bin_by_tile`` but keeps a Gaussian in a tile of its box only when the tile holds a pixel
     centre where its alpha can reach 1/255 (a Gaussian dropped from a tile would add nothing there).
-    Returns (tile_offsets, flat_ids, box_count): box_count is gsplat's number of intersections."""
+    ``depth_order`` may leave out Gaussians with an empty box. Returns (tile_offsets, flat_ids,
+    box_count): box_count is gsplat's number of intersections."""
     n_tiles = tiles_x * tiles_y
-    n = rect.shape[0]
-    lops = np.empty(n)
+    box, tiles, hits = _footprint_tiles(rect, means2d, conics, opacities, tiles_x, width, height)
     counts = np.zeros(n_tiles + 1, dtype=np.int64)
-    box_count = 0
-    for i in range(n):
-        lops[i] = math.log(max(np.float64(opacities[i]), 1e-30) / ALPHA_THRESHOLD)
-        mx, my = np.float64(means2d[i, 0]), np.float64(means2d[i, 1])
-        ca, cb, cc = np.float64(conics[i, 0]), np.float64(conics[i, 1]), np.float64(conics[i, 2])
-        for ty in range(rect[i, 2], rect[i, 3]):
-            for tx in range(rect[i, 0], rect[i, 1]):
-                box_count += 1
-                t = ty * tiles_x + tx
-                if ca > 0.0 and cc > 0.0 and _tile_hit(mx, my, ca, cb, cc, lops[i], t, tiles_x, width, height):
-                    counts[t + 1] += 1
+    for i in range(rect.shape[0]):
+        for j in range(box[i], box[i] + hits[i]):
+            counts[tiles[j] + 1] += 1
     offsets = np.cumsum(counts)
     cursor = offsets[:-1].copy()
     flat_ids = np.empty(offsets[-1], dtype=np.int32)
     for j in range(depth_order.shape[0]):
         i = depth_order[j]
-        mx, my = np.float64(means2d[i, 0]), np.float64(means2d[i, 1])
-        ca, cb, cc = np.float64(conics[i, 0]), np.float64(conics[i, 1]), np.float64(conics[i, 2])
-        for ty in range(rect[i, 2], rect[i, 3]):
-            for tx in range(rect[i, 0], rect[i, 1]):
-                t = ty * tiles_x + tx
-                if ca > 0.0 and cc > 0.0 and _tile_hit(mx, my, ca, cb, cc, lops[i], t, tiles_x, width, height):
-                    flat_ids[cursor[t]] = i
-                    cursor[t] += 1
-    return offsets, flat_ids, box_count
+        for h in range(box[i], box[i] + hits[i]):
+            t = tiles[h]
+            flat_ids[cursor[t]] = i
+            cursor[t] += 1
+    return offsets, flat_ids, box[rect.shape[0]]
 
 
 @njit(inline="always")
