@@ -215,30 +215,34 @@ def _gather_tile(means2d, conics, opacities, radii, channels, flat_ids, start, K
 
 
 # The chord is solved for sigma <= log(255 opacity) + CHORD_SLACK, i.e. alpha down to 1 % under the
-# threshold: far wider than the rounding of the pixel loop's exp() recurrence (~1e-6 relative), so every
-# pixel the per-pixel test keeps lies inside it, while a chord one pixel wider on each side (as before)
-# walked ~2 extra pixels per row, a third of all the pixels walked on a trained scene.
+# threshold: far wider than the rounding of the pixel loop's exp() recurrence (~1e-6 relative) or of the
+# chord's own arithmetic in float32, so every pixel the per-pixel test keeps lies inside it, while a
+# chord one pixel wider on each side (as before) walked ~2 extra pixels per row, a third of all the
+# pixels walked on a trained scene.
 CHORD_SLACK = 0.01
 
 
 @njit(inline="always")
-def _chord(mx, ca, cb, cc, lop, slope, dy, lo, hi):
-    """Pixels [xs, xe) of [lo, hi) on row dy whose centres lie where sigma <= lop + CHORD_SLACK (xs >= xe:
-    none).
+def _row_constants(mx, ca, cb, cc, lop):
+    """Per Gaussian, what ``_chord`` needs on every row, in the inputs' precision.
 
     Along a row sigma is a parabola in x: sigma = rowmin + ca/2 (x - vertex)^2 with its vertex at
-    mean x + slope dy and rowmin = (cc - cb slope) dy^2 / 2 (the conic is positive definite). Solved in
-    float64: one sqrt per row."""
-    dy64 = np.float64(dy)
-    rowmin = 0.5 * (np.float64(cc) - np.float64(cb) * np.float64(slope)) * dy64 * dy64
-    reach = np.float64(lop) + CHORD_SLACK - rowmin
+    mean x + slope dy and rowmin = (cc - cb slope) dy^2 / 2 (the conic is positive definite)."""
+    half = like(ca, 0.5)
+    slope = cb / ca
+    return slope, half * (cc - cb * slope), like(ca, 2.0) / ca, lop + like(ca, CHORD_SLACK), mx - half
+
+
+@njit(inline="always")
+def _chord(slope, rowc, inv2, reach0, centre0, dy, lo, hi):
+    """Pixels [xs, xe) of [lo, hi) on row dy whose centres lie where sigma <= lop + CHORD_SLACK (xs >= xe:
+    none); the arguments come from ``_row_constants``. One square root per row."""
+    reach = reach0 - rowc * dy * dy
     if reach < 0.0:
         return 0, 0
-    half = math.sqrt(reach * 2.0 / np.float64(ca))
-    centre = np.float64(mx) + np.float64(slope) * dy64 - 0.5  # the pixel index whose centre is the vertex
-    xs = max(math.ceil(centre - half), np.float64(lo))
-    xe = min(math.floor(centre + half) + 1.0, np.float64(hi))
-    return int(xs), int(xe)
+    hw = math.sqrt(reach * inv2)
+    centre = centre0 + slope * dy  # the pixel index whose centre is the vertex
+    return max(int(math.ceil(centre - hw)), lo), min(int(math.floor(centre + hw)) + 1, hi)
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
@@ -280,12 +284,12 @@ def rasterize_forward(means2d, conics, opacities, radii, channels, background, t
             xa, xb = _pixel_span(mx, g6[k, 7], x0, x1)
             ya, yb = _pixel_span(my, g6[k, 8], y0, y1)
             q = math.exp(-ca)
-            slope = cb / ca
+            slope, rowc, inv2, reach0, centre0 = _row_constants(mx, ca, cb, cc, lop)
             for py in range(ya, yb):
                 if row_live[py - y0] == 0:  # every pixel of this row has spent its transmittance
                     continue
                 dy = my - (like(f, py) + half)
-                xs, xe = _chord(mx, ca, cb, cc, lop, slope, dy, xa, xb)
+                xs, xe = _chord(slope, rowc, inv2, reach0, centre0, dy, xa, xb)
                 if xs >= xe:  # the row misses the alpha >= 1/255 ellipse
                     continue
                 dx = mx - (like(f, xs) + half)
@@ -373,12 +377,12 @@ def rasterize_backward(means2d, conics, opacities, radii, channels, background, 
                 xa, xb = _pixel_span(mx, g6[k, 7], x0, x1)
                 ya, yb = _pixel_span(my, g6[k, 8], y0, y1)
                 q = math.exp(-ca)
-                slope = cb / ca
+                slope, rowc, inv2, reach0, centre0 = _row_constants(mx, ca, cb, cc, lop)
                 for py in range(ya, yb):
                     if k >= row_last[py - y0]:  # no pixel of this row saw Gaussian k contribute
                         continue
                     dy = my - (like(f, py) + half)
-                    xs, xe = _chord(mx, ca, cb, cc, lop, slope, dy, xa, xb)
+                    xs, xe = _chord(slope, rowc, inv2, reach0, centre0, dy, xa, xb)
                     if xs >= xe:
                         continue
                     dx = mx - (like(f, xs) + half)
