@@ -136,3 +136,17 @@ def test_channels_without_image_gradient_are_skipped_exactly():
         assert float((grads["rows"][name] - g).abs().max()) <= 1e-11 * max(1.0, float(g.abs().max())), name
     assert float(grads["rows"]["means"].abs().max()) > 0
     assert float(grads["rows"]["features"].abs().max()) == 0.0
+
+
+def test_depth_order_is_numpys_stable_argsort_with_ties_and_negative_depths():
+    g = np.random.default_rng(3)
+    depths = g.uniform(-5, 50, 5000).astype(np.float32)
+    depths[::7] = depths[3]  # many ties, which must keep scene order
+    depths[1::11] = 0.0
+    depths[2::13] = -0.0
+    depths[5] = np.float32(np.inf)
+    order = cpu_backend.depth_order(depths)
+    assert order.dtype == np.int64
+    # -0.0 and 0.0 compare equal but have different bits: both keep scene order
+    np.testing.assert_array_equal(order, np.argsort(depths, kind="stable"))
+    assert cpu_backend.depth_order(np.zeros(0, np.float32)).shape == (0,)

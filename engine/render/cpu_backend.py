@@ -53,8 +53,25 @@ def _binning_inputs(proj: Projection, camera: Camera):
     tiles_x, tiles_y = tile_grid(camera)
     means2d = proj.means2d.detach().cpu().numpy()
     rect = K.tile_ranges(means2d, proj.radii.cpu().numpy(), tiles_x, tiles_y)
-    order = np.argsort(proj.depths.detach().cpu().numpy(), kind="stable")  # ties keep scene order, as gsplat
+    order = depth_order(proj.depths.detach().cpu().numpy())
     return tiles_x, tiles_y, means2d, rect, order
+
+
+def depth_order(depths: np.ndarray) -> np.ndarray:
+    """The stable argsort of ``depths`` (ties keep scene order, as gsplat's radix sort does).
+
+    Sorted as unique 64-bit keys (the depth's bits made order-preserving, then the index), because
+    numpy's stable sort of floats is a merge sort three times slower than its vectorised sort of
+    integers, and unique keys make the unstable sort give the stable order. Other dtypes (float64 in
+    the tests held to the reference) take numpy's stable sort."""
+    if depths.dtype != np.float32:
+        return np.argsort(depths, kind="stable")
+    plus_zero = depths + np.float32(0.0)  # -0.0 becomes 0.0: they are equal
+    bits = plus_zero.view(np.uint32).astype(np.uint64)
+    bits = np.where(bits >> 31 == 1, ~bits & 0xFFFFFFFF, bits | 0x80000000)  # negative floats reverse order
+    keys = (bits << 32) | np.arange(bits.shape[0], dtype=np.uint64)
+    keys.sort()
+    return (keys & 0xFFFFFFFF).astype(np.int64)
 
 
 def bin_tiles(proj: Projection, camera: Camera) -> TileBins:
