@@ -279,3 +279,33 @@ def test_the_job_can_end_with_a_compression_stage(sample_subset, tmp_path):
     assert len(load_scene(out / "scene.handful")) == report["kept_gaussians"] <= len(load_scene(out / "scene.ply"))
     with pytest.raises(InputError, match="compression quality"):
         JobOptions(compress="tiny").validate()
+
+
+def test_given_cameras_without_points_start_from_the_photos_matches_triangulated(sample_subset, tmp_path):
+    from engine.camera_projection import project_points
+    from engine.stages.init import InitResult
+
+    out = tmp_path / "out"
+    seen, sink = _events()
+    run_job([sample_subset], out, JobOptions(cameras=SAMPLE / "transforms.json", preset="preview", until="init",
+                                             group=False, priors="off"), emit=sink)
+    init = InitResult.load(out)
+    n = init.sources.get("triangulated", 0)
+    assert n >= 20 and init.sources["random"] == init.gaussians - n, init.sources
+    assert any("triangulated with the given cameras" in e.message for e in seen if isinstance(e, ev.Progress))
+    # the triangulated Gaussians come first, each seen by at least two photos, with the colour the
+    # photos show where it lies
+    scene = load_scene(out / "init.ply")
+    xyz = scene.means[:n].numpy().astype(np.float64)
+    rgb = scene.sh[:n, 0].numpy() * 0.28209479177387814 + 0.5
+    seen_by = np.zeros(n, int)
+    photo = np.full((n, 3), np.nan)
+    for cam in colmap.read(out / "sparse"):
+        image = cv2.cvtColor(cv2.imread(str(sample_subset / cam.name)), cv2.COLOR_BGR2RGB) / 255.0
+        pix, z = project_points(xyz, cam.scaled(image.shape[1] / cam.width))
+        inside = (z > 0) & (pix[:, 0] >= 0) & (pix[:, 0] < image.shape[1]) & (pix[:, 1] >= 0) & (pix[:, 1] < image.shape[0])
+        seen_by += inside
+        first = inside & np.isnan(photo[:, 0])
+        photo[first] = image[pix[first, 1].astype(int), pix[first, 0].astype(int)]
+    assert (seen_by >= 2).all()
+    assert np.median(np.abs(rgb - photo).mean(1)) < 0.5 * np.median(np.abs(rgb - photo[::-1]).mean(1))

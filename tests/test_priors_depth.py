@@ -441,3 +441,37 @@ def test_a_monocular_models_config_says_whether_it_predicts_depth_or_disparity()
     assert predicted_quantity(SimpleNamespace(model_type="depth_anything", depth_estimation_type="metric")) == "depth"
     assert predicted_quantity(SimpleNamespace(model_type="dpt")) == "inverse"
     assert predicted_quantity(SimpleNamespace(model_type="zoedepth")) == "depth"
+
+
+def test_triangulated_points_lie_on_the_planes_with_their_colours(scene):
+    from engine.camera_projection import project_points
+    from engine.priors.multiview import triangulated_points
+    from engine.stages.init import TRIANGULATED_FOR_RANGE
+
+    steps = []
+    # images at twice the cameras' size: the points are placed with the cameras and coloured by pixel scale
+    big = [cv2.resize(im, (512, 384), interpolation=cv2.INTER_NEAREST) for im in scene.images]
+    points, label = triangulated_points(scene.cameras, big, step=steps.append)
+    assert label == "SIFT" and len(points) > TRIANGULATED_FOR_RANGE  # enough to bound the random fill's depths
+    pix, z = project_points(points.xyz, scene.cameras[0])
+    inside = (pix[:, 0] >= 0) & (pix[:, 0] < 256) & (pix[:, 1] >= 0) & (pix[:, 1] < 192) & (z > 0)
+    rows, cols = np.floor(pix[inside, 1]).astype(int), np.floor(pix[inside, 0]).astype(int)
+    err = np.abs(z[inside] / scene.depths[0][rows, cols] - 1)
+    assert inside.mean() > 0.5 and np.median(err) < 0.01 and np.mean(err > 0.05) < 0.05
+    # each point has the photo's colour where it lies (the texture differs from pixel to pixel, so
+    # colours read at the unscaled pixel of the big copies would not match)
+    rgb = points.rgb[inside]
+    photo = scene.images[0][rows, cols] / 255.0
+    assert np.median(np.abs(rgb - photo).mean(1)) < 0.5 * np.median(np.abs(rgb - photo[::-1]).mean(1))
+    assert sum("finding features" in s for s in steps) == 3 and sum("matching pair" in s for s in steps) == 3
+
+
+def test_triangulated_points_stop_on_cancel_and_need_two_views(scene):
+    from engine.priors.multiview import triangulated_points
+
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        triangulated_points(scene.cameras, scene.images, cancel=token)
+    points, label = triangulated_points(scene.cameras[:1], scene.images[:1])
+    assert len(points) == 0 and label == "none"

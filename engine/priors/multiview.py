@@ -70,22 +70,17 @@ class MultiViewDepth(DepthPrior):
             emit(Progress(self.stage, done, total, message))
 
         matcher = self._matcher(emit)
-        found, scales = [], []
-        for k, rgb in enumerate(originals):
-            check_cancel(cancel)
-            progress(f"depth: finding features ({matcher.label}) in view {k + 1} of {n}")
-            found.append(matcher.extract(rgb, self.feature_long_edge))
-            scales.append((cams[k].width / rgb.shape[1], cams[k].height / rgb.shape[0]))
+
+        def step(message: str):
+            nonlocal done
+            progress(f"depth: {message}")
             done += 1
-        features_done = time.perf_counter()
-        sparse: dict[tuple[int, int], PairPoints] = {}
-        for k, (i, j) in enumerate(pairs):
-            check_cancel(cancel)
-            progress(f"depth: matching pair {k + 1} of {len(pairs)}")
-            sparse[(i, j)] = pair_points(found, cams, scales, i, j, matcher)
-            done += 1
+
+        sparse, feature_seconds = match_and_triangulate(cams, originals, matcher, self.feature_long_edge, pairs, step,
+                                                        cancel)
+        features_done = started + feature_seconds
         matching_done = time.perf_counter()
-        self.sparse_points = _point_cloud(sparse.values(), work)
+        self.sparse_points = _point_cloud(sparse.values(), work, cams)
 
         maps = []
         for i in range(n):
@@ -128,6 +123,45 @@ class MultiViewDepth(DepthPrior):
         except HandfulError as e:  # the learned weights are missing or broken: SIFT still works
             emit(WarningEvent(f"depth prior: {e}; using SIFT matches instead"))
             return SiftMatcher(2 * self.max_keypoints)
+
+
+def match_and_triangulate(cams: Sequence[Camera], images: Sequence[np.ndarray], matcher, feature_long_edge: int,
+                          pairs: Sequence[tuple[int, int]], step, cancel: CancelToken | None):
+    """Features in every view, then each pair's matches triangulated with the known cameras:
+    {(i, j): PairPoints}. ``images`` are the photos (RGB8, any size; features are found on copies
+    ``feature_long_edge`` long), ``cams`` the cameras the points are placed with. ``step(message)`` is
+    called before each view and each pair; cancel is checked there. Also returns the seconds the
+    features took."""
+    found, scales = [], []
+    started = time.perf_counter()
+    for k, rgb in enumerate(images):
+        check_cancel(cancel)
+        step(f"finding features ({matcher.label}) in view {k + 1} of {len(images)}")
+        found.append(matcher.extract(rgb, feature_long_edge))
+        scales.append((cams[k].width / rgb.shape[1], cams[k].height / rgb.shape[0]))
+    feature_seconds = time.perf_counter() - started
+    sparse: dict[tuple[int, int], PairPoints] = {}
+    for k, (i, j) in enumerate(pairs):
+        check_cancel(cancel)
+        step(f"matching pair {k + 1} of {len(pairs)}")
+        sparse[(i, j)] = pair_points(found, cams, scales, i, j, matcher)
+    return sparse, feature_seconds
+
+
+def triangulated_points(cameras: Sequence[Camera], images: Sequence, *, features: str = "sift",
+                        feature_long_edge: int = FEATURE_LONG_EDGE, max_keypoints: int = MAX_KEYPOINTS,
+                        weights_dir=None, step=lambda message: None,
+                        cancel: CancelToken | None = None) -> tuple[PointCloud, str]:
+    """Step 1 alone: nearby views' matches triangulated with the known cameras, coloured from the
+    photos, and the matcher's label. For a start where the cameras came without points (a
+    transforms.json, an empty points3D.txt): without them random points must guess the scene's depth."""
+    if len(cameras) < 2:
+        return PointCloud(np.zeros((0, 3)), np.zeros((0, 3))), "none"
+    originals = [as_rgb8(im) for im in images]
+    matcher = make_matcher(features, weights_dir, max_keypoints) if features != "sift" else SiftMatcher(2 * max_keypoints)
+    sparse, _ = match_and_triangulate(list(cameras), originals, matcher, feature_long_edge, candidate_pairs(cameras),
+                                      step, cancel)
+    return _point_cloud(sparse.values(), originals, list(cameras)), matcher.label
 
 
 def candidate_pairs(cams: Sequence[Camera]) -> list[tuple[int, int]]:
@@ -211,13 +245,15 @@ def fuse_estimates(estimates: Sequence[PairDepth]) -> PairDepth:
                      max(e.focal_baseline for e in estimates), "+".join(sorted({e.method for e in estimates})))
 
 
-def _point_cloud(pairs, images: Sequence[np.ndarray]) -> PointCloud:
+def _point_cloud(pairs, images: Sequence[np.ndarray], cams: Sequence[Camera]) -> PointCloud:
+    """The pairs' points, coloured from view i (``images`` at any size: pixels are scaled from the cameras')."""
     xyz, rgb = [np.zeros((0, 3))], [np.zeros((0, 3))]
     for p in pairs:
         img = images[p.i]
         h, w = img.shape[:2]
-        cols = np.clip(np.floor(p.uv_i[:, 0]).astype(np.int64), 0, w - 1)
-        rows = np.clip(np.floor(p.uv_i[:, 1]).astype(np.int64), 0, h - 1)
+        sx, sy = w / cams[p.i].width, h / cams[p.i].height
+        cols = np.clip(np.floor(p.uv_i[:, 0] * sx).astype(np.int64), 0, w - 1)
+        rows = np.clip(np.floor(p.uv_i[:, 1] * sy).astype(np.int64), 0, h - 1)
         xyz.append(p.xyz)
         rgb.append(img[rows, cols] / 255.0)
     return PointCloud(np.concatenate(xyz), np.concatenate(rgb))

@@ -28,9 +28,9 @@ def scene_centre(cameras: Sequence[Camera]) -> np.ndarray:
     """The point the cameras look at: closest (least squares) to every optical axis; for
     forward-facing captures (nearly parallel axes) a point ahead of the mean centre, at twice the
     cameras' spread (or 1 unit) along the mean viewing direction."""
-    from engine.train.init import _focus_point
+    from engine.train.init import focus_point
 
-    focus = _focus_point(cameras) if len(cameras) >= 2 else None
+    focus = focus_point(cameras) if len(cameras) >= 2 else None
     if focus is not None:
         return focus
     centres = np.array([c.center for c in cameras])

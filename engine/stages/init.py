@@ -1,5 +1,6 @@
-"""init: the Gaussians training starts from (init.ply): the sparse SfM points, the depth stage's dense
-points when the priors plan has them, topped up with random points in the cameras' view.
+"""init: the Gaussians training starts from (init.ply): the sparse SfM points (or, for cameras given
+without points, the photos' matches triangulated with them), the depth stage's dense points when the
+priors plan has them, topped up with random points in the cameras' view.
 
 The dense points get the share of the budget that the depth guard trusts (the mean over the views of
 the share of each photo their confirmed depths reach, engine.priors.quality); the rest is the random
@@ -20,13 +21,15 @@ from .base import Stage, StageResult
 
 # below this many points the initialisation is topped up with random points in the cameras' view
 MIN_SFM_POINTS = 2000
+TRIANGULATED_FOR_RANGE = 50  # triangulated points needed to bound the random fill's depths
+TRIANGULATION_VERSION = 1  # of the start from triangulated matches: a change re-runs the stage
 
 
 @dataclass
 class InitResult(StageResult):
     file = "init.json"
     gaussians: int = 0
-    sources: dict = field(default_factory=dict)  # points from each source: sfm, depth, random
+    sources: dict = field(default_factory=dict)  # points from each source: sfm, triangulated, depth, random
     dense_share: float | None = None  # the budget share the depth guard gave the dense points (None: no dense start)
     fill: str | None = None  # where the random fill beside dense points went: "hull" (visual hull) or "holes"
 
@@ -39,20 +42,29 @@ class InitStage(Stage):
 
     def settings(self, ctx) -> dict:
         dense = ctx.priors.has("dense-init")
-        return {"dense_init": dense, **({"guard": priors.GUARD_VERSION, "hull": ctx.priors.has("hull")} if dense else {})}
+        guard = {"guard": priors.GUARD_VERSION, "hull": ctx.priors.has("hull")} if dense else {}
+        return {"dense_init": dense, "triangulation": TRIANGULATION_VERSION, **guard}
 
     def run(self, ctx) -> InitResult:
         from ..io import save_scene
         from ..train import init_from_points, random_init
+        from ..train.init import focus_point
 
         rig, train_cams, _, cfg = ctx.train_setup()
         torch.manual_seed(ctx.options.seed)
         budget = max(1000, cfg.cap_max // 2)
         parts, sources = [], {}
+        depth_range = None
         if rig.points is not None and len(rig.points):
             parts.append(init_from_points(rig.points))
             sources["sfm"] = len(rig.points)
-        free = max(0, budget - sources.get("sfm", 0))
+        else:  # cameras given without points: triangulate the photos' matches with them
+            points = _triangulated(ctx, train_cams)
+            if points is not None and len(points):
+                parts.append(init_from_points(points, max_points=budget, seed=ctx.options.seed))
+                sources["triangulated"] = min(len(points), budget)
+                depth_range = _depth_range(points, train_cams)
+        free = max(0, budget - sum(sources.values()))
         share, untrusted, fill_at = None, 0, None
         if ctx.priors.has("dense-init"):
             share = _dense_share(ctx, train_cams)
@@ -68,7 +80,10 @@ class InitStage(Stage):
         # give the random fill the part of the photos the dense points do not reach
         if have < min(MIN_SFM_POINTS, budget) or (share is not None and untrusted > 0):
             fill = budget - have if have < min(MIN_SFM_POINTS, budget) else untrusted
-            scene = random_init(rig.cameras, fill, seed=ctx.options.seed)
+            # without a common centre to fill a cube around (forward-facing), the rays' depths come from the
+            # triangulated points when there are any
+            forward = depth_range is not None and focus_point(rig.cameras) is None
+            scene = random_init(rig.cameras, fill, seed=ctx.options.seed, depth_range=depth_range if forward else None)
             if share is not None:
                 hull = _in_the_hull(ctx, train_cams, fill) if ctx.priors.has("hull") and _plain_background(ctx) else None
                 scene = hull if hull is not None else _in_the_holes(ctx, train_cams, scene, fill)
@@ -81,6 +96,27 @@ class InitStage(Stage):
         save_scene(scene, ctx.out / "init.ply")
         return InitResult(gaussians=len(scene), sources=sources,
                           dense_share=None if share is None else round(share, 4), fill=fill_at)
+
+
+def _triangulated(ctx, train_cams):
+    """The training photos' matches triangulated with their given cameras (None when that fails)."""
+    images = ctx.load_images(train_cams)
+    points, label = priors.triangulated_points(
+        train_cams, images, step=lambda message: ctx.progress(0, 1, message), cancel=ctx.cancel, warn=ctx.warn)
+    if points is not None:
+        ctx.progress(1, 1, f"{len(points):,} starting points from {label} matches triangulated with the given cameras")
+    return points
+
+
+def _depth_range(points, cams) -> tuple[float, float] | None:
+    """(near, far) of the points' depths in the cameras (2nd-98th percentile, widened by a quarter);
+    None with fewer than TRIANGULATED_FOR_RANGE points in front of them."""
+    z = np.concatenate([(points.xyz @ c.R.T + c.t)[:, 2] for c in cams])
+    z = z[z > 0]
+    if len(z) < TRIANGULATED_FOR_RANGE:
+        return None
+    near, far = np.percentile(z, [2, 98])
+    return float(near) / 1.25, float(far) * 1.25
 
 
 def _dense_share(ctx, train_cams) -> float:

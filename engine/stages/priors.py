@@ -210,6 +210,22 @@ def confirmed_depth_range(depth_maps, *, warn):
         return None
 
 
+def triangulated_points(cameras, images, *, step, cancel, warn):
+    """(points, matcher label): nearby photos' SIFT matches triangulated with the known cameras
+    (engine.priors.multiview); (None, "none"), with a warning, when that fails. Cancel propagates."""
+    import cv2
+
+    from ..errors import Cancelled
+
+    try:
+        return _module("multiview").triangulated_points(cameras, images, step=step, cancel=cancel)
+    except Cancelled:
+        raise
+    except USABLE_ERRORS + (AttributeError, cv2.error) as e:
+        warn(f"the photos' matches could not be triangulated with the given cameras ({e})")
+        return None, "none"
+
+
 def dense_points(depth_maps, images, *, max_points: int):
     return _module("depth").dense_points(depth_maps, images, max_points=max_points, min_confidence=0.5)
 

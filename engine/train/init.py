@@ -45,7 +45,7 @@ def _visible_counts(points: np.ndarray, cameras: Sequence[Camera], near: float) 
     return counts
 
 
-def _focus_point(cameras: Sequence[Camera]) -> np.ndarray | None:
+def focus_point(cameras: Sequence[Camera]) -> np.ndarray | None:
     """The point closest (least squares) to all optical axes, or None when the axes are nearly
     parallel (forward-facing captures) and the point is ill-defined."""
     a = np.zeros((3, 3))
@@ -88,7 +88,7 @@ def random_init(
     centers = np.array([c.center for c in cameras])
     spread = float(np.linalg.norm(centers - centers.mean(0), axis=1).max()) if len(cameras) > 1 else 1.0
     spread = spread or 1.0
-    focus = _focus_point(cameras) if depth_range is None else None
+    focus = focus_point(cameras) if depth_range is None else None
     points = np.zeros((0, 3))
     if focus is not None:
         dist = float(np.median(np.linalg.norm(centers - focus, axis=1)))
@@ -134,4 +134,4 @@ def grey_gaussians(points: np.ndarray, *, sh_degree: int = 3, opacity: float = 0
     )
 
 
-__all__ = ["grey_gaussians", "init_from_points", "random_init"]
+__all__ = ["focus_point", "grey_gaussians", "init_from_points", "random_init"]
