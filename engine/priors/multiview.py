@@ -158,7 +158,7 @@ def triangulated_points(cameras: Sequence[Camera], images: Sequence, *, features
     if len(cameras) < 2:
         return PointCloud(np.zeros((0, 3)), np.zeros((0, 3))), "none"
     originals = [as_rgb8(im) for im in images]
-    matcher = make_matcher(features, weights_dir, max_keypoints) if features != "sift" else SiftMatcher(2 * max_keypoints)
+    matcher = make_matcher(features, weights_dir, max_keypoints)
     sparse, _ = match_and_triangulate(list(cameras), originals, matcher, feature_long_edge, candidate_pairs(cameras),
                                       step, cancel)
     return _point_cloud(sparse.values(), originals, list(cameras)), matcher.label
