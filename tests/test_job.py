@@ -292,6 +292,7 @@ def test_given_cameras_without_points_start_from_the_photos_matches_triangulated
     init = InitResult.load(out)
     n = init.sources.get("triangulated", 0)
     assert n >= 20 and init.sources["random"] == init.gaussians - n, init.sources
+    assert init.start_matches == "ALIKED+LightGlue"  # 8 photos: learned matching (SIFT above 12)
     assert any("triangulated with the given cameras" in e.message for e in seen if isinstance(e, ev.Progress))
     # the triangulated Gaussians come first, each seen by at least two photos, with the colour the
     # photos show where it lies

@@ -466,6 +466,16 @@ def test_triangulated_points_lie_on_the_planes_with_their_colours(scene):
     assert sum("finding features" in s for s in steps) == 3 and sum("matching pair" in s for s in steps) == 3
 
 
+def test_triangulated_points_fall_back_to_sift_when_the_learned_weights_are_missing(scene, tmp_path):
+    from engine.priors.multiview import triangulated_points
+
+    warnings = []
+    points, label = triangulated_points(scene.cameras, scene.images, features="aliked", weights_dir=tmp_path,
+                                        warn=warnings.append)
+    assert label == "SIFT" and len(points) > 0
+    assert len(warnings) == 1 and "SIFT" in warnings[0] and str(tmp_path) in warnings[0]
+
+
 def test_triangulated_points_stop_on_cancel_and_need_two_views(scene):
     from engine.priors.multiview import triangulated_points
 

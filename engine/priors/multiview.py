@@ -150,7 +150,7 @@ def match_and_triangulate(cams: Sequence[Camera], images: Sequence[np.ndarray], 
 
 def triangulated_points(cameras: Sequence[Camera], images: Sequence, *, features: str = "sift",
                         feature_long_edge: int = FEATURE_LONG_EDGE, max_keypoints: int = MAX_KEYPOINTS,
-                        weights_dir=None, step=lambda message: None,
+                        weights_dir=None, step=lambda message: None, warn=lambda message: None,
                         cancel: CancelToken | None = None) -> tuple[PointCloud, str]:
     """Step 1 alone: nearby views' matches triangulated with the known cameras, coloured from the
     photos, and the matcher's label. For a start where the cameras came without points (a
@@ -158,7 +158,11 @@ def triangulated_points(cameras: Sequence[Camera], images: Sequence, *, features
     if len(cameras) < 2:
         return PointCloud(np.zeros((0, 3)), np.zeros((0, 3))), "none"
     originals = [as_rgb8(im) for im in images]
-    matcher = make_matcher(features, weights_dir, max_keypoints)
+    try:
+        matcher = make_matcher(features, weights_dir, max_keypoints)
+    except HandfulError as e:  # the learned weights are missing or broken: SIFT still works
+        warn(f"starting points: {e}; using SIFT matches instead")
+        matcher = SiftMatcher(2 * max_keypoints)
     sparse, _ = match_and_triangulate(list(cameras), originals, matcher, feature_long_edge, candidate_pairs(cameras),
                                       step, cancel)
     return _point_cloud(sparse.values(), originals, list(cameras)), matcher.label

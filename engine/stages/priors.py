@@ -210,15 +210,17 @@ def confirmed_depth_range(depth_maps, *, warn):
         return None
 
 
-def triangulated_points(cameras, images, *, step, cancel, warn):
-    """(points, matcher label): nearby photos' SIFT matches triangulated with the known cameras
-    (engine.priors.multiview); (None, "none"), with a warning, when that fails. Cancel propagates."""
+def triangulated_points(cameras, images, *, features, step, cancel, warn):
+    """(points, matcher label): nearby photos' matches (``features``: aliked, disk or sift) triangulated
+    with the known cameras (engine.priors.multiview); (None, "none"), with a warning, when that fails.
+    Cancel propagates."""
     import cv2
 
     from ..errors import Cancelled
 
     try:
-        return _module("multiview").triangulated_points(cameras, images, step=step, cancel=cancel)
+        return _module("multiview").triangulated_points(cameras, images, features=features, step=step, warn=warn,
+                                                        cancel=cancel)
     except Cancelled:
         raise
     except USABLE_ERRORS + (AttributeError, cv2.error) as e:
