@@ -53,7 +53,6 @@ class InitStage(Stage):
     def run(self, ctx) -> InitResult:
         from ..io import save_scene
         from ..train import init_from_points, random_init
-        from ..train.init import focus_point
 
         rig, train_cams, _, cfg = ctx.train_setup()
         torch.manual_seed(ctx.options.seed)
@@ -86,10 +85,8 @@ class InitStage(Stage):
         # give the random fill the part of the photos the dense points do not reach
         if have < min(MIN_SFM_POINTS, budget) or (share is not None and untrusted > 0):
             fill = budget - have if have < min(MIN_SFM_POINTS, budget) else untrusted
-            # without a common centre to fill a cube around (forward-facing), the rays' depths come from the
-            # triangulated points when there are any
-            forward = depth_range is not None and focus_point(rig.cameras) is None
-            scene = random_init(rig.cameras, fill, seed=ctx.options.seed, depth_range=depth_range if forward else None)
+            # a forward-facing capture's rays take their depths from the triangulated points when there are any
+            scene = random_init(rig.cameras, fill, seed=ctx.options.seed, depth_range=depth_range)
             if share is not None:
                 hull = _in_the_hull(ctx, train_cams, fill) if ctx.priors.has("hull") and _plain_background(ctx) else None
                 scene = hull if hull is not None else _in_the_holes(ctx, train_cams, scene, fill)

@@ -77,7 +77,8 @@ def random_init(
     When the cameras look at a common centre (object captures), points fill the cube around that
     centre whose half-size is the frustum half-width there, keeping points seen by at least
     ``min_view_fraction`` of the cameras. Otherwise (forward-facing) points are spread along random
-    pixel rays with inverse depth uniform in ``depth_range`` (default 0.1-10 x the camera spread).
+    pixel rays with inverse depth uniform in ``depth_range`` (when the scene's depths are known, e.g. from
+    triangulated points; default 0.1-10 x the camera spread).
     Colours start grey with a little noise; sizes from the 3 nearest neighbours.
     """
     if not cameras:
@@ -88,7 +89,7 @@ def random_init(
     centers = np.array([c.center for c in cameras])
     spread = float(np.linalg.norm(centers - centers.mean(0), axis=1).max()) if len(cameras) > 1 else 1.0
     spread = spread or 1.0
-    focus = focus_point(cameras) if depth_range is None else None
+    focus = focus_point(cameras)
     points = np.zeros((0, 3))
     if focus is not None:
         dist = float(np.median(np.linalg.norm(centers - focus, axis=1)))
