@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine import events as ev
 from engine.__main__ import main as cli
 from engine.compress import importance as imp
 from engine.compress.pipeline import compress
@@ -167,8 +168,13 @@ def test_with_photos_it_fine_tunes_and_reports_the_psnr_kept():
     photos = [(render(scene, c, background=(0, 0, 0), backend=BACKEND).rgb.clamp(0, 1).numpy() * 255).astype(np.uint8)
               for c in cams]
     plain, r0, _ = compress(scene, "low", cameras=cams, images=photos, backend=BACKEND)
-    tuned, r1, _ = compress(scene, "low", cameras=cams, images=photos, finetune_steps=3, backend=BACKEND)
+    events = []
+    tuned, r1, _ = compress(scene, "low", cameras=cams, images=photos, finetune_steps=3, backend=BACKEND,
+                            on_event=events.append)
     assert r0.finetune_steps == 0 and r1.finetune_steps == 3 and plain != tuned
+    tuning = [e for e in events if isinstance(e, ev.Progress) and e.message.startswith("fine-tuning:")]
+    assert tuning and all(e.stage == "compress" and 0 < e.fraction < 1 for e in tuning)
+    assert "step 3/3" in tuning[-1].message
     for r in (r0, r1):
         assert r.psnr_photos_before > r.psnr_photos_after  # the photos are the uncompressed renders
         assert r.psnr_photos_after == pytest.approx(r.psnr_vs_uncompressed, abs=0.05)

@@ -117,15 +117,21 @@ def compress(
         truncate_degrees(pruned, q.sh_tolerance)
     timings["sh"] = time.perf_counter() - t
 
+    codebooks = None
     if finetune_steps and images is not None:
         t = time.perf_counter()
-        step(f"fine-tuning {finetune_steps} steps against the photos")
-        reduced = _finetune(reduced, cameras, images, finetune_steps, background, backend, emit, cancel)
+        from engine.compress.qat import CodecRounding  # the trainer: only a fine-tune needs it
+
+        step(f"fine-tuning {finetune_steps} steps against the photos, as the file will store the scene")
+        rounding = CodecRounding(reduced, q.settings, weights)
+        reduced = _finetune(reduced, cameras, images, finetune_steps, background, backend, emit, cancel, rounding,
+                            at=done - 1, of=steps)
+        codebooks = rounding.codebooks(reduced)
         timings["finetune"] = time.perf_counter() - t
 
     t = time.perf_counter()
     step("building codebooks and entropy coding")
-    data = encode_scene(reduced, q.settings, weights=weights)
+    data = encode_scene(reduced, q.settings, weights=weights, codebooks=codebooks)
     timings["encode"] = time.perf_counter() - t
     t = time.perf_counter()
     decoded = decode_scene(data)
@@ -155,19 +161,26 @@ def compress(
     return data, report, decoded
 
 
-def _finetune(scene, cameras, images, steps, background, backend, emit, cancel) -> GaussianScene:
-    """A short optimisation of the pruned scene against the photos, with no densification (the trainer's
-    refinement starts after the last step) and at full resolution."""
+def _finetune(scene, cameras, images, steps, background, backend, emit, cancel, rounding, at, of) -> GaussianScene:
+    """A short optimisation of the pruned scene against the photos, rendered through ``rounding`` (what the
+    file will hold), at full resolution and with no densification; its progress is step ``at`` of ``of``."""
     from engine.train.config import TrainConfig
     from engine.train.loop import train
 
     config = TrainConfig(
-        iterations=steps, backend=backend, sh_degree=scene.sh_degree, sh_interval=1,
+        iterations=steps, backend=backend, sh_degree=scene.sh_degree, sh_interval=1, strategy="none",
         refine_start=steps + 1, start_resolution=1.0, lr_means=1.6e-5, lr_means_final=1.6e-6,
-        progress_every_s=1e9, snapshot_every_s=1e9, metrics_every=10**9,
+        progress_every_s=1.0, snapshot_every_s=1e9, metrics_every=10**9,
     )
-    sink = lambda e: emit(e) if isinstance(e, ev.Warning) else None  # noqa: E731
-    result = train(scene, cameras, images, config, emit=sink, cancel=cancel, background=background)
+
+    def sink(e):
+        if isinstance(e, ev.Warning):
+            emit(e)
+        elif isinstance(e, ev.Progress):
+            emit(ev.Progress(STAGE, at + e.fraction, of, f"fine-tuning: {e.message}", eta_seconds=e.eta_seconds,
+                             estimating=e.estimating))
+
+    result = train(scene, cameras, images, config, emit=sink, cancel=cancel, background=background, hooks=[rounding])
     return result.scene.detach().to("cpu")
 
 

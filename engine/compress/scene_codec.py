@@ -76,7 +76,7 @@ LOSSLESS = CodecSettings()
 SPLATS_PER_WORD = 32
 
 
-def _kind(spec: str) -> tuple[str, int]:
+def spec_kind(spec: str) -> tuple[str, int]:
     m = _SPEC.match(spec)
     return ("f32", 32) if m.group(1) == "f32" else ("q", int(m.group(2))) if m.group(2) else ("vq", int(m.group(3)))
 
@@ -130,43 +130,73 @@ class _Writer:
         self.predicted_ints(name, codec.quantize_range(values, lo, hi, bits), bits)
         return {"codec": "q", "bits": bits, "dim": values.shape[1], "lo": lo.tolist(), "hi": hi.tolist()}
 
-    def codebook(self, name: str, values: np.ndarray, k: int, weights, zero_word: bool = False) -> dict:
-        values = _rows(values).astype(np.float32)
-        dim = values.shape[1]
-        labels = np.zeros(len(values), dtype=np.int64)
-        words = [np.zeros((1, dim), np.float32)] if zero_word else []
-        rows = np.flatnonzero(np.abs(values).max(axis=1) > 0) if zero_word else np.arange(len(values))
-        # a codebook much larger than a small scene costs more bytes than it saves: at most one word
-        # per SPLATS_PER_WORD splats (the spec's k is the ceiling, reached from k * SPLATS_PER_WORD up)
-        k = min(k, max(16, len(rows) // SPLATS_PER_WORD + len(words)))
-        if len(rows):
-            from engine.compress.vq import kmeans  # scipy.sparse: a reader never needs it
-
-            book, lab = kmeans(values[rows], k - len(words), weights=None if weights is None else weights[rows])
-            labels[rows] = lab + len(words)
-            words.append(book)
-        book = np.concatenate(words) if words else np.zeros((0, dim), np.float32)
-        # 8-bit words on each column's range (the reserved zero word is not stored: it stays exact): half
-        # the bytes of float16, and a step of 1/255 of the range is far below the codebook's own error
-        stored = book[1:] if zero_word else book
-        lo = stored.min(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
-        hi = stored.max(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
+    def codebook(self, name: str, values: np.ndarray, k: int, weights, zero_word: bool = False,
+                 fitted: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+        """``fitted``: (codebook, labels) to store as they are (a quantisation-aware fine-tune's), with the
+        labels in this writer's splat order; otherwise k-means fits them here."""
+        book, labels = fitted if fitted is not None else fit_codebook(values, k, weights, zero_word)
+        book = np.asarray(book, dtype=np.float32)
+        labels = np.asarray(labels, dtype=np.int64)
+        stored, lo, hi = _stored_words(book, zero_word)
         self.streams[f"{name}.codebook"] = codec.quantize_range(stored, lo, hi, 8).astype(np.uint8).tobytes()
         bits = max(1, int(len(book) - 1).bit_length())
         self.predicted_ints(name, labels, bits)
-        return {"codec": "vq", "k": len(book), "bits": bits, "dim": dim,
+        return {"codec": "vq", "k": len(book), "bits": bits, "dim": book.shape[1],
                 "book": {"bits": 8, "lo": lo.tolist(), "hi": hi.tolist(), "zero_word": bool(zero_word)}}
 
 
-def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weights: np.ndarray | None = None) -> bytes:
-    """The bytes of a .handful file holding ``scene`` (``weights``: per-splat importance for codebooks)."""
+def fit_codebook(values: np.ndarray, k: int, weights=None, zero_word: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(codebook (k', D) float32, labels (N,)) of ``values`` for a ``vq<k>`` spec: k-means weighted by
+    importance; with ``zero_word`` word 0 is all zeros and holds exactly the all-zero rows (cut SH bands)."""
+    values = _rows(values).astype(np.float32)
+    dim = values.shape[1]
+    labels = np.zeros(len(values), dtype=np.int64)
+    words = [np.zeros((1, dim), np.float32)] if zero_word else []
+    rows = np.flatnonzero(np.abs(values).max(axis=1) > 0) if zero_word else np.arange(len(values))
+    # a codebook much larger than a small scene costs more bytes than it saves: at most one word
+    # per SPLATS_PER_WORD splats (the spec's k is the ceiling, reached from k * SPLATS_PER_WORD up)
+    k = min(k, max(16, len(rows) // SPLATS_PER_WORD + len(words)))
+    if len(rows):
+        from engine.compress.vq import kmeans  # scipy.sparse: a reader never needs it
+
+        book, lab = kmeans(values[rows], k - len(words), weights=None if weights is None else np.asarray(weights)[rows])
+        labels[rows] = lab + len(words)
+        words.append(book)
+    return (np.concatenate(words) if words else np.zeros((0, dim), np.float32)), labels
+
+
+def _stored_words(book: np.ndarray, zero_word: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the words a file stores, each column's lo and hi): 8-bit words on each column's range, and the
+    reserved zero word is not stored (it stays exact). Half the bytes of float16, and a step of 1/255 of
+    the range is far below the codebook's own error."""
+    stored = book[1:] if zero_word else book
+    dim = book.shape[1]
+    lo = stored.min(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
+    hi = stored.max(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
+    return stored, lo, hi
+
+
+def codebook_words(book: np.ndarray, zero_word: bool) -> np.ndarray:
+    """The words as a reader gets them (``_stored_words``)."""
+    stored, lo, hi = _stored_words(book, zero_word)
+    if not len(stored):
+        return np.asarray(book, np.float32)
+    words = codec.dequantize_range(codec.quantize_range(stored, lo, hi, 8), lo, hi, 8, np.float32)
+    return np.concatenate([np.zeros((1, book.shape[1]), np.float32), words]) if zero_word else words
+
+
+def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weights: np.ndarray | None = None,
+                 codebooks: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> bytes:
+    """The bytes of a .handful file holding ``scene`` (``weights``: per-splat importance for codebooks;
+    ``codebooks``: {attribute: (codebook, labels in the scene's order)} to store instead of fitting them,
+    see ``qat.CodecRounding``)."""
     settings = settings.validate()
     scene = scene.detach().to("cpu")
     n = len(scene)
     np_ = lambda t: t.numpy().astype(np.float64)  # noqa: E731
     means, quats, log_scales = np_(scene.means), np_(scene.quats), np_(scene.log_scales)
     logits, sh = np_(scene.opacity_logits), scene.sh.numpy()
-    kind, bits = _kind(settings.means)
+    kind, bits = spec_kind(settings.means)
     w = _Writer(predict=kind == "q")
     attrs: dict[str, dict] = {}
 
@@ -183,16 +213,17 @@ def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weigh
         attrs["means"] = {"codec": "q", "bits": bits, "dim": 3, "lo": lo.tolist(), "hi": hi.tolist(), "sorted": True}
     take = lambda a: a[order]  # noqa: E731
     weights = None if weights is None else np.asarray(weights, dtype=np.float64)[order]
+    fitted = {name: (book, np.asarray(labels)[order]) for name, (book, labels) in (codebooks or {}).items()}
 
-    kind, bits = _kind(settings.opacity)
+    kind, bits = spec_kind(settings.opacity)
     attrs["opacity"] = w.floats("opacity", take(logits)) if kind == "f32" else \
         {**w.uniform("opacity", codec.sigmoid(take(logits))[:, None], bits), "space": "sigmoid"}
-    attrs["dc"] = _encode_plain(w, "dc", settings.dc, take(sh[:, 0].astype(np.float64)), weights)
-    attrs["log_scales"] = _encode_plain(w, "log_scales", settings.log_scales, take(log_scales), weights)
-    attrs["quats"] = _encode_quats(w, settings.quats, take(quats), weights)
+    attrs["dc"] = _encode_plain(w, "dc", settings.dc, take(sh[:, 0].astype(np.float64)), weights, fitted)
+    attrs["log_scales"] = _encode_plain(w, "log_scales", settings.log_scales, take(log_scales), weights, fitted)
+    attrs["quats"] = _encode_quats(w, settings.quats, take(quats), weights, fitted)
     if sh.shape[1] > 1:
         rest = take(_rows(sh[:, 1:]).astype(np.float64))
-        attrs["sh_rest"] = _encode_plain(w, "sh_rest", settings.sh_rest, rest, weights, zero_word=True)
+        attrs["sh_rest"] = _encode_plain(w, "sh_rest", settings.sh_rest, rest, weights, fitted, zero_word=True)
     if scene.group_ids is not None:
         w.ints("group_ids", take(scene.group_ids.numpy().astype(np.int64)).astype(np.uint32), 32)
         attrs["group_ids"] = {"codec": "i32"}
@@ -212,22 +243,29 @@ def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weigh
         return container.pack(header, w.streams, settings.zstd_level, pool=pool, version_floor=3 if v3 else 1)
 
 
-def _encode_plain(w: _Writer, name: str, spec: str, values: np.ndarray, weights, zero_word: bool = False) -> dict:
-    kind, arg = _kind(spec)
+def _encode_plain(w: _Writer, name: str, spec: str, values: np.ndarray, weights, fitted: dict,
+                  zero_word: bool = False) -> dict:
+    kind, arg = spec_kind(spec)
     if kind == "f32":
         return w.floats(name, values)
     if kind == "q":
         return w.uniform(name, values, arg)
-    return w.codebook(name, values, arg, weights, zero_word=zero_word)
+    return w.codebook(name, values, arg, weights, zero_word=zero_word, fitted=fitted.get(name))
 
 
-def _encode_quats(w: _Writer, spec: str, quats: np.ndarray, weights) -> dict:
-    kind, arg = _kind(spec)
+def quats_for_codebook(quats: np.ndarray) -> np.ndarray:
+    """Unit quaternions on the half with w >= 0 (q and -q are one rotation), as a codebook clusters them."""
+    unit = codec.normalize_quats(quats)
+    return np.where(unit[:, :1] < 0, -unit, unit)
+
+
+def _encode_quats(w: _Writer, spec: str, quats: np.ndarray, weights, fitted: dict) -> dict:
+    kind, arg = spec_kind(spec)
     if kind == "f32":
         return w.floats("quats", quats)
+    if kind == "vq":
+        return w.codebook("quats", quats_for_codebook(quats), arg, weights, fitted=fitted.get("quats"))
     unit = codec.normalize_quats(quats)
-    if kind == "vq":  # q and -q are one rotation: cluster the half with w >= 0
-        return w.codebook("quats", np.where(unit[:, :1] < 0, -unit, unit), arg, weights)
     largest, others = codec.smallest_three(unit)
     w.predicted_ints("quats.largest", largest.astype(np.uint8), 2)
     w.predicted_ints("quats", codec.unorm(others * codec.SQRT1_2 + 0.5, arg), arg)
