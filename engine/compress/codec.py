@@ -45,6 +45,15 @@ def from_unorm(q: np.ndarray, bits: int, dtype=np.float64) -> np.ndarray:
     return np.asarray(q).astype(dtype) * dtype(1.0 / ((1 << bits) - 1))
 
 
+def column_range(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) float64 of each column of ``values`` (N, D): the range a fixed-point column is stored on;
+    zeros when there are no rows."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return np.zeros(values.shape[1]), np.zeros(values.shape[1])
+    return values.min(axis=0), values.max(axis=0)
+
+
 def quantize_range(values: np.ndarray, lo, hi, bits: int) -> np.ndarray:
     """``values`` between ``lo`` and ``hi`` (broadcast per column) to ``bits``-bit integers."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)

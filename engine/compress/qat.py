@@ -26,9 +26,7 @@ from engine.train.hooks import Hook
 
 def _round_range(values: np.ndarray, bits: int) -> np.ndarray:
     """Fixed point on each column's own [min, max], as the writer's ``uniform`` codec stores it."""
-    if not len(values):
-        return values
-    lo, hi = values.min(axis=0), values.max(axis=0)
+    lo, hi = codec.column_range(values)
     return codec.dequantize_range(codec.quantize_range(values, lo, hi, bits), lo, hi, bits)
 
 
@@ -57,14 +55,13 @@ class CodecRounding(Hook):
         # a word is its splats' importance-weighted mean: Adam moves every splat's copy by about its learning
         # rate however little the splat shows, so an unweighted mean would follow the splats nobody sees
         self._weights = np.ones(len(scene)) if weights is None else np.asarray(weights, np.float64) + 1e-12
-        for name, values, zero_word in self._vq_values(scene):
+        for name, values, zero_word in self._vq_values(_attributes(scene)):
             book, labels = fit_codebook(values, spec_kind(getattr(self.settings, name))[1], weights, zero_word)
             self._labels[name] = (labels, zero_word)
             self._books[name] = book
 
-    def _vq_values(self, scene: GaussianScene):
+    def _vq_values(self, attrs: dict[str, np.ndarray]):
         """(attribute, (N, D) values as the codebook sees them, zero word) for each codebook attribute."""
-        attrs = _attributes(scene)
         for name in ("dc", "log_scales", "quats", "sh_rest"):
             if name in attrs and spec_kind(getattr(self.settings, name))[0] == "vq":
                 values = quats_for_codebook(attrs[name]) if name == "quats" else attrs[name]
@@ -72,7 +69,10 @@ class CodecRounding(Hook):
 
     def codebooks(self, scene: GaussianScene) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{attribute: (codebook, labels)} of ``scene`` for ``encode_scene(codebooks=)``."""
-        return {name: (self._words(name, values), self._labels[name][0]) for name, values, _ in self._vq_values(scene)}
+        return self._codebooks(_attributes(scene))
+
+    def _codebooks(self, attrs: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {name: (self._words(name, values), self._labels[name][0]) for name, values, _ in self._vq_values(attrs)}
 
     def _words(self, name: str, values: np.ndarray) -> np.ndarray:
         """The codebook with each word the weighted mean of its splats' ``values`` (a word nobody uses stays)."""
@@ -91,7 +91,7 @@ class CodecRounding(Hook):
         """``scene`` as the codec stores it; ``straight_through``: each value is ``x + (round(x) - x)``
         with the difference detached, so gradients reach ``x`` as if nothing were rounded."""
         attrs = _attributes(scene)
-        books = self.codebooks(scene)
+        books = self._codebooks(attrs)
         s = self.settings
         out: dict[str, np.ndarray] = {}
         for name, spec in (("means", s.means), ("dc", s.dc), ("log_scales", s.log_scales), ("sh_rest", s.sh_rest)):

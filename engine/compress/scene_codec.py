@@ -125,8 +125,7 @@ class _Writer:
 
     def uniform(self, name: str, values: np.ndarray, bits: int) -> dict:
         values = _rows(values).astype(np.float64)
-        lo = values.min(axis=0) if len(values) else np.zeros(values.shape[1])
-        hi = values.max(axis=0) if len(values) else np.zeros(values.shape[1])
+        lo, hi = codec.column_range(values)
         self.predicted_ints(name, codec.quantize_range(values, lo, hi, bits), bits)
         return {"codec": "q", "bits": bits, "dim": values.shape[1], "lo": lo.tolist(), "hi": hi.tolist()}
 
@@ -170,10 +169,7 @@ def _stored_words(book: np.ndarray, zero_word: bool) -> tuple[np.ndarray, np.nda
     reserved zero word is not stored (it stays exact). Half the bytes of float16, and a step of 1/255 of
     the range is far below the codebook's own error."""
     stored = book[1:] if zero_word else book
-    dim = book.shape[1]
-    lo = stored.min(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
-    hi = stored.max(axis=0).astype(np.float64) if len(stored) else np.zeros(dim)
-    return stored, lo, hi
+    return (stored, *codec.column_range(stored))
 
 
 def codebook_words(book: np.ndarray, zero_word: bool) -> np.ndarray:
@@ -204,8 +200,7 @@ def encode_scene(scene: GaussianScene, settings: CodecSettings = LOSSLESS, weigh
     if kind == "f32":
         attrs["means"] = w.floats("means", means)
     else:
-        lo = means.min(axis=0) if n else np.zeros(3)
-        hi = means.max(axis=0) if n else np.zeros(3)
+        lo, hi = codec.column_range(means)
         cells = codec.quantize_range(means, lo, hi, bits)
         codes = codec.morton_encode_63(cells)
         order = np.argsort(codes, kind="stable")

@@ -190,7 +190,7 @@ def encode(scene: GaussianScene, sh_tolerance: float | None = None, splats_per_e
     files: dict[str, bytes] = {}
 
     logm = _log_transform(means[order])
-    lo, hi = (logm.min(axis=0), logm.max(axis=0)) if n else (np.zeros(3), np.zeros(3))
+    lo, hi = codec.column_range(logm)
     q = codec.quantize_range(logm, lo, hi, 16)
     scales = np.exp(scene.log_scales.numpy()[order].astype(np.float64))
     unit_quats = codec.normalize_quats(scene.quats.numpy()[order])
