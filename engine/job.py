@@ -57,6 +57,8 @@ class JobOptions:
     seed: int = 0
     refine_poses: bool | None = None  # learn pose corrections while training (None: the preset decides)
     compress: str | None = None  # end with a compression stage at this quality (low / medium / high)
+    # steps of quantisation-aware fine-tuning against the training photos before the file is written (0: none)
+    compress_finetune: int = 300
     group: bool = True  # split the trained scene into objects (the group stage)
     masks: str = "regions"  # the group stage's 2D masks: "regions" (offline) or "sam" (needs sam_model)
     sam_model: Path | None = None  # a local Segment Anything checkpoint folder
@@ -82,6 +84,8 @@ class JobOptions:
                              hint=f"choose one of {', '.join(FEATURE_CHOICES)}")
         if self.compress is not None and self.compress not in ("low", "medium", "high"):
             raise InputError(f"unknown compression quality {self.compress!r}", hint="choose low, medium or high")
+        if self.compress_finetune < 0:
+            raise InputError("--compress-finetune must be 0 (no fine-tune) or a positive number of steps")
         if self.eval_every is not None and self.eval_every < 0:
             raise InputError("--eval-every must be 0 (no hold-out) or a positive number")
         if self.priors not in PRIORS + (AUTO,):

@@ -271,14 +271,27 @@ def test_the_job_can_end_with_a_compression_stage(sample_subset, tmp_path):
     run_job([sample_subset], out, JobOptions(**opts))
     assert not (out / "scene.handful").exists()
     seen, sink = _events()
-    run_job([sample_subset], out, JobOptions(compress="low", **opts), emit=sink)
+    run_job([sample_subset], out, JobOptions(compress="low", compress_finetune=0, **opts), emit=sink)
     assert [e.stage for e in seen if isinstance(e, ev.StageStarted)] == ["compress"]  # the rest resumed
-    report = json.loads((out / "report.json").read_text())["compress"]
-    assert report["bytes"] == (out / "scene.handful").stat().st_size
-    assert report["importance_from"] == "renders" and report["psnr_vs_uncompressed"] is not None
-    assert len(load_scene(out / "scene.handful")) == report["kept_gaussians"] <= len(load_scene(out / "scene.ply"))
+    plain = json.loads((out / "report.json").read_text())["compress"]
+    assert plain["bytes"] == (out / "scene.handful").stat().st_size
+    assert plain["importance_from"] == "renders" and plain["psnr_vs_uncompressed"] is not None
+    assert plain["finetune_steps"] == 0 and plain["psnr_photos_after"] is not None  # scored on the training photos
+    assert len(load_scene(out / "scene.handful")) == plain["kept_gaussians"] <= len(load_scene(out / "scene.ply"))
+
+    # fine-tuning against the training photos re-runs only the compression, and the file fits them better
+    seen, sink = _events()
+    run_job([sample_subset], out, JobOptions(compress="low", compress_finetune=40, **opts), emit=sink)
+    assert [e.stage for e in seen if isinstance(e, ev.StageStarted)] == ["compress"]
+    assert any(isinstance(e, ev.Progress) and "fine-tuning" in e.message for e in seen)
+    tuned = json.loads((out / "report.json").read_text())["compress"]
+    assert tuned["finetune_steps"] == 40 and tuned["bytes"] == (out / "scene.handful").stat().st_size
+    assert tuned["psnr_photos_before"] == pytest.approx(plain["psnr_photos_before"], abs=1e-6)
+    assert tuned["psnr_photos_after"] > plain["psnr_photos_after"] + 0.1
     with pytest.raises(InputError, match="compression quality"):
         JobOptions(compress="tiny").validate()
+    with pytest.raises(InputError, match="compress-finetune"):
+        JobOptions(compress="low", compress_finetune=-1).validate()
 
 
 def test_given_cameras_without_points_start_from_the_photos_matches_triangulated(sample_subset, tmp_path):

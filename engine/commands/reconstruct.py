@@ -51,6 +51,9 @@ def register(sub) -> None:
                    help="learn small corrections to the camera poses while training (off by default)")
     p.add_argument("--compress", choices=("low", "medium", "high"), default=None,
                    help="end with a compression stage writing scene.handful at this quality")
+    p.add_argument("--compress-finetune", type=int, default=JobOptions.compress_finetune, metavar="N",
+                   help="with --compress: fine-tune the pruned scene N steps against the training photos as "
+                        f"the file will store it (default {JobOptions.compress_finetune}; 0: none)")
     p.add_argument("--group", action=argparse.BooleanOptionalAction, default=True,
                    help="split the trained scene into objects (groups.json, a group_id per splat; on by default)")
     p.add_argument("--masks", choices=("regions", "sam"), default="regions",
@@ -100,6 +103,7 @@ def run(args) -> int:
         seed=args.seed,
         refine_poses=args.refine_poses,
         compress=args.compress,
+        compress_finetune=args.compress_finetune,
         group=args.group,
         masks=args.masks,
         sam_model=args.sam_model,

@@ -1,5 +1,6 @@
-"""compress: scene.handful at the chosen quality (only with JobOptions.compress); its figures go into
-report.json["compress"]."""
+"""compress: scene.handful at the chosen quality (only with JobOptions.compress), fine-tuned first against the
+training photos through the codec's rounding (``compress_finetune`` steps, ``engine.compress.qat``); its
+figures, the PSNR against those photos before and after included, go into report.json["compress"]."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class CompressResult(StageResult):
 
 class CompressStage(Stage):
     name = "compress"
-    reads = ("compress", "background")
+    reads = ("compress", "compress_finetune", "background")
     outputs = ("scene.handful", "compress.json", "report.json")
     result_type = CompressResult
 
@@ -31,6 +32,7 @@ class CompressStage(Stage):
         _, train_cams, _, _ = ctx.train_setup(refined=True)
         scene = load_scene(ctx.out / "scene.ply")
         data, summary, _ = compress(scene, ctx.options.compress, cameras=train_cams,
-                                    background=ctx.background.rgb, on_event=ctx.emit, cancel=ctx.cancel)
+                                    images=ctx.load_images(train_cams), finetune_steps=ctx.options.compress_finetune, background=ctx.background.rgb, on_event=ctx.emit,
+                                    cancel=ctx.cancel)
         atomic_write_bytes(ctx.out / "scene.handful", data)
         return CompressResult(summary={"file": "scene.handful", **summary.as_dict()})
