@@ -31,8 +31,8 @@ class CompressStage(Stage):
 
         _, train_cams, _, _ = ctx.train_setup(refined=True)
         scene = load_scene(ctx.out / "scene.ply")
-        data, summary, _ = compress(scene, ctx.options.compress, cameras=train_cams,
-                                    images=ctx.load_images(train_cams), finetune_steps=ctx.options.compress_finetune, background=ctx.background.rgb, on_event=ctx.emit,
-                                    cancel=ctx.cancel)
+        data, summary, _ = compress(scene, ctx.options.compress, cameras=train_cams, images=ctx.load_images(train_cams),
+                                    finetune_steps=ctx.options.compress_finetune, background=ctx.background.rgb,
+                                    on_event=ctx.emit, cancel=ctx.cancel)
         atomic_write_bytes(ctx.out / "scene.handful", data)
         return CompressResult(summary={"file": "scene.handful", **summary.as_dict()})
