@@ -19,7 +19,7 @@ reported: its network weights cannot be had offline here (no registry package sh
 Each case runs its priors settings one after another in one job folder, as a person re-running
 ``reconstruct`` with another ``--priors`` would: the job re-runs only the stages whose settings changed,
 and ``report.json``'s timings give each stage's seconds where it was measured. ``--ablations`` names parts
-to leave out of ``fast`` one at a time (``--without-prior``). ``--estimated LEVEL`` adds a row (fern) with
+to leave out of ``fast`` one at a time (``--without-prior``). ``--estimated LEVEL`` adds a row per case with
 the cameras estimated by Handful from the same 3 photos (no --cameras). Times are on a shared machine:
 compare them only as ratios within one run.
 
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", default="fern,temple,fountain")
     ap.add_argument("--levels", default="off,fast,full")
     ap.add_argument("--ablations", default="", help="parts left out of fast, one row each (e.g. depth,dropout)")
-    ap.add_argument("--estimated", default="", metavar="LEVEL", help="add a row with estimated cameras (fern)")
+    ap.add_argument("--estimated", default="", metavar="LEVEL", help="add a row per case with estimated cameras")
     ap.add_argument("--without", default="", help="parts left out of every --levels row (e.g. hull), as --without-prior")
     ap.add_argument("--preset", default="preview")
     ap.add_argument("--scale", type=float, default=0.5)
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
             options = JobOptions(cameras=case.cameras, priors="fast", without_priors=(part,), **common)
             rows.append(run_row(case, out, f"fast -{part}", options))
             _progress(rows, args)
-        if args.estimated and key == "fern":
+        if args.estimated:
             rows.append(run_row(case, work / key / "job_estimated", args.estimated,
                                 JobOptions(priors=args.estimated, **common), estimated=True,
                                 fit_steps=args.pose_fit_steps))
