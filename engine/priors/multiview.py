@@ -17,12 +17,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import HandfulError, InputError
+from ..errors import InputError
 from ..events import CancelToken, EventSink, Progress, Warning as WarningEvent, null_sink
 from ..scene import Camera, PointCloud
 from .depth_map import DepthMap
 from .prior import WORKING_LONG_EDGE, DepthPrior, as_rgb8, check_cancel, working_views
-from .sparse import FEATURE_LONG_EDGE, MAX_KEYPOINTS, PairPoints, SiftMatcher, make_matcher, pair_points
+from .sparse import FEATURE_LONG_EDGE, MAX_KEYPOINTS, PairPoints, matcher_or_sift, pair_points
 from .plane_sweep import sweep_depth
 from .stereo import PairDepth, pair_depth
 
@@ -118,11 +118,8 @@ class MultiViewDepth(DepthPrior):
         return estimates
 
     def _matcher(self, emit: EventSink):
-        try:
-            return make_matcher(self.features, self.weights_dir, self.max_keypoints)
-        except HandfulError as e:  # the learned weights are missing or broken: SIFT still works
-            emit(WarningEvent(f"depth prior: {e}; using SIFT matches instead"))
-            return SiftMatcher(2 * self.max_keypoints)
+        return matcher_or_sift(self.features, self.weights_dir, self.max_keypoints,
+                               lambda message: emit(WarningEvent(message)), "depth prior")
 
 
 def match_and_triangulate(cams: Sequence[Camera], images: Sequence[np.ndarray], matcher, feature_long_edge: int,
@@ -158,11 +155,7 @@ def triangulated_points(cameras: Sequence[Camera], images: Sequence, *, features
     if len(cameras) < 2:
         return PointCloud(np.zeros((0, 3)), np.zeros((0, 3))), "none"
     originals = [as_rgb8(im) for im in images]
-    try:
-        matcher = make_matcher(features, weights_dir, max_keypoints)
-    except HandfulError as e:  # the learned weights are missing or broken: SIFT still works
-        warn(f"starting points: {e}; using SIFT matches instead")
-        matcher = SiftMatcher(2 * max_keypoints)
+    matcher = matcher_or_sift(features, weights_dir, max_keypoints, warn, "starting points")
     sparse, _ = match_and_triangulate(list(cameras), originals, matcher, feature_long_edge, candidate_pairs(cameras),
                                       step, cancel)
     return _point_cloud(sparse.values(), originals, list(cameras)), matcher.label

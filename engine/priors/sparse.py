@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..camera_projection import project_points
+from ..errors import HandfulError
 from ..scene import Camera
 
 FEATURE_LONG_EDGE = 640  # px: features are found on copies this size (the working images are smaller)
@@ -88,6 +89,16 @@ def make_matcher(features: str, weights_dir=None, max_keypoints: int = MAX_KEYPO
     if features == "sift":
         return SiftMatcher(2 * max_keypoints)
     return LearnedMatcher(features, max_keypoints, weights_dir)
+
+
+def matcher_or_sift(features: str, weights_dir, max_keypoints: int, warn, who: str):
+    """``make_matcher``, or SIFT with a warning naming ``who`` when the learned weights are missing or
+    broken (SIFT needs none, so the stage still has matches)."""
+    try:
+        return make_matcher(features, weights_dir, max_keypoints)
+    except HandfulError as e:
+        warn(f"{who}: {e}; using SIFT matches instead")
+        return SiftMatcher(2 * max_keypoints)
 
 
 def projection_matrix(camera: Camera) -> np.ndarray:
